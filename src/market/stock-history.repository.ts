@@ -1,0 +1,154 @@
+/**
+ * The stock histories in Redis, behind the seed's contract: key `stockN` holds
+ * `{ ...fields, time: [...], price: [...], performance }`. Writes go through Lua scripts
+ * (see `lua/history.lua` for the layout) so that each batch is atomic and appending a
+ * tick costs the same at any history length.
+ */
+import { readFileSync } from 'node:fs'
+import type { Redis } from '../platform/redis.ts'
+import { priceToken, type Tick } from './tick.ts'
+
+const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
+const prelude = lua('history')
+const scripts = {
+  applyTicks: `${prelude}\n${lua('apply-ticks')}`,
+  flushHistories: `${prelude}\n${lua('flush')}`,
+  seedStock: `${prelude}\n${lua('seed-stock')}`,
+  claimChanged: `${prelude}\n${lua('claim-changed')}`,
+  completePerformance: `${prelude}\n${lua('complete-performance')}`,
+} as const
+
+type ScriptName = keyof typeof scripts
+type ScriptRedis = Redis & { [K in ScriptName]: (...args: Array<string | number>) => Promise<unknown> }
+
+/** Where a tick came from, for exactly-once: the Kafka partition and offset. */
+export interface TickSource {
+  partition: number
+  offset: bigint
+}
+
+/** A tick to apply, optionally with its Kafka position. */
+export type SourcedTick = Tick & { source?: TickSource }
+
+/** What one batch did. */
+export interface ApplyResult {
+  /** New times appended to a history. */
+  appended: number
+  /** Times already present whose price changed. */
+  updated: number
+  /** Times already present with the same price (a replayed file). */
+  unchanged: number
+  /** Ticks skipped because their offset was applied before (exactly-once). */
+  replayed: number
+  /** Stock keys whose old value was not a contract JSON and was moved aside. */
+  quarantined: number
+}
+
+/** A stock claimed for a performance computation. */
+export interface ClaimedStock {
+  stock: string
+  version: number
+}
+
+/** Options for {@link createStockHistoryRepository}. */
+export interface StockHistoryOptions {
+  /**
+   * Longest the contract JSON of a stock may lag its history while ticks stream in; 0
+   * rebuilds it after every batch. {@link StockHistoryRepository.flush} rebuilds now.
+   * @defaultValue 1000
+   */
+  materializeIntervalMs?: number
+}
+
+/** Key of the hash of applied offsets for a consumer group on a topic. */
+export function offsetsKey(group: string, topic: string): string {
+  return `bourse:offsets:${group}:${topic}`
+}
+
+/** Stock histories in Redis. */
+export interface StockHistoryRepository {
+  /**
+   * Applies ticks in order. With `offsets` (a consumer group and topic), ticks carrying a
+   * source at or below the group's stored offset are skipped, and the new offsets are
+   * stored in the same atomic step.
+   */
+  applyTicks(ticks: readonly SourcedTick[], offsets?: { group: string; topic: string }): Promise<ApplyResult>
+  /** Rebuilds the contract JSON of every stock changed since its last rebuild. */
+  flush(): Promise<number>
+  /** Replaces a stock's whole history by a contract JSON (a fixture entry). */
+  seedStock(stock: string, value: Record<string, unknown>): Promise<void>
+  /** The contract JSON of a stock as `GET stockN` returns it, parsed; undefined if absent. */
+  readStock(stock: string): Promise<Record<string, unknown> | undefined>
+  /** The price list of a stock, read from the history (always current). */
+  readPrices(stock: string): Promise<Array<number | ''>>
+  /** Every stock with a history. */
+  listStocks(): Promise<string[]>
+  /** The last applied offset per partition for a group and topic. */
+  appliedOffsets(group: string, topic: string): Promise<Map<number, bigint>>
+  /** Claims up to `limit` changed stocks for `owner`, under a lease of `leaseMs`. */
+  claimChanged(owner: string, leaseMs: number, limit: number): Promise<ClaimedStock[]>
+  /** Stores a computed performance if `owner` still holds the lease; false otherwise. */
+  completePerformance(stock: string, owner: string, performance: number): Promise<boolean>
+}
+
+/** Creates the repository on a Redis connection (scripts are registered on it). */
+export function createStockHistoryRepository(
+  redis: Redis,
+  options: StockHistoryOptions = {},
+): StockHistoryRepository {
+  const interval = String(options.materializeIntervalMs ?? 1000)
+  const r = redis as ScriptRedis
+  for (const [name, lua] of Object.entries(scripts)) {
+    if (!(name in r)) redis.defineCommand(name, { numberOfKeys: 0, lua })
+  }
+
+  return {
+    async applyTicks(ticks, offsets) {
+      const args: Array<string | number> = [offsets ? offsetsKey(offsets.group, offsets.topic) : '', interval]
+      for (const tick of ticks) {
+        if (offsets && !tick.source) throw new Error('applyTicks with offsets needs every tick to carry its source')
+        args.push(
+          tick.source ? tick.source.partition : '',
+          tick.source ? tick.source.offset.toString() : '',
+          tick.stock,
+          tick.time,
+          priceToken(tick.price),
+        )
+      }
+      const [appended = 0, updated = 0, unchanged = 0, replayed = 0, quarantined = 0] = (await r.applyTicks(
+        ...args,
+      )) as number[]
+      return { appended, updated, unchanged, replayed, quarantined }
+    },
+    async flush() {
+      return (await r.flushHistories()) as number
+    },
+    async seedStock(stock, value) {
+      await r.seedStock(stock, JSON.stringify(value))
+    },
+    async readStock(stock) {
+      const raw = await redis.get(stock)
+      return raw === null ? undefined : (JSON.parse(raw) as Record<string, unknown>)
+    },
+    async readPrices(stock) {
+      const raw = await redis.get(`bourse:h:${stock}:p`)
+      return raw === null || raw === '' ? [] : (JSON.parse(`[${raw}]`) as Array<number | ''>)
+    },
+    async listStocks() {
+      return (await redis.smembers('bourse:stocks')).sort()
+    },
+    async appliedOffsets(group, topic) {
+      const raw = await redis.hgetall(offsetsKey(group, topic))
+      return new Map(Object.entries(raw).map(([p, o]) => [Number(p), BigInt(o)]))
+    },
+    async claimChanged(owner, leaseMs, limit) {
+      const flat = (await r.claimChanged(owner, leaseMs, limit)) as string[]
+      const claimed: ClaimedStock[] = []
+      for (let i = 0; i + 1 < flat.length; i += 2) claimed.push({ stock: flat[i]!, version: Number(flat[i + 1]) })
+      return claimed
+    },
+    async completePerformance(stock, owner, performance) {
+      return (await r.completePerformance(stock, owner, JSON.stringify(performance))) === 1
+    },
+  }
+}

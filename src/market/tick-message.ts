@@ -1,0 +1,43 @@
+/**
+ * The Kafka form of a tick on the market topic: key = stock (so one stock's ticks stay
+ * in one partition, in order), value = JSON `{ "time", "stock", "price" }` with price a
+ * number or null. Headers `bourse-source` and `bourse-line` say which file row it came
+ * from (used by the resumable producer).
+ */
+import { type Tick, type TickResult, toTick } from './tick.ts'
+
+/** Header naming the source (a content hash of the CSV file). */
+export const SOURCE_HEADER = 'bourse-source'
+/** Header with the CSV line number of the row. */
+export const LINE_HEADER = 'bourse-line'
+
+/** A tick as a Kafka message (string key, value and headers). */
+export interface TickMessage {
+  topic: string
+  key: string
+  value: string
+  headers?: Map<string, string> | Record<string, string>
+}
+
+/** Encodes a tick for the market topic. */
+export function encodeTick(topic: string, tick: Tick, headers?: Record<string, string>): TickMessage {
+  const message: TickMessage = { topic, key: tick.stock, value: JSON.stringify(tick) }
+  if (headers) message.headers = headers
+  return message
+}
+
+/** Decodes and validates a message value; the key, when present, must name the same stock. */
+export function decodeTick(key: string | undefined | null, value: string | undefined | null): TickResult {
+  if (value === undefined || value === null || value === '') return { ok: false, reason: 'empty message value' }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch (err) {
+    return { ok: false, reason: `value is not JSON: ${(err as Error).message}` }
+  }
+  const result = toTick(parsed)
+  if (result.ok && key && key !== result.tick.stock) {
+    return { ok: false, reason: `key ${JSON.stringify(key)} does not match stock ${JSON.stringify(result.tick.stock)}` }
+  }
+  return result
+}

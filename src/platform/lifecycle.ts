@@ -1,0 +1,85 @@
+/**
+ * Graceful shutdown for a process: SIGTERM/SIGINT stop taking work, then run the
+ * registered close steps in reverse order of registration (last opened, first closed),
+ * each in its own try/catch. A second signal does not start a second shutdown; a hard
+ * timeout exits non-zero.
+ */
+import type { Logger } from './logger.ts'
+
+/** A named cleanup step. */
+type Step = { name: string; close: () => unknown }
+
+/** Options for {@link createLifecycle}. */
+export interface LifecycleOptions {
+  /** Longest the whole shutdown may take before the process exits with code 1. @defaultValue 15000 */
+  timeoutMs?: number
+  /** Signals that start the shutdown. @defaultValue ['SIGTERM', 'SIGINT'] */
+  signals?: NodeJS.Signals[]
+}
+
+/** Process lifecycle: register cleanup steps, wait for a stop. */
+export interface Lifecycle {
+  /** Registers a close step; steps run in reverse order of registration. */
+  onClose(name: string, close: () => unknown): void
+  /** Resolves when a shutdown was requested (signal or {@link Lifecycle.shutdown}). */
+  readonly stopping: Promise<string>
+  /** An AbortSignal that aborts when a shutdown starts: loops watch it to stop taking work. */
+  readonly signal: AbortSignal
+  /** Runs every close step once; later calls return the same promise. */
+  shutdown(reason?: string): Promise<void>
+}
+
+/** Creates the lifecycle of one process and installs the signal handlers. */
+export function createLifecycle(log: Logger, options: LifecycleOptions = {}): Lifecycle {
+  const steps: Step[] = []
+  const controller = new AbortController()
+  const timeoutMs = options.timeoutMs ?? 15_000
+  let resolveStopping: (reason: string) => void = () => {}
+  const stopping = new Promise<string>((resolve) => {
+    resolveStopping = resolve
+  })
+  let closing: Promise<void> | undefined
+
+  const shutdown = (reason = 'requested'): Promise<void> => {
+    if (closing) return closing
+    log.info({ reason }, 'shutting down')
+    controller.abort(reason)
+    resolveStopping(reason)
+    const timer = setTimeout(() => {
+      log.error({ timeoutMs }, 'shutdown timed out, exiting')
+      process.exit(1)
+    }, timeoutMs)
+    timer.unref()
+    closing = (async () => {
+      for (const step of [...steps].reverse()) {
+        try {
+          await step.close()
+        } catch (err) {
+          log.error({ err, step: step.name }, 'close step failed')
+        }
+      }
+      clearTimeout(timer)
+      for (const signal of signals) process.off(signal, onSignal)
+    })()
+    return closing
+  }
+
+  const signals = options.signals ?? ['SIGTERM', 'SIGINT']
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (closing) {
+      log.warn({ signal }, 'already shutting down')
+      return
+    }
+    void shutdown(signal)
+  }
+  for (const signal of signals) process.on(signal, onSignal)
+
+  return {
+    onClose: (name, close) => {
+      steps.push({ name, close })
+    },
+    stopping,
+    signal: controller.signal,
+    shutdown,
+  }
+}

@@ -1,0 +1,25 @@
+/** The command table of the CLI: name, one-line summary and lazy module. */
+
+/** What every command module exports. */
+export interface CommandModule {
+  /** Runs the command with its own arguments; resolves to the process exit code. */
+  run(argv: string[]): Promise<number>
+}
+
+/** One CLI command. */
+export interface CommandEntry {
+  name: string
+  summary: string
+  load: () => Promise<unknown>
+}
+
+export const commands: readonly CommandEntry[] = [
+  { name: 'demo', summary: 'Start infrastructure, load the sample data, stream it and show a live summary', load: () => import('./demo.ts') },
+  { name: 'infra', summary: 'Start, stop or inspect local Kafka, Redis and PostgreSQL (up | down | status)', load: () => import('./infra.ts') },
+  { name: 'seed', summary: 'Load a fixture of Redis `SET key \'json\'` lines (users and stocks)', load: () => import('./seed.ts') },
+  { name: 'update-prices', summary: 'Load a price CSV straight into Redis (no Kafka)', load: () => import('./update-prices.ts') },
+  { name: 'produce', summary: 'Send a price CSV into the Kafka topic, each row exactly once, resumable', load: () => import('./produce.ts') },
+  { name: 'generate', summary: 'Generate random-walk price ticks into a CSV file or a Kafka topic', load: () => import('./generate.ts') },
+  { name: 'price-updater', summary: 'Consume price ticks from Kafka into Redis, exactly once', load: () => import('./price-updater.ts') },
+  { name: 'performance', summary: 'Recompute the performance metric of changed stocks every minute, on all cores', load: () => import('./performance.ts') },
+]
