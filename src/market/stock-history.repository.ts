@@ -70,9 +70,13 @@ export interface StockHistoryRepository {
   /**
    * Applies ticks in order. With `offsets` (a consumer group and topic), ticks carrying a
    * source at or below the group's stored offset are skipped, and the new offsets are
-   * stored in the same atomic step.
+   * stored in the same atomic step. `consumedOnly` are positions of messages that carry
+   * no tick (sent to the dead-letter topic): their offsets are recorded too.
    */
-  applyTicks(ticks: readonly SourcedTick[], offsets?: { group: string; topic: string }): Promise<ApplyResult>
+  applyTicks(
+    ticks: readonly SourcedTick[],
+    offsets?: { group: string; topic: string; consumedOnly?: readonly TickSource[] },
+  ): Promise<ApplyResult>
   /** Rebuilds the contract JSON of every stock changed since its last rebuild. */
   flush(): Promise<number>
   /** Replaces a stock's whole history by a contract JSON (a fixture entry). */
@@ -115,6 +119,7 @@ export function createStockHistoryRepository(
           priceToken(tick.price),
         )
       }
+      for (const source of offsets?.consumedOnly ?? []) args.push(source.partition, source.offset.toString(), '', '', '')
       const [appended = 0, updated = 0, unchanged = 0, replayed = 0, quarantined = 0] = (await r.applyTicks(
         ...args,
       )) as number[]

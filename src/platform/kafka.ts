@@ -45,9 +45,12 @@ export function createProducer(settings: KafkaSettings): StringProducer {
 export function createConsumer(
   settings: KafkaSettings,
   groupId: string,
-  options: { maxWaitTime?: number; highWaterMark?: number } = {},
+  options: { maxWaitTime?: number; highWaterMark?: number; instanceId?: string } = {},
 ): StringConsumer {
   return new Consumer({
+    // Static membership: a restarted instance with the same id takes its partitions back
+    // at once, without waiting for the dead member's session to time out.
+    ...(options.instanceId !== undefined && { groupInstanceId: options.instanceId }),
     clientId: clientId(settings, 'consumer'),
     bootstrapBrokers: settings.brokers,
     groupId,

@@ -42,7 +42,8 @@ export function createLifecycle(log: Logger, options: LifecycleOptions = {}): Li
 
   const shutdown = (reason = 'requested'): Promise<void> => {
     if (closing) return closing
-    log.info({ reason }, 'shutting down')
+    if (reason === 'done') log.debug('closing')
+    else log.info({ reason }, 'shutting down')
     controller.abort(reason)
     resolveStopping(reason)
     const timer = setTimeout(() => {

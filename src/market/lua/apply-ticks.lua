@@ -7,7 +7,8 @@
 -- script, so Redis holds either all of a batch or none of it.
 --
 -- ARGV[2]: materialize interval in ms (0: rebuild the contract JSON after every batch)
--- ARGV[3..]: groups of five: partition, offset, stock, time, price token
+-- ARGV[3..]: groups of five: partition, offset, stock, time, price token; an empty stock
+-- only records its offset (a message that went to the dead-letter topic)
 -- Returns { appended, price updates, unchanged duplicates, replayed (skipped by offset), quarantined }
 local offkey = ARGV[1]
 local interval = tonumber(ARGV[2])
@@ -36,7 +37,7 @@ for j = 3, #ARGV, 5 do
       newest[part] = ARGV[j + 1]
     end
   end
-  if not skip then
+  if not skip and ARGV[j + 2] ~= '' then
     local s, t, tok = ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
     local st = per[s]
     if st == nil then

@@ -1,0 +1,54 @@
+/** `bourse seed FILE`: loads a fixture of Redis `SET key 'json'` lines. */
+import { readRedisFixture } from '../market/redis-fixture.ts'
+import { createStockHistoryRepository } from '../market/stock-history.repository.ts'
+import { closeRedis, createRedis } from '../platform/redis.ts'
+import { createServiceContext, parseCommand, runCommand, UsageError } from './context.ts'
+
+const spec = {
+  name: 'seed',
+  usage: 'FILE',
+  description:
+    "Loads a fixture of lines `SET key 'json'` (stocks and users, the form of redis_data.txt).\n" +
+    "A stock's history becomes exactly the fixture's entries; later ticks are appended after them.\n" +
+    'Nothing is written when any line is malformed.',
+  options: {},
+  help: {},
+  positionals: 'FILE',
+} as const
+
+export function run(argv: string[]): Promise<number> {
+  return runCommand(async () => {
+    const args = parseCommand(spec, argv)
+    if (!args) return 0
+    const [file, ...extra] = args.positionals
+    if (!file || extra.length > 0) throw new UsageError('seed takes exactly one FILE')
+    const fixture = await readRedisFixture(file).catch((err: Error) => {
+      throw new UsageError(`cannot read ${file}: ${err.message}`)
+    })
+    if (fixture.errors.length > 0) {
+      process.stderr.write(`${file}: nothing loaded:\n${fixture.errors.map((e) => `  ${e}`).join('\n')}\n`)
+      return 1
+    }
+    const { config, log, lifecycle } = createServiceContext('seed')
+    const redis = createRedis(config.REDIS_URL, log, 'seed')
+    lifecycle.onClose('redis', () => closeRedis(redis))
+    const history = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
+    try {
+      let stocks = 0
+      let users = 0
+      for (const entry of fixture.entries) {
+        if (entry.kind === 'stock') {
+          await history.seedStock(entry.key, entry.value)
+          stocks++
+        } else {
+          await redis.set(entry.key, JSON.stringify(entry.value))
+          users++
+        }
+      }
+      process.stdout.write(`${file}: loaded ${stocks} stocks and ${users} users\n`)
+      return 0
+    } finally {
+      await lifecycle.shutdown('done')
+    }
+  })
+}

@@ -1,0 +1,68 @@
+/** `bourse update-prices --csv FILE` (seed step 1): a price CSV straight into Redis. */
+import { readPriceCsv } from '../market/price-csv.ts'
+import { createStockHistoryRepository } from '../market/stock-history.repository.ts'
+import type { Tick } from '../market/tick.ts'
+import { closeRedis, createRedis } from '../platform/redis.ts'
+import { createServiceContext, intOption, parseCommand, runCommand, UsageError } from './context.ts'
+
+const spec = {
+  name: 'update-prices',
+  usage: '--csv FILE',
+  description:
+    'Reads a price CSV (Time,Stock,Price) and appends each row to its stock history in Redis.\n' +
+    'Bad lines are reported with their line number and skipped. Replaying a file changes nothing.',
+  options: {
+    csv: { type: 'string' },
+    'batch-size': { type: 'string', default: '5000' },
+  },
+  help: { csv: 'The price CSV file', 'batch-size': 'Rows written in one atomic Redis step' },
+} as const
+
+export function run(argv: string[]): Promise<number> {
+  return runCommand(async () => {
+    const args = parseCommand(spec, argv)
+    if (!args) return 0
+    const file = args.values.csv
+    if (!file) throw new UsageError('update-prices needs --csv FILE')
+    const batchSize = intOption('batch-size', args.values['batch-size'], 1, 100_000) ?? 5000
+    const { config, log, lifecycle } = createServiceContext('update-prices')
+    const redis = createRedis(config.REDIS_URL, log, 'update-prices')
+    lifecycle.onClose('redis', () => closeRedis(redis))
+    const history = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
+    let batch: Tick[] = []
+    let rows = 0
+    let bad = 0
+    let appended = 0
+    let updated = 0
+    const write = async () => {
+      const result = await history.applyTicks(batch)
+      appended += result.appended
+      updated += result.updated
+      batch = []
+    }
+    try {
+      for await (const row of readPriceCsv(file)) {
+        if (lifecycle.signal.aborted) break
+        if ('error' in row) {
+          bad++
+          process.stderr.write(`${file}: ${row.error} (skipped)\n`)
+          continue
+        }
+        rows++
+        batch.push(row.tick)
+        if (batch.length >= batchSize) await write()
+      }
+      if (batch.length > 0) await write()
+      await history.flush()
+      process.stdout.write(
+        `${file}: ${rows} rows read, ${appended} appended, ${updated} price updates, ${bad} bad lines skipped\n`,
+      )
+      return 0
+    } catch (err) {
+      process.stderr.write(`update-prices: ${(err as Error).message}\n`)
+      return 1
+    } finally {
+      await lifecycle.shutdown('done')
+    }
+  })
+}
