@@ -1,0 +1,98 @@
+/** A throwaway local redis-server (no persistence) for machines that have none running. */
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
+import { isLocalHost, urlEndpoint, waitForPort } from './net.ts'
+import {
+  isMissingProgram,
+  livePidFromFile,
+  readPidFile,
+  removeFile,
+  runTool,
+  stopProcess,
+  tailText,
+} from './processes.ts'
+
+const redisMarker = 'redis-server'
+
+/** The files of the redis-server Bourse runs, under `$BOURSE_HOME/redis`. */
+export interface RedisServerPaths {
+  /** `$BOURSE_HOME/redis`, the server's working directory. */
+  dir: string
+  /** Written by redis-server itself; its presence means "started by Bourse". */
+  pid: string
+  /** The server's log file. */
+  log: string
+}
+
+/** The redis-server files under a Bourse home directory (made absolute). */
+export function redisServerPaths(bourseHome: string): RedisServerPaths {
+  const dir = resolve(bourseHome, 'redis')
+  return { dir, pid: join(dir, 'redis.pid'), log: join(dir, 'redis.log') }
+}
+
+/** Arguments of `redis-server`: daemonized, in memory only, on the configured port. */
+export function redisServerArgs(host: string, port: number, paths: RedisServerPaths): string[] {
+  const settings: Array<[string, string]> = [
+    ['daemonize', 'yes'],
+    ['port', String(port)],
+    ['bind', host === 'localhost' ? '127.0.0.1' : host],
+    ['save', ''],
+    ['appendonly', 'no'],
+    ['dir', paths.dir],
+    ['pidfile', paths.pid],
+    ['logfile', paths.log],
+  ]
+  return settings.flatMap(([name, value]) => [`--${name}`, value])
+}
+
+/** Redis (REDIS_URL) as a {@link LocalService}. */
+export function createRedisServer(deps: InfraDeps): LocalService {
+  const endpoint = urlEndpoint(deps.config.REDIS_URL, 6379)
+  const paths = redisServerPaths(deps.config.BOURSE_HOME)
+
+  const startedByBourse = async (): Promise<StartedByBourse | undefined> => {
+    const pid = await livePidFromFile(paths.pid, redisMarker)
+    return pid === undefined ? undefined : { pid }
+  }
+
+  return {
+    name: 'redis',
+    endpoint,
+    startedByBourse,
+    async start({ timeoutMs }) {
+      if (!isLocalHost(endpoint.host)) {
+        throw new InfraError(
+          `${endpoint.host} is not this machine: start Redis there, or point REDIS_URL here`,
+        )
+      }
+      await mkdir(paths.dir, { recursive: true })
+      let result: Awaited<ReturnType<typeof runTool>>
+      try {
+        result = await runTool('redis-server', redisServerArgs(endpoint.host, endpoint.port, paths))
+      } catch (err) {
+        if (!isMissingProgram(err)) throw err
+        throw new InfraError(
+          'redis-server is not installed: install it (apt-get install redis-server) or set REDIS_URL',
+        )
+      }
+      if (result.code !== 0)
+        throw new InfraError(`redis-server failed (exit ${result.code})`, tailText(result.output))
+      if (!(await waitForPort(endpoint, { timeoutMs, signal: deps.signal }))) {
+        throw new InfraError(`redis-server did not accept connections; see ${paths.log}`)
+      }
+      deps.log.info({ port: endpoint.port }, 'redis-server started')
+      return { pid: await readPidFile(paths.pid) }
+    },
+    async stop() {
+      const pid = await livePidFromFile(paths.pid, redisMarker)
+      if (pid === undefined) {
+        await removeFile(paths.pid)
+        return { outcome: 'not-started-by-bourse' }
+      }
+      const outcome = await stopProcess(pid, { timeoutMs: 30_000, marker: redisMarker })
+      await removeFile(paths.pid)
+      return { outcome, pid }
+    },
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * `bourse generate`: random-walk price ticks (seed 003's tick producer, deterministic with a
+ * seed) into a CSV file, a Kafka topic, or stdout.
+ */
+import { randomInt } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { formatPriceLine, PRICE_CSV_HEADER } from '../market/price-csv.ts'
+import type { Tick } from '../market/tick.ts'
+import {
+  createPrng,
+  generateTicks,
+  SAMPLE_PRICES,
+  type TickGeneratorOptions,
+  tickGeneratorProblem,
+} from '../market/tick-generator.ts'
+import { encodeTick, type TickMessage } from '../market/tick-message.ts'
+import { kafkaBrokers } from '../platform/config.ts'
+import { createAdmin, createProducer, ensureTopic } from '../platform/kafka.ts'
+import { partitionForKey } from '../platform/kafka-partitions.ts'
+import { createProgress } from '../platform/progress.ts'
+import {
+  type CommandSpec,
+  createServiceContext,
+  intOption,
+  parseCommand,
+  runCommand,
+  UsageError,
+} from './context.ts'
+
+const spec = {
+  name: 'generate',
+  usage: '[--stocks N] [--ticks M] [--out FILE | --topic T] [--seed S] [--start hhmmss] [--end hhmmss] ...',
+  description:
+    'Generates random-walk price ticks (Time,Stock,Price) for stock1..stockN: each stock starts at a random\n' +
+    'price from 10 to 100 (or --start-prices), each tick moves one stock by up to --max-move percent, about\n' +
+    '--empty-percent of the rows have no price. Times never decrease down the file and a stock never has two\n' +
+    'ticks at the same time. The same --seed gives the same ticks. Writes a CSV file (--out), sends to Kafka\n' +
+    '(--topic, key = stock) or prints the CSV on stdout.',
+  options: {
+    stocks: { type: 'string' },
+    ticks: { type: 'string' },
+    out: { type: 'string' },
+    topic: { type: 'string' },
+    seed: { type: 'string' },
+    start: { type: 'string' },
+    end: { type: 'string' },
+    'start-prices': { type: 'string' },
+    decimals: { type: 'string' },
+    'max-move': { type: 'string' },
+    'empty-percent': { type: 'string' },
+    preset: { type: 'string' },
+    'batch-size': { type: 'string' },
+  },
+  help: {
+    stocks: 'Number of stocks, stock1..stockN (default: 3)',
+    ticks: 'Number of ticks (default: 1000)',
+    out: 'Write a CSV file with the header Time,Stock,Price',
+    topic: 'Send to this Kafka topic instead (created with MARKET_TOPIC_PARTITIONS if missing)',
+    seed: 'PRNG seed, 0 to 4294967295 (default: random, printed on stderr)',
+    start: 'First possible time, hhmmss (default: 090000)',
+    end: 'Last possible time, hhmmss (default: 235959)',
+    'start-prices': 'Comma-separated starting prices of stock1, stock2, ... (default: random 10 to 100)',
+    decimals: 'Decimals of the prices, 0 to 6 (default: 2)',
+    'max-move': 'Largest move of one tick, in percent (default: 1)',
+    'empty-percent': 'Share of rows without a price, in percent (default: 2)',
+    preset: '"sample": the options that made fixtures/sample-prices.csv (other options override them)',
+    'batch-size': 'Messages per awaited send with --topic (default: 2000)',
+  },
+} satisfies CommandSpec<Record<string, { type: 'string' }>>
+
+function numberOption(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a number from ${min} to ${max} (got ${JSON.stringify(value)})`)
+  }
+  return n
+}
+
+/** CSV text in chunks of about 64 KiB, header first. */
+function* csvChunks(ticks: Iterable<Tick>, onTick: () => void): Generator<string> {
+  let chunk = `${PRICE_CSV_HEADER}\n`
+  for (const tick of ticks) {
+    chunk += `${formatPriceLine(tick)}\n`
+    onTick()
+    if (chunk.length >= 65_536) {
+      yield chunk
+      chunk = ''
+    }
+  }
+  if (chunk !== '') yield chunk
+}
+
+/** Runs `bourse generate`. */
+export async function run(argv: string[]): Promise<number> {
+  return runCommand(async () => {
+    const parsed = parseCommand(spec, argv)
+    if (!parsed) return 0
+    const v = parsed.values
+    if (v.out !== undefined && v.topic !== undefined) throw new UsageError('give --out or --topic, not both')
+    if (v.preset !== undefined && v.preset !== 'sample') {
+      throw new UsageError(`--preset must be "sample" (got ${JSON.stringify(v.preset)})`)
+    }
+    const preset = v.preset === 'sample' ? SAMPLE_PRICES : undefined
+    const startPrices = v['start-prices']
+      ?.split(',')
+      .map((text, i) => numberOption(`start-prices (entry ${i + 1})`, text.trim(), 0.000001, 1e12) as number)
+    const seed = intOption('seed', v.seed, 0, 0xffff_ffff) ?? preset?.seed ?? randomInt(0, 0xffff_ffff)
+    const options: Omit<TickGeneratorOptions, 'random'> = {
+      stocks: intOption('stocks', v.stocks, 1, 1_000_000) ?? preset?.stocks ?? 3,
+      ticks: intOption('ticks', v.ticks, 0, 1_000_000_000) ?? preset?.ticks ?? 1000,
+      start: v.start ?? preset?.start ?? '090000',
+      end: v.end ?? preset?.end ?? '235959',
+      decimals: intOption('decimals', v.decimals, 0, 6) ?? preset?.decimals ?? 2,
+      maxMovePercent: numberOption('max-move', v['max-move'], 0, 99) ?? preset?.maxMovePercent ?? 1,
+      emptyPercent: numberOption('empty-percent', v['empty-percent'], 0, 100) ?? preset?.emptyPercent ?? 2,
+    }
+    const prices = startPrices ?? preset?.startPrices
+    if (prices) options.startPrices = prices
+    const batchSize = intOption('batch-size', v['batch-size'], 1, 100_000) ?? 2000
+    const problem = tickGeneratorProblem(options)
+    if (problem) throw new UsageError(problem)
+
+    const { config, log, lifecycle } = createServiceContext('generate')
+    if (v.seed === undefined && !preset) log.info({ seed }, 'random seed (pass --seed to repeat this run)')
+    const ticks = generateTicks({ ...options, random: createPrng(seed) })
+    const progress = v.out !== undefined || v.topic !== undefined
+    const bar = progress ? createProgress({ label: 'generate', total: options.ticks, log }) : undefined
+    let done = 0
+    const count = () => {
+      done++
+      if (done % 1000 === 0) bar?.update(done)
+    }
+    try {
+      if (v.topic === undefined) {
+        const source = Readable.from(csvChunks(ticks, count))
+        const { signal } = lifecycle
+        try {
+          if (v.out !== undefined) await pipeline(source, createWriteStream(v.out), { signal })
+          else await pipeline(source, process.stdout, { end: false, signal })
+        } catch (err) {
+          if (signal.aborted) {
+            process.stderr.write(`\ninterrupted after ${done} ticks\n`)
+            return 1
+          }
+          // A closed pipe (`bourse generate | head`) is the reader saying it has enough.
+          if (v.out !== undefined || (err as NodeJS.ErrnoException).code !== 'EPIPE') throw err
+        }
+      } else {
+        const topic = v.topic
+        const settings = { brokers: kafkaBrokers(config) }
+        const admin = createAdmin(settings)
+        lifecycle.onClose('kafka admin', () => admin.close())
+        const partitions = await ensureTopic(admin, topic, config.MARKET_TOPIC_PARTITIONS, log)
+        const producer = createProducer(settings)
+        lifecycle.onClose('kafka producer', () => producer.close())
+        // The same partition `bourse produce` computes, so both keep a stock in one partition.
+        const partitionOf = new Map<string, number>()
+        const partitionFor = (stock: string) => {
+          let partition = partitionOf.get(stock)
+          if (partition === undefined) {
+            partition = partitionForKey(stock, partitions)
+            partitionOf.set(stock, partition)
+          }
+          return partition
+        }
+        let sent = 0
+        const sending = (async () => {
+          let batch: Array<TickMessage & { partition: number }> = []
+          for (const tick of ticks) {
+            if (lifecycle.signal.aborted) return false
+            batch.push({ ...encodeTick(topic, tick), partition: partitionFor(tick.stock) })
+            count()
+            if (batch.length >= batchSize) {
+              await producer.send({ messages: batch })
+              sent += batch.length
+              batch = []
+            }
+          }
+          if (batch.length > 0) await producer.send({ messages: batch })
+          return true
+        })()
+        lifecycle.onClose('generate loop', () => sending.catch(() => {}))
+        if (!(await sending)) {
+          process.stderr.write(`\ninterrupted after sending ${sent} ticks\n`)
+          return 1
+        }
+      }
+      bar?.finish(done)
+      if (progress) process.stderr.write(`generated ${done} ticks (seed ${seed})\n`)
+      return 0
+    } finally {
+      await lifecycle.shutdown('done')
+    }
+  })
+}

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, test } from 'node:test'
+import { parse } from 'yaml'
+import { commands } from '../src/services/commands.ts'
+import { repoRoot } from './helpers/infra.ts'
+
+interface ComposeService {
+  image?: string
+  build?: unknown
+  command?: string | string[]
+  environment?: Record<string, string | number> | string[]
+  depends_on?: Record<string, { condition?: string }> | string[]
+  healthcheck?: { test?: unknown }
+}
+
+const compose = parse(readFileSync(join(repoRoot, 'compose.yaml'), 'utf8'), { merge: true }) as {
+  services?: Record<string, ComposeService>
+}
+const services = compose.services ?? {}
+const dockerfile = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8')
+
+/** Dockerfile instructions with their arguments (comments and blank lines dropped). */
+const instructions = dockerfile
+  .split('\n')
+  .map((line) => line.trim())
+  .filter((line) => line !== '' && !line.startsWith('#'))
+  .map((line) => {
+    const [keyword = '', ...rest] = line.split(/\s+/)
+    return { keyword: keyword.toUpperCase(), args: rest.join(' ') }
+  })
+
+const builtFromProject = Object.entries(services).filter(([, service]) => service.build !== undefined)
+
+const commandWords = (service: ComposeService): string[] =>
+  Array.isArray(service.command) ? service.command : (service.command ?? '').split(/\s+/).filter(Boolean)
+
+const environment = (service: ComposeService): Record<string, string> =>
+  Array.isArray(service.environment)
+    ? Object.fromEntries(
+        service.environment.map((entry) => [entry.split('=')[0], entry.split('=').slice(1).join('=')]),
+      )
+    : Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, String(v)]))
+
+describe('compose.yaml', () => {
+  test('runs Kafka from the official image, Redis and PostgreSQL, each with a healthcheck', () => {
+    assert.match(services.kafka?.image ?? '', /^apache\/kafka:4\./)
+    assert.match(services.redis?.image ?? '', /^redis:/)
+    assert.match(services.postgres?.image ?? '', /^postgres:/)
+    for (const name of ['kafka', 'redis', 'postgres']) {
+      assert.ok(services[name]?.healthcheck?.test, `${name} has a healthcheck`)
+    }
+    const kafkaEnv = environment(services.kafka ?? {})
+    assert.equal(kafkaEnv.KAFKA_PROCESS_ROLES, 'broker,controller')
+    assert.equal(kafkaEnv.KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR, '1')
+    assert.equal(environment(services.postgres ?? {}).POSTGRES_HOST_AUTH_METHOD, 'trust')
+  })
+
+  test('has the seed, producer, price-updater and performance services built from the project', () => {
+    const built = builtFromProject.map(([name]) => name).sort()
+    assert.deepEqual(built, ['performance', 'price-updater', 'producer', 'seed'])
+  })
+
+  for (const [name, service] of builtFromProject) {
+    test(`${name}: runs a bourse command on files that exist, against the compose services`, () => {
+      const [command, ...args] = commandWords(service)
+      const known = commands.map((c) => c.name)
+      assert.ok(command && known.includes(command), `${name}: ${command} is one of ${known.join(', ')}`)
+      for (const arg of args.filter((a) => !a.startsWith('-') && /[/.]/.test(a))) {
+        assert.ok(existsSync(join(repoRoot, arg)), `${name}: ${arg} exists in the repository`)
+        const topDir = arg.split('/')[0]
+        assert.ok(
+          instructions.some((i) => i.keyword === 'COPY' && i.args.split(/\s+/).includes(topDir ?? '')),
+          `${name}: the Dockerfile copies ${topDir} into the image`,
+        )
+      }
+      const env = environment(service)
+      assert.match(env.REDIS_URL ?? '', /^redis:\/\/redis:6379\b/)
+      assert.equal(env.KAFKA_BROKERS, 'kafka:9092')
+      assert.match(env.DATABASE_URL ?? '', /^postgres(ql)?:\/\/[^@]*@postgres:5432\//)
+      const dependsOn = service.depends_on
+      assert.ok(dependsOn && !Array.isArray(dependsOn), `${name}: depends_on with conditions`)
+      for (const [dependency, { condition }] of Object.entries(dependsOn)) {
+        assert.ok(services[dependency], `${name}: depends on ${dependency}, which exists`)
+        assert.match(
+          condition ?? '',
+          /^service_(healthy|completed_successfully)$/,
+          `${name} -> ${dependency}`,
+        )
+      }
+    })
+  }
+})
+
+describe('Dockerfile', () => {
+  test('builds from node:24-slim and runs the CLI as a non-root user', () => {
+    assert.equal(instructions[0]?.keyword, 'FROM')
+    assert.match(instructions[0]?.args ?? '', /^node:24-slim\b/)
+    const entrypoint = instructions.findLast((i) => i.keyword === 'ENTRYPOINT')
+    assert.deepEqual(JSON.parse(entrypoint?.args ?? 'null'), ['node', 'src/cli.ts'])
+    const user = instructions.findLast((i) => i.keyword === 'USER')
+    assert.ok(user && !/^(root|0)(:|$)/.test(user.args), 'runs as a non-root user')
+    assert.ok(
+      instructions.some((i) => i.keyword === 'RUN' && /npm ci\b.*--omit=dev/.test(i.args)),
+      'installs production dependencies only',
+    )
+  })
+
+  test('.dockerignore keeps the sources and fixtures in and node_modules out', () => {
+    const ignored = readFileSync(join(repoRoot, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#'))
+    assert.ok(ignored.includes('node_modules'))
+    for (const kept of ['src', 'fixtures', 'package.json', 'package-lock.json']) {
+      assert.ok(!ignored.includes(kept), `${kept} is not ignored`)
+    }
+  })
+})

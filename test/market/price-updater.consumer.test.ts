@@ -1,0 +1,137 @@
+/** The price updater against the real Kafka and Redis. */
+import assert from 'node:assert/strict'
+import { after, before, beforeEach, test } from 'node:test'
+import { MessagesStreamModes } from '@platformatic/kafka'
+import type { Redis } from 'ioredis'
+import { createPriceUpdater } from '../../src/market/price-updater.consumer.ts'
+import { readRedisFixture } from '../../src/market/redis-fixture.ts'
+import { createStockHistoryRepository } from '../../src/market/stock-history.repository.ts'
+import { kafkaBrokers } from '../../src/platform/config.ts'
+import { createConsumer, createProducer } from '../../src/platform/kafka.ts'
+import { createLogger } from '../../src/platform/logger.ts'
+import { closeTestRedis, createTestTopic, openTestRedis, testConfig, uniqueName } from '../helpers/infra.ts'
+import { applyToModel, type ModelStock, originalFixtures, produceTicks, readStocks, readTicks } from '../helpers/market.ts'
+
+const settings = { brokers: kafkaBrokers(testConfig()) }
+const log = createLogger({ level: 'warn', pretty: false })
+let redis: Redis
+const cleanups: Array<() => Promise<unknown>> = []
+
+before(async () => {
+  redis = await openTestRedis()
+})
+beforeEach(() => redis.flushdb())
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup()
+  await closeTestRedis(redis)
+})
+
+async function topicWith(partitions: number): Promise<string> {
+  const topic = uniqueName('updater')
+  cleanups.push(await createTestTopic(topic, partitions))
+  cleanups.push(await createTestTopic(`${topic}.dead-letter`, 1))
+  return topic
+}
+
+/** Runs one updater instance until it has caught up. */
+async function runUpdater(topic: string, group: string, options: { batchSize?: number } = {}) {
+  const consumer = createConsumer(settings, group)
+  const producer = createProducer(settings)
+  try {
+    const updater = createPriceUpdater(
+      { consumer, producer, history: createStockHistoryRepository(redis, { materializeIntervalMs: 50 }), log },
+      { topic, group, deadLetterTopic: `${topic}.dead-letter`, untilIdle: true, idleMs: 300, ...options },
+    )
+    return await updater.run(new AbortController().signal)
+  } finally {
+    await consumer.close(true)
+    await producer.close()
+  }
+}
+
+test('original fixture and CSV through Kafka give each stock its fixture entries then its rows in file order', async () => {
+  const topic = await topicWith(3)
+  const fixture = await readRedisFixture(originalFixtures.redis)
+  const history = createStockHistoryRepository(redis)
+  const model = new Map<string, ModelStock>()
+  for (const entry of fixture.entries) {
+    if (entry.kind === 'stock') {
+      await history.seedStock(entry.key, entry.value)
+      model.set(entry.key, { json: structuredClone(entry.value) as ModelStock['json'], changes: 0 })
+    }
+  }
+  const ticks = readTicks(originalFixtures.prices)
+  await produceTicks(topic, ticks)
+  const stats = await runUpdater(topic, 'g1')
+  assert.equal(stats.messages, 510)
+  assert.equal(stats.appended, 510)
+  applyToModel(model, ticks)
+  const stored = await readStocks(redis, model.keys())
+  for (const [stock, expected] of model) assert.deepEqual(stored.get(stock), expected.json)
+
+  const again = await runUpdater(topic, 'g1')
+  assert.equal(again.messages, 0, 'a restarted group starts after what it applied')
+})
+
+test('poison messages go to the dead-letter topic with the reason and the rest is applied', async () => {
+  const topic = await topicWith(1)
+  const producer = createProducer(settings)
+  await producer.send({
+    messages: [
+      { topic, key: 'stock1', value: JSON.stringify({ time: '090000', stock: 'stock1', price: 1 }) },
+      { topic, key: 'stock1', value: '{not json' },
+      { topic, key: 'stock1', value: JSON.stringify({ time: '25:00', stock: 'stock1', price: 1 }) },
+      { topic, key: 'stock1', value: JSON.stringify({ time: '090001', stock: 'stock1', price: 'abc' }) },
+      { topic, key: 'stock2', value: JSON.stringify({ time: '090001', stock: 'stock1', price: 1 }) },
+      { topic, key: 'stock1', value: JSON.stringify({ time: '090002', stock: 'stock1', price: null }) },
+    ],
+  })
+  await producer.close()
+  const stats = await runUpdater(topic, 'g2')
+  assert.equal(stats.deadLettered, 4)
+  assert.deepEqual(JSON.parse((await redis.get('stock1')) ?? ''), {
+    performance: 0,
+    time: ['090000', '090002'],
+    price: [1, ''],
+  })
+  assert.equal(await redis.exists('stock2'), 0)
+
+  const consumer = createConsumer(settings, uniqueName('dlq-reader'))
+  const stream = await consumer.consume({ topics: [`${topic}.dead-letter`], mode: MessagesStreamModes.EARLIEST })
+  const reasons: string[] = []
+  for await (const message of stream) {
+    reasons.push(String(message.headers.get('bourse-error')))
+    assert.equal(message.headers.get('bourse-source-topic'), topic)
+    if (reasons.length === 4) break
+  }
+  await stream.close()
+  await consumer.close(true)
+  assert.match(reasons[0]!, /not JSON/)
+  assert.match(reasons[1]!, /hhmmss/)
+  assert.match(reasons[2]!, /price/)
+  assert.match(reasons[3]!, /does not match/)
+})
+
+test('two instances in one group share the partitions and apply every tick once', async () => {
+  const topic = await topicWith(3)
+  const ticks = Array.from({ length: 60_000 }, (_, i) => ({
+    stock: `stock${(i % 12) + 1}`,
+    time: String(Math.floor(i / 12)).padStart(6, '0').replace(/^(\d\d)(\d\d)(\d\d)$/, (_m, h, m, s) =>
+      [Number(h) % 24, Number(m) % 60, Number(s) % 60].map((n) => String(n).padStart(2, '0')).join(''),
+    ),
+    price: i,
+  }))
+  await produceTicks(topic, ticks)
+  const [a, b] = await Promise.all([
+    runUpdater(topic, 'g3', { batchSize: 300 }),
+    runUpdater(topic, 'g3', { batchSize: 300 }),
+  ])
+  assert.ok(a.messages > 0 && b.messages > 0, `both instances consumed (${a.messages}, ${b.messages})`)
+  assert.equal(a.messages + b.messages - a.replayed - b.replayed, ticks.length)
+  const model = applyToModel(new Map(), ticks)
+  const stored = await readStocks(redis, model.keys())
+  for (const [stock, expected] of model) {
+    assert.deepEqual(stored.get(stock), expected.json)
+    assert.equal(Number(await redis.hget(`bourse:h:${stock}:m`, 'v')), expected.changes)
+  }
+})

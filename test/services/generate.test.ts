@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { formatPriceLine, PRICE_CSV_HEADER } from '../../src/market/price-csv.ts'
+import { createPrng, generateTicks } from '../../src/market/tick-generator.ts'
+import { decodeTick } from '../../src/market/tick-message.ts'
+import { partitionForKey } from '../../src/platform/kafka-partitions.ts'
+import { createTestTopic, runCli, uniqueName } from '../helpers/infra.ts'
+import { readTopic } from '../helpers/topic-reader.ts'
+
+describe('bourse generate', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'bourse-generate-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  const args = ['generate', '--stocks', '7', '--ticks', '5000', '--seed', '123']
+  const expected = [...generateTicks({ stocks: 7, ticks: 5000, random: createPrng(123) })]
+
+  it('writes the same CSV for the same seed to a file and to stdout', async () => {
+    const out = join(dir, 'a.csv')
+    const toFile = await runCli([...args, '--out', out])
+    assert.equal(toFile.code, 0, toFile.stderr)
+    const text = readFileSync(out, 'utf8')
+    assert.equal(text, `${[PRICE_CSV_HEADER, ...expected.map(formatPriceLine)].join('\n')}\n`)
+    const toStdout = await runCli(args)
+    assert.equal(toStdout.code, 0, toStdout.stderr)
+    assert.equal(toStdout.stdout, text)
+  })
+
+  it('sends the ticks to a topic, key = stock, in order per stock', async () => {
+    const topic = uniqueName('generate')
+    const drop = await createTestTopic(topic, 3)
+    try {
+      const result = await runCli([...args, '--topic', topic, '--batch-size', '700'])
+      assert.equal(result.code, 0, result.stderr)
+      const partitions = await readTopic(topic)
+      const received = partitions.flat()
+      assert.equal(received.length, expected.length)
+      for (const [partition, records] of partitions.entries()) {
+        for (const record of records) {
+          assert.equal(partition, partitionForKey(record.key ?? '', 3))
+          assert.equal(decodeTick(record.key, record.value).ok, true)
+        }
+      }
+      for (const stock of new Set(expected.map((t) => t.stock))) {
+        const sent = received.filter((r) => r.key === stock).map((r) => JSON.parse(r.value ?? ''))
+        assert.deepEqual(
+          sent,
+          expected.filter((t) => t.stock === stock),
+        )
+      }
+    } finally {
+      await drop()
+    }
+  })
+
+  it('refuses --out with --topic and ticks that do not fit', async () => {
+    assert.equal((await runCli([...args, '--out', 'x', '--topic', 'y'])).code, 2)
+    const tooMany = await runCli([
+      'generate',
+      '--stocks',
+      '1',
+      '--ticks',
+      '20',
+      '--start',
+      '000000',
+      '--end',
+      '000009',
+    ])
+    assert.equal(tooMany.code, 2)
+    assert.match(tooMany.stderr, /do not fit/)
+  })
+})
