@@ -66,28 +66,45 @@ export interface PriceUpdater {
   readonly stats: Readonly<PriceUpdaterStats>
 }
 
-type Wake = 'readable' | 'idle' | 'stopped'
-
-/** Waits until the stream has data, `idleMs` pass, or the signal aborts. */
-function waitForData(stream: StringStream, idleMs: number, signal: AbortSignal): Promise<Wake> {
-  if (signal.aborted) return Promise.resolve('stopped')
-  return new Promise((resolve) => {
-    const finish = (wake: Wake) => {
-      clearTimeout(timer)
-      stream.off('readable', onReadable)
-      stream.off('close', onStop)
-      stream.off('error', onStop)
-      signal.removeEventListener('abort', onStop)
-      resolve(wake)
+/**
+ * Pulls batches from a message stream through its async iterator: a batch ends when it
+ * is full or when no further message is buffered. (Reading the stream in paused mode
+ * with `read()` stalled a partition under backpressure in @platformatic/kafka 2.12; the
+ * iterator does not.)
+ */
+function createBatchReader(stream: StringStream, batchSize: number, idleMs: number) {
+  const iterator = stream[Symbol.asyncIterator]()
+  let pending: Promise<IteratorResult<StringMessage>> | undefined
+  return async (signal: AbortSignal): Promise<StringMessage[] | 'idle' | 'stopped'> => {
+    const batch: StringMessage[] = []
+    for (;;) {
+      pending ??= iterator.next()
+      let result: IteratorResult<StringMessage> | 'idle' | 'stopped'
+      if (batch.length > 0) result = await pending
+      else {
+        let timer: NodeJS.Timeout | undefined
+        let onAbort: (() => void) | undefined
+        result = await Promise.race([
+          pending,
+          new Promise<'idle'>((resolve) => {
+            timer = setTimeout(() => resolve('idle'), idleMs)
+          }),
+          new Promise<'stopped'>((resolve) => {
+            onAbort = () => resolve('stopped')
+            if (signal.aborted) onAbort()
+            else signal.addEventListener('abort', onAbort, { once: true })
+          }),
+        ])
+        clearTimeout(timer)
+        if (onAbort) signal.removeEventListener('abort', onAbort)
+        if (result === 'idle' || result === 'stopped') return result
+      }
+      pending = undefined
+      if (result.done) return batch.length > 0 ? batch : 'stopped'
+      batch.push(result.value)
+      if (batch.length >= batchSize || stream.readableLength === 0) return batch
     }
-    const onReadable = () => finish('readable')
-    const onStop = () => finish('stopped')
-    const timer = setTimeout(() => finish('idle'), idleMs)
-    stream.once('readable', onReadable)
-    stream.once('close', onStop)
-    stream.once('error', onStop)
-    signal.addEventListener('abort', onStop, { once: true })
-  })
+  }
 }
 
 /** Creates the price updater. */
@@ -223,38 +240,24 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
           if (done !== undefined && done + 1n > next) stream.offsetsToFetch.set(key, done + 1n)
         }
       })
-      let failure: unknown
-      stream.on('error', (err) => {
-        failure = err
-      })
+      const nextBatch = createBatchReader(stream, batchSize, idleMs)
       log.info({ applied: Object.fromEntries([...applied].map(([p, o]) => [p, o.toString()])) }, 'consuming')
       try {
         for (;;) {
-          const batch: StringMessage[] = []
-          let message: StringMessage | null
-          while (batch.length < batchSize && (message = stream.read() as StringMessage | null) !== null) {
-            batch.push(message)
-          }
-          if (batch.length > 0) {
-            await applyBatch(batch, signal)
-            if (Date.now() - lastCommit >= commitIntervalMs) await commitToKafka()
-            if (signal.aborted) break
-            continue
-          }
-          if (failure) throw failure
-          const wake = await waitForData(stream, idleMs, signal)
-          if (wake === 'stopped') {
-            if (failure) throw failure
-            break
-          }
-          if (wake === 'idle') {
+          const batch = await nextBatch(signal)
+          if (batch === 'stopped') break
+          if (batch === 'idle') {
             await history.flush()
             await commitToKafka()
             if (options.untilIdle && (await caughtUp())) {
               log.info({ ...stats }, 'caught up')
               break
             }
+            continue
           }
+          await applyBatch(batch, signal)
+          if (Date.now() - lastCommit >= commitIntervalMs) await commitToKafka()
+          if (signal.aborted) break
         }
       } finally {
         await history.flush().catch((err: unknown) => log.error({ err }, 'final flush failed'))

@@ -41,7 +41,9 @@ function classify(key: string, value: unknown): FixtureEntry | string {
   const problem = stockNameProblem(key)
   if (problem) return problem
   const { time, price } = record
-  if (!Array.isArray(time) || !time.every((t) => typeof t === 'string')) return 'time must be a list of strings'
+  if (!Array.isArray(time) || !time.every((t) => typeof t === 'string' && !/[",\\]/.test(t))) {
+    return 'time must be a list of strings without commas, quotes or backslashes'
+  }
   if (!Array.isArray(price) || !price.every((p) => p === '' || (typeof p === 'number' && Number.isFinite(p)))) {
     return 'price must be a list of numbers or ""'
   }

@@ -95,6 +95,52 @@ export interface StockHistoryRepository {
   completePerformance(stock: string, owner: string, performance: number): Promise<boolean>
 }
 
+/**
+ * The arguments of `apply-ticks.lua`: the partitions' offset ranges, then per stock its
+ * ticks in order, with the text to append ready-made so that the usual case (all times
+ * later than the stock's latest) costs Redis a few calls per stock.
+ */
+function buildApplyArgs(
+  ticks: readonly SourcedTick[],
+  consumedOnly: readonly TickSource[],
+  offsetsKeyName: string,
+  interval: string,
+): string[] {
+  const ranges = new Map<number, { first: bigint; last: bigint }>()
+  const extend = (source: TickSource | undefined) => {
+    if (!source) {
+      if (offsetsKeyName) throw new Error('applyTicks with offsets needs every tick to carry its source')
+      return
+    }
+    const range = ranges.get(source.partition)
+    if (!range) ranges.set(source.partition, { first: source.offset, last: source.offset })
+    else {
+      if (source.offset < range.first) range.first = source.offset
+      if (source.offset > range.last) range.last = source.offset
+    }
+  }
+  const byStock = new Map<string, { times: string[]; tokens: string[] }>()
+  for (const tick of ticks) {
+    extend(tick.source)
+    let group = byStock.get(tick.stock)
+    if (!group) byStock.set(tick.stock, (group = { times: [], tokens: [] }))
+    group.times.push(tick.time)
+    group.tokens.push(priceToken(tick.price))
+  }
+  for (const source of consumedOnly) extend(source)
+  const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0)]
+  if (offsetsKeyName) {
+    for (const [partition, range] of ranges) args.push(String(partition), range.first.toString(), range.last.toString())
+  }
+  for (const [stock, { times, tokens }] of byStock) {
+    let increasing = true
+    for (let i = 1; i < times.length && increasing; i++) increasing = times[i]! > times[i - 1]!
+    args.push(stock, String(times.length), increasing ? '1' : '0', times[0]!, `"${times.join('","')}"`, tokens.join(','))
+    for (let i = 0; i < times.length; i++) args.push(times[i]!, tokens[i]!)
+  }
+  return args
+}
+
 /** Creates the repository on a Redis connection (scripts are registered on it). */
 export function createStockHistoryRepository(
   redis: Redis,
@@ -108,22 +154,26 @@ export function createStockHistoryRepository(
 
   return {
     async applyTicks(ticks, offsets) {
-      const args: Array<string | number> = [offsets ? offsetsKey(offsets.group, offsets.topic) : '', interval]
-      for (const tick of ticks) {
-        if (offsets && !tick.source) throw new Error('applyTicks with offsets needs every tick to carry its source')
-        args.push(
-          tick.source ? tick.source.partition : '',
-          tick.source ? tick.source.offset.toString() : '',
-          tick.stock,
-          tick.time,
-          priceToken(tick.price),
-        )
+      let pending = ticks
+      let consumed = offsets?.consumedOnly ?? []
+      let replayed = 0
+      for (;;) {
+        const args = buildApplyArgs(pending, consumed, offsets ? offsetsKey(offsets.group, offsets.topic) : '', interval)
+        const reply = (await r.applyTicks(...args)) as Array<number | string>
+        if (reply[0] !== -1) {
+          const [appended = 0, updated = 0, unchanged = 0, quarantined = 0] = reply as number[]
+          return { appended, updated, unchanged, replayed, quarantined }
+        }
+        // Part of the batch was applied before (a replay): drop it and try again. The
+        // script wrote nothing, and checks again, so a concurrent writer cannot slip in.
+        const partition = Number(reply[1])
+        const stored = BigInt(reply[2]!)
+        const fresh = (source?: TickSource) => !source || source.partition !== partition || source.offset > stored
+        const before = pending.length
+        pending = pending.filter((tick) => fresh(tick.source))
+        consumed = consumed.filter((source) => fresh(source))
+        replayed += before - pending.length
       }
-      for (const source of offsets?.consumedOnly ?? []) args.push(source.partition, source.offset.toString(), '', '', '')
-      const [appended = 0, updated = 0, unchanged = 0, replayed = 0, quarantined = 0] = (await r.applyTicks(
-        ...args,
-      )) as number[]
-      return { appended, updated, unchanged, replayed, quarantined }
     },
     async flush() {
       return (await r.flushHistories()) as number

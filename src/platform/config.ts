@@ -20,9 +20,9 @@ export const ConfigSchema = Type.Object({
   /** PostgreSQL for accounts and events (later services). @defaultValue postgres://postgres@127.0.0.1:5432/bourse */
   DATABASE_URL: Url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/bourse'),
   /** pino level. @defaultValue info */
-  LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-  ),
+  // An enum, not a union of literals: typebox stops reporting errors after a failed union,
+  // which would hide the variables after a bad LOG_LEVEL.
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   /** Kafka topic carrying price ticks. @defaultValue main_topic */
   MARKET_TOPIC: Type.String({ pattern: '^[A-Za-z0-9._-]{1,249}$' }),
   /** Partitions given to the market topic when Bourse creates it. @defaultValue 3 */
@@ -57,6 +57,9 @@ const defaults: Record<keyof Config, string> = {
 }
 
 const check = Compile(ConfigSchema)
+const integerKeys = Object.entries(ConfigSchema.properties)
+  .filter(([, schema]) => (schema as { type?: unknown }).type === 'integer')
+  .map(([key]) => key)
 
 /** Thrown when the environment does not describe a valid configuration. */
 export class ConfigError extends Error {
@@ -81,7 +84,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const value = env[key]
     raw[key] = value === undefined || value.trim() === '' ? defaults[key] : value.trim()
   }
-  const converted = Value.Convert(ConfigSchema, raw) as Record<string, unknown>
+  const converted = Value.Convert(ConfigSchema, { ...raw }) as Record<string, unknown>
+  // Value.Convert truncates "2.9" to 2 and reads "true" or "0x10" as numbers; an integer
+  // variable must be written as a decimal whole number, so anything else stays text and
+  // fails the check below.
+  for (const key of integerKeys) {
+    if (!/^[+-]?\d+$/.test(String(raw[key]))) converted[key] = raw[key]
+  }
   if (!check.Check(converted)) {
     const problems = new Map<string, string>()
     for (const error of check.Errors(converted)) {

@@ -1,106 +1,114 @@
 -- Applies a batch of ticks to the stock histories, atomically with the consumed offsets.
 --
 -- Exactly once: ARGV[1] names the hash of the last applied offset per partition of the
--- consumer group (or is empty for sources without offsets, such as a CSV file). A tick
--- whose offset is at or below the stored one was applied before (a replay after a crash
--- or a rebalance) and is skipped. The ticks and the new offsets are written by this one
--- script, so Redis holds either all of a batch or none of it.
+-- consumer group (empty for sources without offsets, such as a CSV file). If any
+-- partition of the batch starts at or below its stored offset (a replay after a crash or
+-- a rebalance), nothing is written and the script answers { -1, partition, stored }; the
+-- caller drops what was applied before and calls again. Otherwise the ticks and the new
+-- offsets are written by this one script: Redis holds all of a batch or none of it.
 --
--- ARGV[2]: materialize interval in ms (0: rebuild the contract JSON after every batch)
--- ARGV[3..]: groups of five: partition, offset, stock, time, price token; an empty stock
--- only records its offset (a message that went to the dead-letter topic)
--- Returns { appended, price updates, unchanged duplicates, replayed (skipped by offset), quarantined }
+-- Cost: a stock whose ticks in the batch are all later than its latest time (the usual
+-- case) costs a few calls whatever the batch or history size: the caller sends the
+-- ready-made text to APPEND and the index pairs to HSET. Other stocks (out-of-order
+-- times, corrections) are applied tick by tick.
+--
+-- ARGV[1] offsets key or ''; ARGV[2] materialize interval (ms); ARGV[3] partition count P;
+-- then P triples: partition, first offset, last offset; then per stock:
+--   stock, n, increasing (1 when the n times strictly increase), min time, time text,
+--   price text, then n pairs: time, price token
+-- Returns { appended, price updates, unchanged duplicates, quarantined } or { -1, partition, stored }
 local offkey = ARGV[1]
 local interval = tonumber(ARGV[2])
-local now = now_ms()
-local last = {}
-local newest = {}
-local per = {}
-local touched = {}
-local appended, updated, unchanged, replayed, quarantined = 0, 0, 0, 0, 0
-
-for j = 3, #ARGV, 5 do
-  local skip = false
-  if offkey ~= '' then
-    local part = ARGV[j]
-    local l = last[part]
-    if l == nil then
-      l = tonumber(redis.call('HGET', offkey, part) or '-1')
-      last[part] = l
+local parts = tonumber(ARGV[3])
+local j = 4
+if offkey ~= '' then
+  for _ = 1, parts do
+    local stored = redis.call('HGET', offkey, ARGV[j])
+    if stored and tonumber(stored) >= tonumber(ARGV[j + 1]) then
+      return { -1, tonumber(ARGV[j]), stored }
     end
-    local o = tonumber(ARGV[j + 1])
-    if o <= l then
-      skip = true
-      replayed = replayed + 1
-    else
-      last[part] = o
-      newest[part] = ARGV[j + 1]
-    end
+    j = j + 3
   end
-  if not skip and ARGV[j + 2] ~= '' then
-    local s, t, tok = ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
-    local st = per[s]
-    if st == nil then
-      quarantined = quarantined + ensure(s)
-      st = { n = redis.call('HLEN', hk(s, 'i')), t = {}, p = {}, known = {}, idx = {}, fix = {}, changed = 0 }
-      per[s] = st
-      touched[#touched + 1] = s
-    end
-    local k = st.known[t]
-    if k == nil then
-      local entry = redis.call('HGET', hk(s, 'i'), t)
-      if entry then
-        local sp = string.find(entry, ' ', 1, true)
-        k = { pos = tonumber(string.sub(entry, 1, sp - 1)), tok = string.sub(entry, sp + 1), stored = true }
-        st.known[t] = k
-      end
-    end
-    if k == nil then
-      local i = #st.t + 1
-      st.t[i] = '"' .. t .. '"'
-      st.p[i] = tok
-      st.known[t] = { pos = st.n + i - 1, tok = tok, stored = false, local_i = i, w = true }
-      st.changed = st.changed + 1
-      appended = appended + 1
-    elseif k.tok ~= tok then
-      k.tok = tok
-      k.w = true
-      if k.stored then st.fix[k.pos] = tok else st.p[k.local_i] = tok end
-      st.changed = st.changed + 1
-      updated = updated + 1
-    else
-      unchanged = unchanged + 1
-    end
-  end
+else
+  j = j + 3 * parts
 end
+local offsets_at = 4
 
-for _, s in ipairs(touched) do
-  local st = per[s]
-  if next(st.fix) ~= nil then
-    -- A price correction of a stored time: rare, so the price list is rebuilt once.
-    local parts = {}
-    local p = redis.call('GET', hk(s, 'p')) or ''
-    for token in string.gmatch(p, '[^,]+') do parts[#parts + 1] = token end
-    for pos, tok in pairs(st.fix) do parts[pos + 1] = tok end
-    redis.call('SET', hk(s, 'p'), table.concat(parts, ','))
-  end
-  if #st.t > 0 then
-    local lead = ''
-    if st.n > 0 then lead = ',' end
-    redis.call('APPEND', hk(s, 't'), lead .. table.concat(st.t, ','))
-    redis.call('APPEND', hk(s, 'p'), lead .. table.concat(st.p, ','))
-  end
-  if st.changed > 0 then
-    local flat = {}
-    for t, k in pairs(st.known) do
-      if k.w then
-        flat[#flat + 1] = t
-        flat[#flat + 1] = k.pos .. ' ' .. k.tok
+local now = now_ms()
+local appended, updated, unchanged, quarantined = 0, 0, 0, 0
+
+while j <= #ARGV do
+  local s, n, increasing, min_time = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2], ARGV[j + 3]
+  local ttext, ptext = ARGV[j + 4], ARGV[j + 5]
+  local first = j + 6
+  local last = first + 2 * n - 1
+  j = last + 1
+  quarantined = quarantined + ensure(s)
+  local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at')
+  local mt, at = m[1] or '', tonumber(m[2] or '0')
+  local count = redis.call('HLEN', hk(s, 'i'))
+  local changed = 0
+  local lead = ''
+  if count > 0 then lead = ',' end
+  if increasing == '1' and min_time > mt then
+    -- Every time is new: append the ready-made text, index the pairs.
+    redis.call('APPEND', hk(s, 't'), lead .. ttext)
+    redis.call('APPEND', hk(s, 'p'), lead .. ptext)
+    for i = first, last, 4000 do
+      redis.call('HSET', hk(s, 'i'), unpack(ARGV, i, math.min(i + 3999, last)))
+    end
+    changed = n
+    appended = appended + n
+    mt = ARGV[last - 1]
+  else
+    local newt, newp, fixes, index = {}, {}, {}, {}
+    local local_pos = {}
+    for i = first, last, 2 do
+      local t, tok = ARGV[i], ARGV[i + 1]
+      local current = index[t]
+      if current == nil then current = redis.call('HGET', hk(s, 'i'), t) or false end
+      if current == false then
+        newt[#newt + 1] = '"' .. t .. '"'
+        newp[#newp + 1] = tok
+        local_pos[t] = #newp
+        if t > mt then mt = t end
+        appended = appended + 1
+        changed = changed + 1
+        index[t] = tok
+      elseif current ~= tok then
+        if local_pos[t] then newp[local_pos[t]] = tok else fixes[t] = tok end
+        updated = updated + 1
+        changed = changed + 1
+        index[t] = tok
+      else
+        unchanged = unchanged + 1
       end
     end
-    hset_many(hk(s, 'i'), flat)
-    redis.call('HINCRBY', hk(s, 'm'), 'v', st.changed)
-    local at = tonumber(redis.call('HGET', hk(s, 'm'), 'at') or '0')
+    if next(fixes) ~= nil then
+      -- Corrections of stored times: rare, so the price text is rebuilt once.
+      local times, prices = {}, {}
+      for token in string.gmatch(redis.call('GET', hk(s, 't')) or '', '[^,]+') do times[#times + 1] = token end
+      for token in string.gmatch(redis.call('GET', hk(s, 'p')) or '', '[^,]+') do prices[#prices + 1] = token end
+      for i = 1, #times do
+        local fix = fixes[string.sub(times[i], 2, -2)]
+        if fix then prices[i] = fix end
+      end
+      redis.call('SET', hk(s, 'p'), table.concat(prices, ','))
+    end
+    if #newt > 0 then
+      redis.call('APPEND', hk(s, 't'), lead .. table.concat(newt, ','))
+      redis.call('APPEND', hk(s, 'p'), lead .. table.concat(newp, ','))
+    end
+    local flat = {}
+    for t, tok in pairs(index) do
+      flat[#flat + 1] = t
+      flat[#flat + 1] = tok
+    end
+    if #flat > 0 then hset_many(hk(s, 'i'), flat) end
+  end
+  if changed > 0 then
+    redis.call('HINCRBY', hk(s, 'm'), 'v', changed)
+    redis.call('HSET', hk(s, 'm'), 'mt', mt)
     if now - at >= interval then
       materialize(s, now)
     else
@@ -109,13 +117,13 @@ for _, s in ipairs(touched) do
   end
 end
 
-if offkey ~= '' then
+if offkey ~= '' and parts > 0 then
   local flat = {}
-  for part, o in pairs(newest) do
-    flat[#flat + 1] = part
-    flat[#flat + 1] = o
+  for k = 0, parts - 1 do
+    flat[#flat + 1] = ARGV[offsets_at + 3 * k]
+    flat[#flat + 1] = ARGV[offsets_at + 3 * k + 2]
   end
-  if #flat > 0 then redis.call('HSET', offkey, unpack(flat)) end
+  redis.call('HSET', offkey, unpack(flat))
 end
 
-return { appended, updated, unchanged, replayed, quarantined }
+return { appended, updated, unchanged, quarantined }

@@ -4,9 +4,10 @@
 -- history is (rewriting one growing JSON document per tick would make ingest quadratic):
 --   bourse:h:S:t  string  the JSON tokens of the `time` list, comma-separated (APPEND)
 --   bourse:h:S:p  string  the JSON tokens of the `price` list, comma-separated (APPEND)
---   bourse:h:S:i  hash    time -> "position token": dedup by time, and the current price
+--   bourse:h:S:i  hash    time -> price token: dedup by time, and the current price
 --   bourse:h:S:f  string  the other fields of the contract JSON (id, performance, ...)
---   bourse:h:S:m  hash    v: history version, pv: version of the last performance,
+--   bourse:h:S:m  hash    v: history version, mt: latest hhmmss time in the history,
+--                         pv: version of the last performance,
 --                         lo/lu/lv: performance lease owner, until (ms), version; at: ms
 --                         of the last materialization
 --   S             string  the contract JSON, rebuilt from the pieces (materialized)
@@ -40,6 +41,7 @@ local function ensure(s)
   local quarantined = 0
   local fields = {}
   local tparts, pparts = {}, {}
+  local mt = ''
   local raw = redis.call('GET', s)
   if raw then
     local ok, doc = pcall(cjson.decode, raw)
@@ -54,7 +56,9 @@ local function ensure(s)
         local tok = cjson.encode(p)
         tparts[i] = cjson.encode(times[i])
         pparts[i] = tok
-        redis.call('HSET', hk(s, 'i'), tostring(times[i]), (i - 1) .. ' ' .. tok)
+        redis.call('HSET', hk(s, 'i'), tostring(times[i]), tok)
+        local t = tostring(times[i])
+        if string.match(t, '^%d%d%d%d%d%d$') and t > mt then mt = t end
       end
       doc.time, doc.price = nil, nil
       fields = doc
@@ -69,7 +73,7 @@ local function ensure(s)
   redis.call('SET', hk(s, 'f'), cjson.encode(fields))
   redis.call('SET', hk(s, 't'), table.concat(tparts, ','))
   redis.call('SET', hk(s, 'p'), table.concat(pparts, ','))
-  redis.call('HSET', hk(s, 'm'), 'v', v, 'pv', 0)
+  redis.call('HSET', hk(s, 'm'), 'v', v, 'pv', 0, 'mt', mt)
   redis.call('SADD', 'bourse:stocks', s)
   return quarantined
 end

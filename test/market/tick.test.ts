@@ -1,0 +1,89 @@
+/** Ticks from untrusted values (decoded Kafka messages) are validated field by field. */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { priceToken, type TickResult, toTick } from '../../src/market/tick.ts'
+import { decodeTick, encodeTick } from '../../src/market/tick-message.ts'
+
+/** The reason of a refused value; fails when it was accepted. */
+function reasonOf(result: TickResult): string {
+  assert.equal(result.ok, false, `expected a refusal, got ${JSON.stringify(result)}`)
+  return (result as { reason: string }).reason
+}
+
+describe('toTick', () => {
+  it('accepts a tick with a price or with null', () => {
+    assert.deepEqual(toTick({ time: '090000', stock: 'stock1', price: 12.5 }), {
+      ok: true,
+      tick: { time: '090000', stock: 'stock1', price: 12.5 },
+    })
+    assert.deepEqual(toTick({ stock: 'stock1', price: null, time: '235959' }), {
+      ok: true,
+      tick: { time: '235959', stock: 'stock1', price: null },
+    })
+  })
+
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['null', null, /must be a JSON object/],
+    ['a string', '090000,stock1,1', /must be a JSON object/],
+    ['a number', 42, /must be a JSON object/],
+    ['an array', ['090000', 'stock1', 1], /must be a JSON object/],
+    ['an extra field', { time: '090000', stock: 'stock1', price: 1, volume: 3 }, /unexpected field "volume"/],
+    ['a missing time', { stock: 'stock1', price: 1 }, /time must be a string/],
+    ['a numeric time', { time: 90000, stock: 'stock1', price: 1 }, /time must be a string/],
+    ['a time out of range', { time: '256000', stock: 'stock1', price: 1 }, /time "256000" is not hhmmss/],
+    ['a time with colons', { time: '09:00:00', stock: 'stock1', price: 1 }, /time "09:00:00"/],
+    ['a missing stock', { time: '090000', price: 1 }, /stock must be a string/],
+    ['a bad stock name', { time: '090000', stock: 'stock 1', price: 1 }, /stock "stock 1"/],
+    ['a user key as stock', { time: '090000', stock: 'user2', price: 1 }, /would overwrite a user key/],
+    ['a missing price', { time: '090000', stock: 'stock1' }, /price must be a non-negative number or null/],
+    ['a price as text', { time: '090000', stock: 'stock1', price: '1' }, /price must be/],
+    ['a negative price', { time: '090000', stock: 'stock1', price: -1 }, /price must be/],
+    ['an infinite price', { time: '090000', stock: 'stock1', price: Infinity }, /price must be/],
+    ['a NaN price', { time: '090000', stock: 'stock1', price: NaN }, /price must be/],
+  ]
+  for (const [what, value, reason] of bad) {
+    it(`refuses ${what}`, () => {
+      assert.match(reasonOf(toTick(value)), reason)
+    })
+  }
+})
+
+describe('decodeTick', () => {
+  it('decodes what encodeTick wrote', () => {
+    const tick = { time: '101010', stock: 'stock2', price: null }
+    const message = encodeTick('t', tick, { 'bourse-line': '7' })
+    assert.equal(message.key, 'stock2')
+    assert.deepEqual(message.headers, { 'bourse-line': '7' })
+    assert.deepEqual(decodeTick(message.key, message.value), { ok: true, tick })
+  })
+
+  it('accepts a message without key', () => {
+    assert.equal(decodeTick(null, '{"time":"090000","stock":"stock1","price":1}').ok, true)
+    assert.equal(decodeTick(undefined, '{"time":"090000","stock":"stock1","price":1}').ok, true)
+  })
+
+  it('refuses a key naming another stock', () => {
+    assert.match(
+      reasonOf(decodeTick('stock2', '{"time":"090000","stock":"stock1","price":1}')),
+      /key "stock2" does not match stock "stock1"/,
+    )
+  })
+
+  it('refuses empty values, text that is not JSON, and JSON that is not a tick', () => {
+    assert.match(reasonOf(decodeTick('stock1', '')), /empty message value/)
+    assert.match(reasonOf(decodeTick('stock1', null)), /empty message value/)
+    assert.match(reasonOf(decodeTick('stock1', undefined)), /empty message value/)
+    assert.match(reasonOf(decodeTick('stock1', '{"time":')), /value is not JSON/)
+    assert.match(reasonOf(decodeTick('stock1', 'null')), /must be a JSON object/)
+    assert.match(reasonOf(decodeTick('stock1', '[]')), /must be a JSON object/)
+    assert.match(reasonOf(decodeTick('stock1', '{"time":"090000","stock":"stock1","price":1,"x":0}')), /unexpected field "x"/)
+  })
+})
+
+describe('priceToken', () => {
+  it('writes a number, or "" for no data', () => {
+    assert.equal(priceToken(12.5), '12.5')
+    assert.equal(priceToken(0), '0')
+    assert.equal(priceToken(null), '""')
+  })
+})
