@@ -64,7 +64,7 @@ export interface PerformanceServiceDeps {
 export interface StockComputation {
   /** Stock key. */
   stock: string
-  /** History version the claim covered. */
+  /** History version the computation read (marked done when stored). */
   version: number
   /** The computed metric. */
   performance: number
@@ -86,7 +86,7 @@ export interface CycleResult {
   computed: StockComputation[]
   /** Stocks whose computation failed; their lease expires and they are claimed again. */
   failed: Array<{ stock: string; error: string }>
-  /** Stocks claimed but not started because the service closed; claimed again when their lease expires. */
+  /** Stocks claimed but not started because the service closed; their claims are released. */
   abandoned: string[]
   /** True when the claim was full, so more changed stocks may be waiting. */
   backlog: boolean
@@ -104,7 +104,7 @@ export interface PerformanceService {
   start(signal: AbortSignal): void
   /**
    * Stops scheduling, lets the running computations finish (claimed stocks not started yet
-   * are left to their lease), then stops the workers; later calls return the same promise.
+   * are released), then stops the workers; later calls return the same promise.
    */
   close(): Promise<void>
 }
@@ -144,13 +144,11 @@ export function createPerformanceService(deps: PerformanceServiceDeps): Performa
   let closing: Promise<void> | undefined
 
   async function compute(claim: ClaimedStock): Promise<StockComputation> {
-    const prices = await history.readPrices(claim.stock)
+    const { prices, version } = await history.readPrices(claim.stock)
     const result = await pool.run({ stock: claim.stock, prices, costMs })
-    const stored = await history.completePerformance(claim.stock, owner, result.performance)
-    if (!stored) {
-      log.warn({ stock: claim.stock, version: claim.version }, 'performance lease lost, result dropped')
-    }
-    return { ...result, version: claim.version, stored }
+    const stored = await history.completePerformance(claim.stock, owner, result.performance, version)
+    if (!stored) log.warn({ stock: claim.stock, version }, 'performance lease lost, result dropped')
+    return { ...result, version, stored }
   }
 
   async function cycle(): Promise<CycleResult> {
@@ -167,8 +165,8 @@ export function createPerformanceService(deps: PerformanceServiceDeps): Performa
     }
     if (limit > 0) {
       // One claim per cycle, so a stock is computed at most once per cycle: a tick that
-      // lands during its computation keeps it changed (complete-performance stores the
-      // claimed version only) and the next claim, in the next cycle, takes it. `workers`
+      // lands during its computation keeps it changed (complete-performance marks done
+      // the version its prices were read at) and the next claim, in the next cycle, takes it. `workers`
       // lanes take the claimed stocks in turn, so the last one finishes after about
       // ceil(limit / workers) costs; the lease covers that plus a margin, and only once
       // it expires may another instance claim the same change.
@@ -178,7 +176,7 @@ export function createPerformanceService(deps: PerformanceServiceDeps): Performa
       result.backlog = limit === maxClaim && claims.length === limit
       const lane = async () => {
         for (let claim = claims.shift(); claim; claim = claims.shift()) {
-          // Closing: finish what runs, leave the rest to its lease (claimed again on expiry).
+          // Closing: finish what runs, release the rest (after the lanes end).
           if (stop.signal.aborted) {
             result.abandoned.push(claim.stock)
             continue
@@ -193,7 +191,9 @@ export function createPerformanceService(deps: PerformanceServiceDeps): Performa
       }
       await Promise.all(Array.from({ length: Math.min(workers, claims.length) }, lane))
       if (result.abandoned.length > 0) {
-        log.info({ stocks: result.abandoned, leaseMs }, 'closing: left claimed stocks to their lease')
+        // Closing: give the claims back so another instance can take them at once.
+        const released = await history.releaseClaims(owner, result.abandoned)
+        log.info({ stocks: result.abandoned, released }, 'closing: released claimed stocks not started')
       }
     }
     result.durationMs = performance.now() - began

@@ -16,6 +16,7 @@ const scripts = {
   seedStock: `${prelude}\n${lua('seed-stock')}`,
   claimChanged: `${prelude}\n${lua('claim-changed')}`,
   completePerformance: `${prelude}\n${lua('complete-performance')}`,
+  releaseClaims: `${prelude}\n${lua('release-claims')}`,
 } as const
 
 type ScriptName = keyof typeof scripts
@@ -83,16 +84,21 @@ export interface StockHistoryRepository {
   seedStock(stock: string, value: Record<string, unknown>): Promise<void>
   /** The contract JSON of a stock as `GET stockN` returns it, parsed; undefined if absent. */
   readStock(stock: string): Promise<Record<string, unknown> | undefined>
-  /** The price list of a stock, read from the history (always current). */
-  readPrices(stock: string): Promise<Array<number | ''>>
+  /** The price list of a stock, read from the history (always current), with its version. */
+  readPrices(stock: string): Promise<{ prices: Array<number | ''>; version: number }>
   /** Every stock with a history. */
   listStocks(): Promise<string[]>
   /** The last applied offset per partition for a group and topic. */
   appliedOffsets(group: string, topic: string): Promise<Map<number, bigint>>
   /** Claims up to `limit` changed stocks for `owner`, under a lease of `leaseMs`. */
   claimChanged(owner: string, leaseMs: number, limit: number): Promise<ClaimedStock[]>
-  /** Stores a computed performance if `owner` still holds the lease; false otherwise. */
-  completePerformance(stock: string, owner: string, performance: number): Promise<boolean>
+  /**
+   * Stores a performance computed from the history at `version` (as {@link readPrices}
+   * returned it) if `owner` still holds the lease; false otherwise.
+   */
+  completePerformance(stock: string, owner: string, performance: number, version: number): Promise<boolean>
+  /** Gives back leases `owner` holds on `stocks` without computing them; resolves to the number released. */
+  releaseClaims(owner: string, stocks: readonly string[]): Promise<number>
 }
 
 /**
@@ -186,8 +192,15 @@ export function createStockHistoryRepository(
       return raw === null ? undefined : (JSON.parse(raw) as Record<string, unknown>)
     },
     async readPrices(stock) {
-      const raw = await redis.get(`bourse:h:${stock}:p`)
-      return raw === null || raw === '' ? [] : (JSON.parse(`[${raw}]`) as Array<number | ''>)
+      // One MULTI, so the version describes exactly these prices.
+      const replies = await redis.multi().get(`bourse:h:${stock}:p`).hget(`bourse:h:${stock}:m`, 'v').exec()
+      const [[pricesError, raw] = [], [versionError, version] = []] = replies ?? []
+      if (!replies || pricesError || versionError) throw pricesError ?? versionError ?? new Error('MULTI aborted')
+      const text = raw as string | null
+      return {
+        prices: text === null || text === '' ? [] : (JSON.parse(`[${text}]`) as Array<number | ''>),
+        version: Number(version ?? 0),
+      }
     },
     async listStocks() {
       return (await redis.smembers('bourse:stocks')).sort()
@@ -202,8 +215,12 @@ export function createStockHistoryRepository(
       for (let i = 0; i + 1 < flat.length; i += 2) claimed.push({ stock: flat[i]!, version: Number(flat[i + 1]) })
       return claimed
     },
-    async completePerformance(stock, owner, performance) {
-      return (await r.completePerformance(stock, owner, JSON.stringify(performance))) === 1
+    async completePerformance(stock, owner, performance, version) {
+      return (await r.completePerformance(stock, owner, JSON.stringify(performance), version)) === 1
+    },
+    async releaseClaims(owner, stocks) {
+      if (stocks.length === 0) return 0
+      return (await r.releaseClaims(owner, ...stocks)) as number
     },
   }
 }

@@ -43,6 +43,25 @@ function maxOverlap(computed: readonly StockComputation[]): number {
   return max
 }
 
+/**
+ * The real pool, announcing its first task: by then the prices are read and the
+ * computation begins.
+ */
+function announcingPool(): { dispatched: Promise<string>; pool: PerformancePoolFactory } {
+  const dispatched = Promise.withResolvers<string>()
+  const pool: PerformancePoolFactory = (options) => {
+    const real = createPerformancePool(options)
+    return {
+      run: (task) => {
+        dispatched.resolve(task.stock)
+        return real.run(task)
+      },
+      destroy: () => real.destroy(),
+    }
+  }
+  return { dispatched: dispatched.promise, pool }
+}
+
 const stocksOf = (computed: readonly StockComputation[]) => computed.map((c) => c.stock).sort()
 
 describe('performance service', () => {
@@ -142,22 +161,11 @@ describe('performance service', () => {
 
   it('keeps a tick that arrives during a computation and computes it in the next cycle', async () => {
     await history.applyTicks(series('stock1', [100, 110]))
-    const dispatched = Promise.withResolvers<string>()
-    // The real pool, announcing each task: the prices are read, the computation begins.
-    const pool: PerformancePoolFactory = (options) => {
-      const real = createPerformancePool(options)
-      return {
-        run: (task) => {
-          dispatched.resolve(task.stock)
-          return real.run(task)
-        },
-        destroy: () => real.destroy(),
-      }
-    }
+    const { dispatched, pool } = announcingPool()
     const service = open({ workers: 1, costMs: 400, pool })
 
     const cycle = service.runCycle()
-    assert.equal(await dispatched.promise, 'stock1')
+    assert.equal(await dispatched, 'stock1')
     await history.applyTicks(series('stock1', [121], 2))
     const tickStoredAt = performance.timeOrigin + performance.now()
     const first = await cycle
@@ -177,23 +185,13 @@ describe('performance service', () => {
     assert.equal((await service.runCycle()).claimed, 0)
   })
 
-  it('on close, finishes the running computation and leaves the other claims to their lease', async () => {
+  it('on close, finishes the running computation and releases the other claims', async () => {
     await history.applyTicks(['s1', 's2', 's3'].flatMap((s) => series(s, [10, 12])))
-    const dispatched = Promise.withResolvers<string>()
-    const pool: PerformancePoolFactory = (options) => {
-      const real = createPerformancePool(options)
-      return {
-        run: (task) => {
-          dispatched.resolve(task.stock)
-          return real.run(task)
-        },
-        destroy: () => real.destroy(),
-      }
-    }
+    const { dispatched, pool } = announcingPool()
     const service = open({ workers: 1, costMs: 300, pool })
 
     const cycle = service.runCycle()
-    assert.equal(await dispatched.promise, 's1')
+    assert.equal(await dispatched, 's1')
     await service.close()
     const result = await cycle
     assert.deepEqual(stocksOf(result.computed), ['s1'])
@@ -201,7 +199,25 @@ describe('performance service', () => {
     assert.deepEqual(result.abandoned.sort(), ['s2', 's3'])
     assert.equal(await performanceOf('s1'), 20)
     assert.equal(await performanceOf('s2'), 0)
-    assert.deepEqual(await history.claimChanged('someone-else', 1000, 100), [], 'still leased')
+    const reclaimed = await history.claimChanged('someone-else', 1000, 100)
+    assert.deepEqual(reclaimed.map((c) => c.stock).sort(), ['s2', 's3'], 'released, so claimable at once')
+  })
+
+  it('does not compute again a tick that landed between the claim and the price read', async () => {
+    await history.applyTicks(series('stock1', [100, 110]))
+    // The real repository, with a tick landing just before the service reads the prices.
+    const racing: StockHistoryRepository = {
+      ...history,
+      readPrices: async (stock) => {
+        await history.applyTicks(series('stock1', [121], 2))
+        return history.readPrices(stock)
+      },
+    }
+    const service = open({ history: racing, workers: 1 })
+    const first = await service.runCycle()
+    assert.deepEqual(stocksOf(first.computed), ['stock1'])
+    assert.equal(first.computed[0]?.performance, 21, 'the late tick was part of the computation')
+    assert.equal((await service.runCycle()).claimed, 0, 'so it is not computed a second time')
   })
 
   it('runs a cycle at start and then every interval until closed', async () => {

@@ -138,7 +138,7 @@ describe('materialization', () => {
     const lazy = createStockHistoryRepository(redis, { materializeIntervalMs: 3_600_000 })
     await lazy.applyTicks([{ stock: 'stock1', time: '090000', price: 1 }])
     await lazy.applyTicks([{ stock: 'stock1', time: '090001', price: 2 }])
-    assert.deepEqual(await lazy.readPrices('stock1'), [1, 2])
+    assert.deepEqual(await lazy.readPrices('stock1'), { prices: [1, 2], version: 2 })
     assert.deepEqual((await get('stock1')).price, [1], 'second batch within the interval is not yet in the JSON')
     assert.equal(await lazy.flush(), 1)
     assert.deepEqual((await get('stock1')).price, [1, 2])

@@ -16,7 +16,7 @@ for _, s in ipairs(stocks) do
   local v, pv = tonumber(m[1] or '0'), tonumber(m[2] or '0')
   local free = (not m[3]) or tonumber(m[4] or '0') < now
   if v > pv and free then
-    redis.call('HSET', hk(s, 'm'), 'lo', owner, 'lu', now + lease, 'lv', v)
+    redis.call('HSET', hk(s, 'm'), 'lo', owner, 'lu', now + lease)
     out[#out + 1] = s
     out[#out + 1] = tostring(v)
   end

@@ -1,14 +1,15 @@
--- Stores the performance ARGV[3] (a JSON number) of stock ARGV[1] computed by owner
--- ARGV[2], if that owner still holds the lease. Ticks that arrived during the
--- computation stay (the JSON is rebuilt from the history) and keep the stock changed,
--- so the next cycle computes them. Returns 1 when stored, 0 when the lease was lost.
-local s, owner, perf = ARGV[1], ARGV[2], ARGV[3]
-local m = redis.call('HMGET', hk(s, 'm'), 'lo', 'lv')
-if m[1] ~= owner then return 0 end
+-- Stores the performance ARGV[3] (a JSON number) of stock ARGV[1], computed by owner
+-- ARGV[2] from the history at version ARGV[4], if that owner still holds the lease. The
+-- version read with the prices is the one marked done, so ticks that arrived between the
+-- claim and the read are not computed again, and ticks that arrived during the
+-- computation keep the stock changed for the next cycle. They stay in the JSON, which is
+-- rebuilt from the history. Returns 1 when stored, 0 when the lease was lost.
+local s, owner, perf, version = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', hk(s, 'm'), 'lo') ~= owner then return 0 end
 local fields = cjson.decode(redis.call('GET', hk(s, 'f')) or '{}')
 fields.performance = tonumber(perf)
 redis.call('SET', hk(s, 'f'), cjson.encode(fields))
-redis.call('HSET', hk(s, 'm'), 'pv', m[2])
-redis.call('HDEL', hk(s, 'm'), 'lo', 'lu', 'lv')
+redis.call('HSET', hk(s, 'm'), 'pv', version)
+redis.call('HDEL', hk(s, 'm'), 'lo', 'lu')
 materialize(s, now_ms())
 return 1

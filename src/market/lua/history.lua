@@ -8,7 +8,7 @@
 --   bourse:h:S:f  string  the other fields of the contract JSON (id, performance, ...)
 --   bourse:h:S:m  hash    v: history version, mt: latest hhmmss time in the history,
 --                         pv: version of the last performance,
---                         lo/lu/lv: performance lease owner, until (ms), version; at: ms
+--                         lo/lu: performance lease owner and until (ms); at: ms
 --                         of the last materialization
 --   S             string  the contract JSON, rebuilt from the pieces (materialized)
 --   bourse:stocks set     every stock with a history; bourse:dirty set: not yet rebuilt
