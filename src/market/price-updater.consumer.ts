@@ -15,7 +15,7 @@ import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/
 import type { StringConsumer, StringProducer } from '../platform/kafka.ts'
 import { partitionBounds } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
-import type { SourcedTick, StockHistoryRepository, TickSource } from './stock-history.repository.ts'
+import type { SourcedTick, StockHistoryRepository } from './stock-history.repository.ts'
 import { decodeTick } from './tick-message.ts'
 
 type StringMessage = Message<string, string, string, string>
@@ -163,14 +163,26 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     }
   }
 
-  const applyBatch = async (batch: StringMessage[], signal: AbortSignal) => {
+  /**
+   * Decodes a batch, dead-letters its poison, and applies it. `previous` is the batch
+   * before, possibly still in flight, and `submittedBefore` the offsets submitted up to
+   * it: the apply script refuses this batch while the previous one is not applied.
+   */
+  const applyBatch = async (
+    batch: StringMessage[],
+    signal: AbortSignal,
+    previous: Promise<unknown>,
+    submittedBefore: ReadonlyMap<number, bigint>,
+  ) => {
     const ticks: SourcedTick[] = []
     const poison: Array<{ message: StringMessage; reason: string }> = []
     for (const message of batch) {
       const result = decodeTick(message.key, message.value)
-      const source: TickSource = { partition: message.partition, offset: message.offset }
-      if (result.ok) ticks.push({ ...result.tick, source })
-      else poison.push({ message, reason: result.reason })
+      if (result.ok) {
+        const tick: SourcedTick = result.tick
+        tick.source = { partition: message.partition, offset: message.offset }
+        ticks.push(tick)
+      } else poison.push({ message, reason: result.reason })
     }
     // Dead letters first: if we crash after this, the messages are re-sent to the
     // dead-letter topic (at least once there) but never lost.
@@ -182,6 +194,8 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
           group: options.group,
           topic: options.topic,
           consumedOnly,
+          submittedBefore,
+          previous,
         })
         stats.batches++
         stats.messages += batch.length
@@ -193,7 +207,8 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
         if (result.quarantined > 0) log.warn({ count: result.quarantined }, 'moved non-contract stock values aside')
         break
       } catch (err) {
-        // Redis unreachable: nothing of the batch was applied; retry until it is or we stop.
+        // Redis unreachable (or the previous batch failed): nothing of this batch was
+        // applied; retry until it is or we stop.
         if (signal.aborted) throw err
         log.error({ err, attempt }, 'applying batch failed, retrying')
         await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)))
@@ -241,12 +256,22 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
         }
       })
       const nextBatch = createBatchReader(stream, batchSize, idleMs)
+      // Two batches at most are outstanding: one applying in Redis while the next is
+      // decoded and sent behind it (the script keeps them in order, see applyBatch).
+      const submitted = new Map<number, bigint>()
+      let previous: Promise<void> = Promise.resolve()
+      let current: Promise<void> = Promise.resolve()
+      const settled = async () => {
+        await previous
+        await current
+      }
       log.info({ applied: Object.fromEntries([...applied].map(([p, o]) => [p, o.toString()])) }, 'consuming')
       try {
         for (;;) {
           const batch = await nextBatch(signal)
           if (batch === 'stopped') break
           if (batch === 'idle') {
+            await settled()
             await history.flush()
             await commitToKafka()
             if (options.untilIdle && (await caughtUp())) {
@@ -255,11 +280,21 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
             }
             continue
           }
-          await applyBatch(batch, signal)
+          await previous
+          const submittedBefore = new Map(submitted)
+          for (const message of batch) {
+            const last = submitted.get(message.partition)
+            if (last === undefined || message.offset > last) submitted.set(message.partition, message.offset)
+          }
+          previous = current
+          current = applyBatch(batch, signal, previous, submittedBefore)
+          current.catch(() => {}) // surfaced when awaited as `previous` or by settled()
           if (Date.now() - lastCommit >= commitIntervalMs) await commitToKafka()
           if (signal.aborted) break
         }
+        await settled()
       } finally {
+        await settled().catch((err: unknown) => log.error({ err }, 'last batches failed'))
         await history.flush().catch((err: unknown) => log.error({ err }, 'final flush failed'))
         await commitToKafka()
         await stream.close().catch((err: unknown) => log.warn({ err }, 'closing stream failed'))

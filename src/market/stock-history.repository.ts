@@ -61,6 +61,24 @@ export interface StockHistoryOptions {
   materializeIntervalMs?: number
 }
 
+/** Exactly-once bookkeeping of {@link StockHistoryRepository.applyTicks}. */
+export interface OffsetsOptions {
+  /** Consumer group; with the topic, names the hash of applied offsets. */
+  group: string
+  topic: string
+  /** Positions of messages that carry no tick (sent to the dead-letter topic): recorded too. */
+  consumedOnly?: readonly TickSource[]
+  /**
+   * Pipelining: the last offset per partition this caller submitted before this batch,
+   * and the promise of that previous batch. The batch is sent at once; Redis refuses it
+   * while a partition's stored offset is behind `submittedBefore` (the previous batch
+   * failed), and it is sent again once `previous` has settled. If `previous` rejects,
+   * so does this call.
+   */
+  submittedBefore?: ReadonlyMap<number, bigint>
+  previous?: Promise<unknown>
+}
+
 /** Key of the hash of applied offsets for a consumer group on a topic. */
 export function offsetsKey(group: string, topic: string): string {
   return `bourse:offsets:${group}:${topic}`
@@ -74,10 +92,7 @@ export interface StockHistoryRepository {
    * stored in the same atomic step. `consumedOnly` are positions of messages that carry
    * no tick (sent to the dead-letter topic): their offsets are recorded too.
    */
-  applyTicks(
-    ticks: readonly SourcedTick[],
-    offsets?: { group: string; topic: string; consumedOnly?: readonly TickSource[] },
-  ): Promise<ApplyResult>
+  applyTicks(ticks: readonly SourcedTick[], offsets?: OffsetsOptions): Promise<ApplyResult>
   /** Rebuilds the contract JSON of every stock changed since its last rebuild. */
   flush(): Promise<number>
   /** Replaces a stock's whole history by a contract JSON (a fixture entry). */
@@ -111,6 +126,7 @@ function buildApplyArgs(
   consumedOnly: readonly TickSource[],
   offsetsKeyName: string,
   interval: string,
+  submittedBefore: ReadonlyMap<number, bigint>,
 ): string[] {
   const ranges = new Map<number, { first: bigint; last: bigint }>()
   const extend = (source: TickSource | undefined) => {
@@ -136,7 +152,10 @@ function buildApplyArgs(
   for (const source of consumedOnly) extend(source)
   const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0)]
   if (offsetsKeyName) {
-    for (const [partition, range] of ranges) args.push(String(partition), range.first.toString(), range.last.toString())
+    for (const [partition, range] of ranges) {
+      const before = submittedBefore.get(partition)
+      args.push(String(partition), range.first.toString(), range.last.toString(), before?.toString() ?? '')
+    }
   }
   for (const [stock, { times, tokens }] of byStock) {
     let increasing = true
@@ -160,25 +179,46 @@ export function createStockHistoryRepository(
 
   return {
     async applyTicks(ticks, offsets) {
+      const key = offsets ? offsetsKey(offsets.group, offsets.topic) : ''
+      const submitted = new Map(offsets?.submittedBefore ?? [])
       let pending = ticks
       let consumed = offsets?.consumedOnly ?? []
       let replayed = 0
+      let previous = offsets?.previous
       for (;;) {
-        const args = buildApplyArgs(pending, consumed, offsets ? offsetsKey(offsets.group, offsets.topic) : '', interval)
-        const reply = (await r.applyTicks(...args)) as Array<number | string>
-        if (reply[0] !== -1) {
-          const [appended = 0, updated = 0, unchanged = 0, quarantined = 0] = reply as number[]
+        // Sent before waiting for the previous batch: Redis runs them in order anyway.
+        const reply = r.applyTicks(...buildApplyArgs(pending, consumed, key, interval, submitted)) as Promise<
+          Array<number | string>
+        >
+        const waited = previous !== undefined
+        if (previous) {
+          reply.catch(() => {})
+          await previous
+          previous = undefined
+        }
+        const answer = await reply
+        if (answer[0] !== -1 && answer[0] !== -2) {
+          const [appended = 0, updated = 0, unchanged = 0, quarantined = 0] = answer as number[]
           return { appended, updated, unchanged, replayed, quarantined }
+        }
+        const partition = Number(answer[1])
+        const stored = BigInt(answer[2]!)
+        if (answer[0] === -2) {
+          // The previous batch had not been applied when this one ran; it has settled now.
+          if (waited) continue
+          throw new Error(
+            `applied offset of ${offsets?.topic}/${partition} went back to ${stored}, ` +
+              `below ${submitted.get(partition)} already applied: was ${key} reset?`,
+          )
         }
         // Part of the batch was applied before (a replay): drop it and try again. The
         // script wrote nothing, and checks again, so a concurrent writer cannot slip in.
-        const partition = Number(reply[1])
-        const stored = BigInt(reply[2]!)
         const fresh = (source?: TickSource) => !source || source.partition !== partition || source.offset > stored
         const before = pending.length
         pending = pending.filter((tick) => fresh(tick.source))
         consumed = consumed.filter((source) => fresh(source))
         replayed += before - pending.length
+        submitted.set(partition, stored)
       }
     },
     async flush() {

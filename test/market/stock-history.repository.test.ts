@@ -127,6 +127,45 @@ describe('exactly once by offsets', () => {
     assert.deepEqual(await history.appliedOffsets('g', 't'), new Map([[0, 2n], [1, 0n]]))
   })
 
+  test('a pipelined batch is refused until the batch before it is applied, then applied after it', async () => {
+    const source = (offset: number) => ({ partition: 0, offset: BigInt(offset) })
+    const previous = Promise.withResolvers<void>()
+    // B is sent first, but says batch A (offsets 0 to 1) was submitted before it.
+    const b = history.applyTicks([{ stock: 'stock1', time: '090002', price: 3, source: source(2) }], {
+      group: 'g',
+      topic: 't',
+      submittedBefore: new Map([[0, 1n]]),
+      previous: previous.promise,
+    })
+    const a = await history.applyTicks(
+      [
+        { stock: 'stock1', time: '090000', price: 1, source: source(0) },
+        { stock: 'stock1', time: '090001', price: 2, source: source(1) },
+      ],
+      { group: 'g', topic: 't' },
+    )
+    previous.resolve()
+    assert.equal(a.appended, 2)
+    assert.equal((await b).appended, 1)
+    assert.deepEqual((await get('stock1')).time, ['090000', '090001', '090002'])
+    assert.deepEqual(await history.appliedOffsets('g', 't'), new Map([[0, 2n]]))
+  })
+
+  test('a pipelined batch whose previous batch failed is not applied', async () => {
+    const failed = Promise.reject(new Error('previous batch failed'))
+    await assert.rejects(
+      history.applyTicks([{ stock: 'stock1', time: '090002', price: 3, source: { partition: 0, offset: 2n } }], {
+        group: 'g',
+        topic: 't',
+        submittedBefore: new Map([[0, 1n]]),
+        previous: failed,
+      }),
+      /previous batch failed/,
+    )
+    assert.equal(await redis.exists('stock1'), 0)
+    assert.deepEqual(await history.appliedOffsets('g', 't'), new Map())
+  })
+
   test('offsets of messages without a tick are recorded too', async () => {
     await history.applyTicks([], { group: 'g', topic: 't', consumedOnly: [{ partition: 2, offset: 41n }] })
     assert.deepEqual(await history.appliedOffsets('g', 't'), new Map([[2, 41n]]))

@@ -1,11 +1,16 @@
 -- Applies a batch of ticks to the stock histories, atomically with the consumed offsets.
 --
 -- Exactly once: ARGV[1] names the hash of the last applied offset per partition of the
--- consumer group (empty for sources without offsets, such as a CSV file). If any
--- partition of the batch starts at or below its stored offset (a replay after a crash or
--- a rebalance), nothing is written and the script answers { -1, partition, stored }; the
--- caller drops what was applied before and calls again. Otherwise the ticks and the new
--- offsets are written by this one script: Redis holds all of a batch or none of it.
+-- consumer group (empty for sources without offsets, such as a CSV file). Nothing is
+-- written, and the caller corrects and calls again, when for some partition:
+-- - the batch starts at or below the stored offset (a replay after a crash or a
+--   rebalance): answer { -1, partition, stored }; the caller drops what was applied;
+-- - the stored offset is behind the last offset the caller already submitted before this
+--   batch (its previous batch, still in flight, failed): answer { -2, partition, stored };
+--   the caller waits for the previous batch and calls again. This lets a caller pipeline
+--   batches without a failed one ever being overtaken.
+-- Otherwise the ticks and the new offsets are written by this one script: Redis holds all
+-- of a batch or none of it.
 --
 -- Cost: a stock whose ticks in the batch are all later than its latest time (the usual
 -- case) costs a few calls whatever the batch or history size: the caller sends the
@@ -13,10 +18,11 @@
 -- times, corrections) are applied tick by tick.
 --
 -- ARGV[1] offsets key or ''; ARGV[2] materialize interval (ms); ARGV[3] partition count P;
--- then P triples: partition, first offset, last offset; then per stock:
+-- then P quadruples: partition, first offset, last offset, last offset submitted before
+-- (or ''); then per stock:
 --   stock, n, increasing (1 when the n times strictly increase), min time, time text,
 --   price text, then n pairs: time, price token
--- Returns { appended, price updates, unchanged duplicates, quarantined } or { -1, partition, stored }
+-- Returns { appended, price updates, unchanged duplicates, quarantined }, or { -1 | -2, partition, stored }
 local offkey = ARGV[1]
 local interval = tonumber(ARGV[2])
 local parts = tonumber(ARGV[3])
@@ -24,13 +30,13 @@ local j = 4
 if offkey ~= '' then
   for _ = 1, parts do
     local stored = redis.call('HGET', offkey, ARGV[j])
-    if stored and tonumber(stored) >= tonumber(ARGV[j + 1]) then
-      return { -1, tonumber(ARGV[j]), stored }
-    end
-    j = j + 3
+    local s = tonumber(stored or '-1')
+    if s >= tonumber(ARGV[j + 1]) then return { -1, tonumber(ARGV[j]), stored } end
+    if ARGV[j + 3] ~= '' and s < tonumber(ARGV[j + 3]) then return { -2, tonumber(ARGV[j]), stored or '-1' } end
+    j = j + 4
   end
 else
-  j = j + 3 * parts
+  j = j + 4 * parts
 end
 local offsets_at = 4
 
@@ -120,8 +126,8 @@ end
 if offkey ~= '' and parts > 0 then
   local flat = {}
   for k = 0, parts - 1 do
-    flat[#flat + 1] = ARGV[offsets_at + 3 * k]
-    flat[#flat + 1] = ARGV[offsets_at + 3 * k + 2]
+    flat[#flat + 1] = ARGV[offsets_at + 4 * k]
+    flat[#flat + 1] = ARGV[offsets_at + 4 * k + 2]
   end
   redis.call('HSET', offkey, unpack(flat))
 end
