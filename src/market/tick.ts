@@ -62,5 +62,6 @@ export function toTick(value: unknown): TickResult {
 
 /** The JSON text a tick's price takes in the Redis contract: a number, or `""`. */
 export function priceToken(price: number | null): string {
-  return price === null ? '""' : JSON.stringify(price)
+  // String() of a finite number is its JSON text.
+  return price === null ? '""' : String(price)
 }

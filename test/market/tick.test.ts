@@ -87,3 +87,23 @@ describe('priceToken', () => {
     assert.equal(priceToken(null), '""')
   })
 })
+
+describe('decodeTick fast path', () => {
+  it('decodes what encodeTick writes exactly as a full JSON parse does', () => {
+    const prices = [null, 0, 1, 7.5, 12.25, 1734, 0.01, 999999999.999999, 123456789012345]
+    for (const price of prices) {
+      for (const [time, stock] of [['090006', 'stock3'], ['235959', 'Stock_A-1'], ['000000', 'x']]) {
+        const { value } = encodeTick('t', { time: time!, stock: stock!, price })
+        assert.deepEqual(decodeTick(stock, value), toTick(JSON.parse(value)), value)
+      }
+    }
+  })
+
+  it('still validates values in the canonical form', () => {
+    const bad = (value: string) => decodeTick(undefined, value)
+    assert.match(reasonOf(bad('{"time":"250000","stock":"stock1","price":1}')), /hhmmss/)
+    assert.match(reasonOf(bad('{"time":"090000","stock":"user7","price":1}')), /user key/)
+    assert.match(reasonOf(decodeTick('stock2', '{"time":"090000","stock":"stock1","price":1}')), /does not match/)
+    assert.match(reasonOf(bad('{"time":"090000","stock":"stock1","price":01}')), /not JSON/)
+  })
+})
