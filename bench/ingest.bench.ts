@@ -4,8 +4,12 @@
  * topic. Also checks that ingest does not slow down as histories grow: the rate over the
  * last tenth of the messages against the rate over the first tenth.
  *
+ * The two are measured in alternating rounds (each with a fresh consumer group, and a
+ * flushed Redis for ingest) and compared by their medians, because one run of either on
+ * a 2-core machine shared with the broker and Redis varies by tens of percent.
+ *
  * Options (env): BENCH_TICKS (1000000), BENCH_STOCKS (100), BENCH_PARTITIONS (3),
- * BENCH_REDIS_DB (11, flushed before and after).
+ * BENCH_ROUNDS (3), BENCH_REDIS_DB (11, flushed before and after).
  */
 import { writeFile } from 'node:fs/promises'
 import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
@@ -22,6 +26,7 @@ const TICKS = Number(process.env.BENCH_TICKS ?? 1_000_000)
 const STOCKS = Number(process.env.BENCH_STOCKS ?? 100)
 const PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? 3)
 const DB = Number(process.env.BENCH_REDIS_DB ?? 11)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 
 const config = loadConfig()
 const log = createLogger({ level: 'warn', pretty: false })
@@ -59,8 +64,8 @@ async function fillTopic(): Promise<number> {
 }
 
 /** Baseline: the same client consuming the topic as a group, doing nothing per message. */
-async function rawConsume(): Promise<{ rate: number; marks: Mark[] }> {
-  const consumer = createConsumer(settings, `${topic}-raw`)
+async function rawConsume(round: number): Promise<{ rate: number; marks: Mark[] }> {
+  const consumer = createConsumer(settings, `${topic}-raw-${round}`)
   const stream = await consumer.consume({
     topics: [topic],
     mode: MessagesStreamModes.COMMITTED,
@@ -79,7 +84,9 @@ async function rawConsume(): Promise<{ rate: number; marks: Mark[] }> {
 }
 
 /** The price updater, exactly once into Redis, timed from its first batch to its last. */
-async function ingest(): Promise<{ rate: number; firstTenth: number; lastTenth: number; batches: number }> {
+async function ingest(
+  round: number,
+): Promise<{ rate: number; firstTenth: number; lastTenth: number; batches: number }> {
   const redis = createRedis(redisUrl, log, 'bench')
   await redis.flushdb()
   const history = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
@@ -93,11 +100,12 @@ async function ingest(): Promise<{ rate: number; firstTenth: number; lastTenth: 
       return result
     },
   }
-  const consumer = createConsumer(settings, `${topic}-ingest`)
+  const group = `${topic}-ingest-${round}`
+  const consumer = createConsumer(settings, group)
   const producer = createProducer(settings)
   const updater = createPriceUpdater(
     { consumer, producer, history: timed, log },
-    { topic, group: `${topic}-ingest`, deadLetterTopic: `${topic}.dead-letter`, untilIdle: true },
+    { topic, group, deadLetterTopic: `${topic}.dead-letter`, untilIdle: true },
   )
   const stats = await updater.run(new AbortController().signal)
   await consumer.close(true)
@@ -126,22 +134,35 @@ async function dropTopic() {
 try {
   process.stdout.write(`filling ${topic} with ${TICKS} ticks over ${STOCKS} stocks, ${PARTITIONS} partitions...\n`)
   const produceRate = await fillTopic()
-  process.stdout.write('raw consume...\n')
-  const raw = await rawConsume()
-  process.stdout.write('exactly-once ingest...\n')
-  const run = await ingest()
+  const raws: number[] = []
+  const runs: Array<Awaited<ReturnType<typeof ingest>>> = []
+  for (let round = 1; round <= ROUNDS; round++) {
+    raws.push((await rawConsume(round)).rate)
+    runs.push(await ingest(round))
+    process.stdout.write(
+      `round ${round}: raw consume ${raws.at(-1)!.toFixed(0)} msg/s, ingest ${runs.at(-1)!.rate.toFixed(0)} msg/s\n`,
+    )
+  }
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+  const raw = { rate: median(raws) }
+  const run = {
+    rate: median(runs.map((r) => r.rate)),
+    firstTenth: median(runs.map((r) => r.firstTenth)),
+    lastTenth: median(runs.map((r) => r.lastTenth)),
+    batches: median(runs.map((r) => r.batches)),
+  }
   const ratio = run.rate / raw.rate
-  const growth = run.lastTenth / run.firstTenth
+  const growth = median(runs.map((r) => r.lastTenth / r.firstTenth))
   const rssMiB = Math.round(process.memoryUsage().rss / 2 ** 20)
   const rows: Array<[string, string]> = [
-    ['ticks / stocks / partitions', `${TICKS} / ${STOCKS} / ${PARTITIONS}`],
+    ['ticks / stocks / partitions / rounds', `${TICKS} / ${STOCKS} / ${PARTITIONS} / ${ROUNDS}`],
     ['produce (msg/s)', produceRate.toFixed(0)],
-    ['raw consume, baseline (msg/s)', raw.rate.toFixed(0)],
-    ['exactly-once ingest (msg/s)', run.rate.toFixed(0)],
+    ['raw consume, baseline, median (msg/s)', raw.rate.toFixed(0)],
+    ['exactly-once ingest, median (msg/s)', run.rate.toFixed(0)],
     ['ingest / raw consume (target >= 0.5)', ratio.toFixed(2)],
-    ['ingest first tenth (msg/s)', run.firstTenth.toFixed(0)],
-    ['ingest last tenth (msg/s)', run.lastTenth.toFixed(0)],
-    ['last tenth / first tenth (target >= ~1)', growth.toFixed(2)],
+    ['ingest first tenth, median (msg/s)', run.firstTenth.toFixed(0)],
+    ['ingest last tenth, median (msg/s)', run.lastTenth.toFixed(0)],
+    ['last tenth / first tenth, median (target >= ~1)', growth.toFixed(2)],
     ['batches', String(run.batches)],
     ['process RSS at end (MiB)', String(rssMiB)],
   ]
@@ -154,6 +175,9 @@ try {
     ticks: TICKS,
     stocks: STOCKS,
     partitions: PARTITIONS,
+    rounds: ROUNDS,
+    rawConsumeRates: raws.map(Math.round),
+    ingestRates: runs.map((r) => Math.round(r.rate)),
     materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS,
     produceRate: Math.round(produceRate),
     rawConsumeRate: Math.round(raw.rate),
