@@ -159,9 +159,15 @@ function buildApplyArgs(
   }
   for (const [stock, { times, tokens }] of byStock) {
     let increasing = true
-    for (let i = 1; i < times.length && increasing; i++) increasing = times[i]! > times[i - 1]!
-    args.push(stock, String(times.length), increasing ? '1' : '0', times[0]!, `"${times.join('","')}"`, tokens.join(','))
-    for (let i = 0; i < times.length; i++) args.push(times[i]!, tokens[i]!)
+    let min = times[0]!
+    let max = min
+    for (let i = 1; i < times.length; i++) {
+      const time = times[i]!
+      if (time <= times[i - 1]!) increasing = false
+      if (time < min) min = time
+      if (time > max) max = time
+    }
+    args.push(stock, String(times.length), increasing ? '1' : '0', min, max, `"${times.join('","')}"`, tokens.join(','))
   }
   return args
 }

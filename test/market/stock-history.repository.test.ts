@@ -79,6 +79,33 @@ describe('the Redis contract', () => {
     assert.deepEqual(await get('stock1'), { performance: 0, time: ['090000', '090001', '090002'], price: [5, 2, 4] })
   })
 
+  test('the time index is built at the first tick that is not later than the latest, then kept', async () => {
+    await history.applyTicks([
+      { stock: 'stock1', time: '090000', price: 1 },
+      { stock: 'stock1', time: '090001', price: 2 },
+    ])
+    assert.equal(await redis.exists('bourse:h:stock1:i'), 0, 'in-order ticks need no index')
+    await history.applyTicks([{ stock: 'stock1', time: '090000', price: 5 }])
+    assert.equal(await redis.hlen('bourse:h:stock1:i'), 2)
+    // In order again: appended through the fast path, and indexed, so a later
+    // correction of one of them is found.
+    await history.applyTicks([
+      { stock: 'stock1', time: '090002', price: 3 },
+      { stock: 'stock1', time: '090003', price: null },
+    ])
+    assert.equal(await redis.hlen('bourse:h:stock1:i'), 4)
+    const result = await history.applyTicks([
+      { stock: 'stock1', time: '090003', price: 4 },
+      { stock: 'stock1', time: '090002', price: 3 },
+    ])
+    assert.deepEqual([result.updated, result.unchanged, result.appended], [1, 1, 0])
+    assert.deepEqual(await get('stock1'), {
+      performance: 0,
+      time: ['090000', '090001', '090002', '090003'],
+      price: [5, 2, 3, 4],
+    })
+  })
+
   test('a value under a stock key that is not a contract JSON is moved aside, not lost', async () => {
     await redis.set('stock9', 'not json')
     const result = await history.applyTicks([{ stock: 'stock9', time: '100000', price: 1 }])

@@ -14,14 +14,15 @@
 --
 -- Cost: a stock whose ticks in the batch are all later than its latest time (the usual
 -- case) costs a few calls whatever the batch or history size: the caller sends the
--- ready-made text to APPEND and the index pairs to HSET. Other stocks (out-of-order
--- times, corrections) are applied tick by tick.
+-- ready-made text to APPEND, and no per-tick index is kept until a stock first gets a
+-- tick that is not later than its latest time. Such ticks (out-of-order times,
+-- corrections) are applied one by one against the index.
 --
 -- ARGV[1] offsets key or ''; ARGV[2] materialize interval (ms); ARGV[3] partition count P;
 -- then P quadruples: partition, first offset, last offset, last offset submitted before
 -- (or ''); then per stock:
---   stock, n, increasing (1 when the n times strictly increase), min time, time text,
---   price text, then n pairs: time, price token
+--   stock, n, increasing (1 when the n times strictly increase), min time, max time,
+--   time text (`"090000","090001"`), price text (`1,""`)
 -- Returns { appended, price updates, unchanged duplicates, quarantined }, or { -1 | -2, partition, stored }
 local offkey = ARGV[1]
 local interval = tonumber(ARGV[2])
@@ -43,34 +44,52 @@ local offsets_at = 4
 local now = now_ms()
 local appended, updated, unchanged, quarantined = 0, 0, 0, 0
 
+-- Indexes every time of stock s (once, when it first gets a tick that is not later than
+-- its latest time) and keeps the index from then on.
+local function build_index(s)
+  local times = split_times(redis.call('GET', hk(s, 't')) or '')
+  local toks = split_tokens(redis.call('GET', hk(s, 'p')) or '')
+  local flat = {}
+  for i = 1, #times do
+    flat[#flat + 1] = times[i]
+    flat[#flat + 1] = toks[i]
+  end
+  if #flat > 0 then hset_many(hk(s, 'i'), flat) end
+  redis.call('HSET', hk(s, 'm'), 'ix', 1)
+end
+
 while j <= #ARGV do
-  local s, n, increasing, min_time = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2], ARGV[j + 3]
-  local ttext, ptext = ARGV[j + 4], ARGV[j + 5]
-  local first = j + 6
-  local last = first + 2 * n - 1
-  j = last + 1
+  local s, n, increasing = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
+  local min_time, max_time, ttext, ptext = ARGV[j + 3], ARGV[j + 4], ARGV[j + 5], ARGV[j + 6]
+  j = j + 7
   quarantined = quarantined + ensure(s)
-  local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at')
-  local mt, at = m[1] or '', tonumber(m[2] or '0')
-  local count = redis.call('HLEN', hk(s, 'i'))
+  local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at', 'ix')
+  local mt, at, indexed = m[1] or '', tonumber(m[2] or '0'), m[3] == '1'
   local changed = 0
   local lead = ''
-  if count > 0 then lead = ',' end
+  if redis.call('STRLEN', hk(s, 't')) > 0 then lead = ',' end
   if increasing == '1' and min_time > mt then
-    -- Every time is new: append the ready-made text, index the pairs.
+    -- Every time is new: append the ready-made text (and index it, if the stock is indexed).
     redis.call('APPEND', hk(s, 't'), lead .. ttext)
     redis.call('APPEND', hk(s, 'p'), lead .. ptext)
-    for i = first, last, 4000 do
-      redis.call('HSET', hk(s, 'i'), unpack(ARGV, i, math.min(i + 3999, last)))
+    if indexed then
+      local times, toks, flat = split_times(ttext), split_tokens(ptext), {}
+      for i = 1, #times do
+        flat[#flat + 1] = times[i]
+        flat[#flat + 1] = toks[i]
+      end
+      hset_many(hk(s, 'i'), flat)
     end
     changed = n
     appended = appended + n
-    mt = ARGV[last - 1]
+    mt = max_time
   else
+    if not indexed then build_index(s) end
+    local times, toks = split_times(ttext), split_tokens(ptext)
     local newt, newp, fixes, index = {}, {}, {}, {}
     local local_pos = {}
-    for i = first, last, 2 do
-      local t, tok = ARGV[i], ARGV[i + 1]
+    for i = 1, #times do
+      local t, tok = times[i], toks[i]
       local current = index[t]
       if current == nil then current = redis.call('HGET', hk(s, 'i'), t) or false end
       if current == false then
@@ -92,11 +111,10 @@ while j <= #ARGV do
     end
     if next(fixes) ~= nil then
       -- Corrections of stored times: rare, so the price text is rebuilt once.
-      local times, prices = {}, {}
-      for token in string.gmatch(redis.call('GET', hk(s, 't')) or '', '[^,]+') do times[#times + 1] = token end
-      for token in string.gmatch(redis.call('GET', hk(s, 'p')) or '', '[^,]+') do prices[#prices + 1] = token end
-      for i = 1, #times do
-        local fix = fixes[string.sub(times[i], 2, -2)]
+      local stored_times = split_times(redis.call('GET', hk(s, 't')) or '')
+      local prices = split_tokens(redis.call('GET', hk(s, 'p')) or '')
+      for i = 1, #stored_times do
+        local fix = fixes[stored_times[i]]
         if fix then prices[i] = fix end
       end
       redis.call('SET', hk(s, 'p'), table.concat(prices, ','))

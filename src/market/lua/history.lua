@@ -4,9 +4,11 @@
 -- history is (rewriting one growing JSON document per tick would make ingest quadratic):
 --   bourse:h:S:t  string  the JSON tokens of the `time` list, comma-separated (APPEND)
 --   bourse:h:S:p  string  the JSON tokens of the `price` list, comma-separated (APPEND)
---   bourse:h:S:i  hash    time -> price token: dedup by time, and the current price
+--   bourse:h:S:i  hash    time -> price token, kept once the stock has had a tick not
+--                         later than its latest time (ix = 1): dedup of such ticks
 --   bourse:h:S:f  string  the other fields of the contract JSON (id, performance, ...)
 --   bourse:h:S:m  hash    v: history version, mt: latest hhmmss time in the history,
+--                         ix: 1 when the index i is kept,
 --                         pv: version of the last performance,
 --                         lo/lu: performance lease owner and until (ms); at: ms
 --                         of the last materialization
@@ -73,7 +75,9 @@ local function ensure(s)
   redis.call('SET', hk(s, 'f'), cjson.encode(fields))
   redis.call('SET', hk(s, 't'), table.concat(tparts, ','))
   redis.call('SET', hk(s, 'p'), table.concat(pparts, ','))
-  redis.call('HSET', hk(s, 'm'), 'v', v, 'pv', 0, 'mt', mt)
+  -- Adopted times are indexed at once: they need not be hhmmss, so the latest time says
+  -- nothing about them.
+  redis.call('HSET', hk(s, 'm'), 'v', v, 'pv', 0, 'mt', mt, 'ix', v)
   redis.call('SADD', 'bourse:stocks', s)
   return quarantined
 end
@@ -83,6 +87,20 @@ local function forget(s)
   redis.call('DEL', hk(s, 't'), hk(s, 'p'), hk(s, 'i'), hk(s, 'f'), hk(s, 'm'))
   redis.call('SREM', 'bourse:stocks', s)
   redis.call('SREM', 'bourse:dirty', s)
+end
+
+-- The times of a time text (`"090000","090001"`), unquoted, in order.
+local function split_times(text)
+  local out = {}
+  for t in string.gmatch(text, '"([^"]*)"') do out[#out + 1] = t end
+  return out
+end
+
+-- The tokens of a price text (`1,"",2.5`), in order.
+local function split_tokens(text)
+  local out = {}
+  for tok in string.gmatch(text, '[^,]+') do out[#out + 1] = tok end
+  return out
 end
 
 -- HSET with many field/value pairs, in chunks that stay under Lua's unpack limit.
