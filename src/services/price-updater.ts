@@ -74,8 +74,12 @@ export function run(argv: string[]): Promise<number> {
     )
     const progress = setInterval(() => log.info({ ...updater.stats }, 'progress'), 10_000)
     lifecycle.onClose('progress', () => clearInterval(progress))
+    // Registered after the connections, so a shutdown waits for the in-flight batches and
+    // the final flush before it closes them.
+    const running = updater.run(lifecycle.signal)
+    lifecycle.onClose('price updater', () => running.catch(() => {}))
     try {
-      const stats = await updater.run(lifecycle.signal)
+      const stats = await running
       process.stdout.write(
         `applied ${stats.messages} messages: ${stats.appended} appended, ${stats.updated} price updates, ` +
           `${stats.unchanged} unchanged, ${stats.replayed} replays skipped, ${stats.deadLettered} dead-lettered\n`,

@@ -33,10 +33,11 @@ export function run(argv: string[]): Promise<number> {
     const redis = createRedis(config.REDIS_URL, log, 'seed')
     lifecycle.onClose('redis', () => closeRedis(redis))
     const history = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
-    try {
-      let stocks = 0
-      let users = 0
+    let stocks = 0
+    let users = 0
+    const load = async () => {
       for (const entry of fixture.entries) {
+        if (lifecycle.signal.aborted) return
         if (entry.kind === 'stock') {
           await history.seedStock(entry.key, entry.value)
           stocks++
@@ -45,6 +46,12 @@ export function run(argv: string[]): Promise<number> {
           users++
         }
       }
+    }
+    // Registered after Redis, so a shutdown lets the entry being written finish first.
+    const loading = load()
+    lifecycle.onClose('load', () => loading.catch(() => {}))
+    try {
+      await loading
       process.stdout.write(`${file}: loaded ${stocks} stocks and ${users} users\n`)
       return 0
     } finally {

@@ -40,7 +40,7 @@ export function run(argv: string[]): Promise<number> {
       updated += result.updated
       batch = []
     }
-    try {
+    const load = async () => {
       for await (const row of readPriceCsv(file)) {
         if (lifecycle.signal.aborted) break
         if ('error' in row) {
@@ -54,6 +54,12 @@ export function run(argv: string[]): Promise<number> {
       }
       if (batch.length > 0) await write()
       await history.flush()
+    }
+    // Registered after Redis, so a shutdown lets the batch in flight finish first.
+    const loading = load()
+    lifecycle.onClose('load', () => loading.catch(() => {}))
+    try {
+      await loading
       process.stdout.write(
         `${file}: ${rows} rows read, ${appended} appended, ${updated} price updates, ${bad} bad lines skipped\n`,
       )
