@@ -123,6 +123,7 @@ export function run(argv: string[]): Promise<number> {
       lifecycle.onClose('summary', () => clearInterval(timer))
       await show()
       await lifecycle.stopping
+      await lifecycle.shutdown()
       process.stdout.write('stopped; local infrastructure keeps running (`npx bourse infra down` stops it)\n')
       return 0
     } catch (err) {
