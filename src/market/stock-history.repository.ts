@@ -17,6 +17,7 @@ const scripts = {
   claimChanged: `${prelude}\n${lua('claim-changed')}`,
   completePerformance: `${prelude}\n${lua('complete-performance')}`,
   releaseClaims: `${prelude}\n${lua('release-claims')}`,
+  latestPrice: `${prelude}\n${lua('latest-price')}`,
 } as const
 
 type ScriptName = keyof typeof scripts
@@ -101,6 +102,12 @@ export interface StockHistoryRepository {
   readStock(stock: string): Promise<Record<string, unknown> | undefined>
   /** The price list of a stock, read from the history (always current), with its version. */
   readPrices(stock: string): Promise<{ prices: Array<number | ''>; version: number }>
+  /**
+   * The last non-empty entry of a stock's price list (its latest price): `undefined` for
+   * an unknown stock, `null` for a stock that has no price yet. Costs the same whatever
+   * the history's length.
+   */
+  readLatestPrice(stock: string): Promise<number | null | undefined>
   /** Every stock with a history. */
   listStocks(): Promise<string[]>
   /** The last applied offset per partition for a group and topic. */
@@ -247,6 +254,13 @@ export function createStockHistoryRepository(
         prices: text === null || text === '' ? [] : (JSON.parse(`[${text}]`) as Array<number | ''>),
         version: Number(version ?? 0),
       }
+    },
+    async readLatestPrice(stock) {
+      const [known, price] = (await r.latestPrice(stock)) as [number, string?]
+      if (known === 0) return undefined
+      if (price === undefined) return null
+      const value = Number(price)
+      return Number.isFinite(value) ? value : null
     },
     async listStocks() {
       return (await redis.smembers('bourse:stocks')).sort()

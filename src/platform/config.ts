@@ -37,6 +37,45 @@ export const ConfigSchema = Type.Object({
   MATERIALIZE_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
   /** Where `bourse infra` keeps downloaded jars, data and logs. @defaultValue .bourse */
   BOURSE_HOME: Type.String({ minLength: 1 }),
+  /** PostgreSQL schema holding Bourse's tables (tests use one each). @defaultValue public */
+  DATABASE_SCHEMA: Type.String({ pattern: '^[a-z_][a-z0-9_]{0,62}$' }),
+  /** Interface the API listens on (0.0.0.0 in containers). @defaultValue 127.0.0.1 */
+  HOST: Type.String({ minLength: 1 }),
+  /** Port of the API. @defaultValue 8000 */
+  PORT: Type.Integer({ minimum: 0, maximum: 65535 }),
+  /** Largest request body the API reads, in bytes; larger bodies get 413. @defaultValue 65536 */
+  BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 104_857_600 }),
+  /** Requests one caller (token, or address without one) may make per window. @defaultValue 60 */
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
+  /** The rate limit's window, in ms. @defaultValue 60000 */
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000 }),
+  /** How long a checked API token is trusted without asking PostgreSQL again, in ms (revocation delay). @defaultValue 5000 */
+  AUTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+  /** Kafka topic carrying orders to the verifier. @defaultValue orders */
+  ORDERS_TOPIC: Type.String({ pattern: '^[A-Za-z0-9._-]{1,249}$' }),
+  /** Partitions given to the orders topic when Bourse creates it. @defaultValue 3 */
+  ORDERS_TOPIC_PARTITIONS: Type.Integer({ minimum: 1, maximum: 1000 }),
+  /** The external verification API the verifier calls, `POST` with `{ user }`. @defaultValue http://127.0.0.1:8100/verify */
+  VERIFY_URL: Url(['http', 'https'], 'http://127.0.0.1:8100/verify'),
+  /** A verification longer than this is stalled: aborted, the order rejected (ms). @defaultValue 60000 */
+  VERIFY_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 3_600_000 }),
+  /** Verifications one verifier instance keeps in flight. @defaultValue 5000 */
+  VERIFY_MAX_IN_FLIGHT: Type.Integer({ minimum: 1, maximum: 100_000 }),
+  /** How long a failing callback is retried before it becomes a dead letter (ms). @defaultValue 86400000 */
+  CALLBACK_RETRY_FOR_MS: Type.Integer({ minimum: 0, maximum: 2_592_000_000 }),
+  /** First retry delay of a failing callback; it doubles per attempt, with jitter (ms). @defaultValue 1000 */
+  CALLBACK_RETRY_BASE_MS: Type.Integer({ minimum: 1, maximum: 3_600_000 }),
+  /** Longest delay between two attempts of a callback (ms). @defaultValue 3600000 */
+  CALLBACK_RETRY_MAX_MS: Type.Integer({ minimum: 1, maximum: 86_400_000 }),
+  /** Time allowed for one callback request (ms). @defaultValue 10000 */
+  CALLBACK_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 600_000 }),
+  /** Callbacks one sender delivers at once. @defaultValue 256 */
+  CALLBACK_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 10_000 }),
+  /**
+   * Comma-separated addresses or CIDR ranges callbacks may reach although they are
+   * loopback, private or link-local (for example `127.0.0.1` in tests). @defaultValue (none)
+   */
+  CALLBACK_ALLOWED_NETWORKS: Type.String({ pattern: '^[0-9a-fA-F.:/,]*$' }),
 })
 
 /** Validated, frozen configuration. */
@@ -54,6 +93,24 @@ const defaults: Record<keyof Config, string> = {
   PERFORMANCE_WORKERS: String(availableParallelism()),
   MATERIALIZE_INTERVAL_MS: '1000',
   BOURSE_HOME: '.bourse',
+  DATABASE_SCHEMA: 'public',
+  HOST: '127.0.0.1',
+  PORT: '8000',
+  BODY_LIMIT_BYTES: '65536',
+  RATE_LIMIT_MAX: '60',
+  RATE_LIMIT_WINDOW_MS: '60000',
+  AUTH_CACHE_MS: '5000',
+  ORDERS_TOPIC: 'orders',
+  ORDERS_TOPIC_PARTITIONS: '3',
+  VERIFY_URL: 'http://127.0.0.1:8100/verify',
+  VERIFY_TIMEOUT_MS: '60000',
+  VERIFY_MAX_IN_FLIGHT: '5000',
+  CALLBACK_RETRY_FOR_MS: '86400000',
+  CALLBACK_RETRY_BASE_MS: '1000',
+  CALLBACK_RETRY_MAX_MS: '3600000',
+  CALLBACK_TIMEOUT_MS: '10000',
+  CALLBACK_CONCURRENCY: '256',
+  CALLBACK_ALLOWED_NETWORKS: '',
 }
 
 const check = Compile(ConfigSchema)

@@ -21,5 +21,12 @@ export const commands: readonly CommandEntry[] = [
   { name: 'produce', summary: 'Send a price CSV into the Kafka topic, each row exactly once, resumable', load: () => import('./produce.ts') },
   { name: 'generate', summary: 'Generate random-walk price ticks into a CSV file or a Kafka topic', load: () => import('./generate.ts') },
   { name: 'price-updater', summary: 'Consume price ticks from Kafka into Redis, exactly once', load: () => import('./price-updater.ts') },
+  { name: 'migrate', summary: 'Create or update the PostgreSQL tables (accounts, orders, ...)', load: () => import('./migrate.ts') },
+  { name: 'api', summary: 'Serve the HTTP API (BuyStock, orders, portfolios) with OpenAPI docs at /docs', load: () => import('./api.ts') },
+  { name: 'tokens', summary: 'Create, list or revoke API tokens (create USER | create --admin | list | revoke ID)', load: () => import('./tokens.ts') },
+  { name: 'verifier', summary: 'Verify orders through the external API and execute them, from Kafka', load: () => import('./verifier.ts') },
+  { name: 'verify-sim', summary: 'Run a simulation of the external verification API (answers after 1-100 s)', load: () => import('./verify-sim.ts') },
+  { name: 'callback-sender', summary: 'Deliver signed order results to callback URLs, with retries and dead letters', load: () => import('./callback-sender.ts') },
+  { name: 'rebuild-projections', summary: 'Rewrite the Redis `userN` keys from the accounts in PostgreSQL', load: () => import('./rebuild-projections.ts') },
   { name: 'performance', summary: 'Recompute the performance metric of changed stocks every minute, on all cores', load: () => import('./performance.ts') },
 ]

@@ -7,7 +7,8 @@ import { after, before, beforeEach, describe, it } from 'node:test'
 import type { Redis } from 'ioredis'
 import { readRedisFixture } from '../../src/market/redis-fixture.ts'
 import type { Tick } from '../../src/market/tick.ts'
-import { closeTestRedis, openTestRedis, runCli } from '../helpers/infra.ts'
+import { openTestDb, type TestDb } from '../helpers/db.ts'
+import { closeTestRedis, openTestRedis, runCli, testEnv } from '../helpers/infra.ts'
 import { applyToModel, type ModelStock, originalFixtures, readStocks, readTicks } from '../helpers/market.ts'
 
 /** Every key of the database with its type and full value, for before/after comparisons. */
@@ -40,8 +41,10 @@ async function fixtureModel(): Promise<Map<string, ModelStock>> {
 describe('bourse update-prices', () => {
   let redis: Redis
   let dir: string
+  let testDb: TestDb
   before(async () => {
     redis = await openTestRedis()
+    testDb = await openTestDb()
     dir = mkdtempSync(join(tmpdir(), 'bourse-update-prices-'))
   })
   beforeEach(async () => {
@@ -49,11 +52,12 @@ describe('bourse update-prices', () => {
   })
   after(async () => {
     await closeTestRedis(redis)
+    await testDb.close()
     rmSync(dir, { recursive: true, force: true })
   })
 
   it('appends the original CSV after the seeded fixture, and a second run changes nothing', async () => {
-    const seeded = await runCli(['seed', originalFixtures.redis])
+    const seeded = await runCli(['seed', originalFixtures.redis], testEnv(testDb.env))
     assert.equal(seeded.code, 0, seeded.stderr)
     assert.match(seeded.stdout, /loaded 3 stocks and 2 users/)
 
@@ -138,12 +142,15 @@ describe('bourse update-prices', () => {
 describe('bourse seed', () => {
   let redis: Redis
   let dir: string
+  let testDb: TestDb
   before(async () => {
     redis = await openTestRedis()
+    testDb = await openTestDb()
     dir = mkdtempSync(join(tmpdir(), 'bourse-seed-'))
   })
   after(async () => {
     await closeTestRedis(redis)
+    await testDb.close()
     rmSync(dir, { recursive: true, force: true })
   })
 
@@ -159,21 +166,44 @@ describe('bourse seed', () => {
       ].join('\n'),
     )
     assert.equal(await redis.dbsize(), 0)
-    const result = await runCli(['seed', file])
+    const result = await runCli(['seed', file], testEnv(testDb.env))
     assert.equal(result.code, 1, result.stderr)
     assert.match(result.stderr, /nothing loaded/)
     assert.match(result.stderr, /line 3: stock2: time has 1 entries but price has 2/)
     assert.doesNotMatch(result.stderr, /line [124]:/)
     assert.equal(await redis.dbsize(), 0)
+    assert.deepEqual(await testDb.db.selectFrom('users').select('id').execute(), [])
+    assert.deepEqual(await testDb.db.selectFrom('users').select('id').execute(), [])
+  })
+
+  it('creates the accounts of the fixture users in PostgreSQL and projects them to Redis', async () => {
+    await redis.flushdb()
+    await testDb.db.deleteFrom('users').execute()
+    const result = await runCli(['seed', originalFixtures.redis], testEnv(testDb.env))
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stdout, /2 users \(2 new accounts\)/)
+    const users = await testDb.db.selectFrom('users').select(['id', 'contract_id', 'credit']).orderBy('id').execute()
+    assert.deepEqual(users, [
+      { id: 'user1', contract_id: 1, credit: '150000000.0000' },
+      { id: 'user2', contract_id: 2, credit: '6000000000.0000' },
+    ])
+    assert.deepEqual(JSON.parse((await redis.get('user1'))!), { id: 1, credit: 150000000 })
+    assert.deepEqual(JSON.parse((await redis.get('user2'))!), { id: 2, credit: 6000000000 })
+    // An account with a trading history keeps its credit when the fixture is loaded again.
+    await testDb.db.updateTable('users').set({ credit: '12.5', version: '2' }).where('id', '=', 'user1').execute()
+    const again = await runCli(['seed', originalFixtures.redis], testEnv(testDb.env))
+    assert.equal(again.code, 0, again.stderr)
+    assert.deepEqual(JSON.parse((await redis.get('user1'))!), { id: 1, credit: 12.5 })
   })
 
   it('replaces a stock by the fixture when seeded twice', async () => {
     await redis.flushdb()
-    const first = await runCli(['seed', originalFixtures.redis])
+    const first = await runCli(['seed', originalFixtures.redis], testEnv(testDb.env))
     assert.equal(first.code, 0, first.stderr)
     const before = await snapshot(redis)
-    const second = await runCli(['seed', originalFixtures.redis])
+    const second = await runCli(['seed', originalFixtures.redis], testEnv(testDb.env))
     assert.equal(second.code, 0, second.stderr)
+    assert.match(second.stdout, /2 users \(0 new accounts\)/)
     const model = await fixtureModel()
     const stocks = await readStocks(redis, model.keys())
     for (const [stock, expected] of model) assert.deepEqual(stocks.get(stock), expected.json, stock)

@@ -1,0 +1,30 @@
+/** API tokens and bearer authentication: what other domains and services may use. */
+export {
+  API_TOKEN_PREFIX,
+  type ApiTokenOwner,
+  type ApiTokenSummary,
+  type CreatedApiToken,
+  createApiToken,
+  findActiveTokenByHash,
+  hashApiToken,
+  isApiTokenFormat,
+  listApiTokens,
+  type ListApiTokensOptions,
+  revokeApiToken,
+  type RevokeResult,
+} from './api-tokens.repository.ts'
+export {
+  assertActsFor,
+  assertAdmin,
+  type Authenticate,
+  authPlugin,
+  type AuthPluginOptions,
+  BEARER_SECURITY_SCHEME,
+  bearerToken,
+  createTokenAuthenticator,
+  type Principal,
+  principalOf,
+  requireAuth,
+  type TokenAuthenticator,
+  type TokenAuthenticatorOptions,
+} from './auth.plugin.ts'

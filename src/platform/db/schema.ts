@@ -1,0 +1,147 @@
+/**
+ * The PostgreSQL tables, as Kysely sees them. Migrations in `./migrations` create them;
+ * these types must follow every migration.
+ *
+ * Money is `numeric(20,4)`: pg returns it as a string (no float rounding), and arithmetic
+ * on it happens in SQL.
+ */
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
+
+/** A timestamp column with a database default. */
+type CreatedAt = ColumnType<Date, Date | string | undefined, never>
+/** A numeric column: read as a string, written as a string or number. */
+type Numeric = ColumnType<string, string | number, string | number>
+/** A bigint column read as a string by pg, written as a number or string. */
+type BigIntColumn = ColumnType<string, string | number | bigint, string | number | bigint>
+
+/** Trading accounts. The Redis keys `userN` are a projection of this table. */
+export interface UsersTable {
+  /** The account name, as in the market data contract (`user1`). */
+  id: string
+  /** The numeric `id` field of the contract JSON (`{"id": 1, "credit": ...}`). */
+  contract_id: number | null
+  credit: Numeric
+  /** Standard Webhooks secret (`whsec_` + base64) signing this user's callbacks. */
+  webhook_secret: string
+  /** Incremented by every committed change; the Redis projection keeps the newest. */
+  version: ColumnType<string, string | number | undefined, string | number>
+  created_at: CreatedAt
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>
+}
+
+/** Shares of a stock a user holds, with what they cost in total. */
+export interface HoldingsTable {
+  user_id: string
+  stock: string
+  quantity: BigIntColumn
+  cost: Numeric
+}
+
+/** Order states: `received` → `verifying` → `filled` | `rejected`. */
+export type OrderStatus = 'received' | 'verifying' | 'filled' | 'rejected'
+/** Why an order was rejected. */
+export type RejectReason =
+  | 'insufficient_credit'
+  | 'insufficient_holdings'
+  | 'verification_failed'
+  | 'verification_timeout'
+  | 'unknown_stock'
+  | 'unknown_user'
+
+/** Orders to buy or sell a stock. */
+export interface OrdersTable {
+  id: string
+  user_id: string
+  stock: string
+  side: 'buy' | 'sell'
+  quantity: BigIntColumn
+  callback_url: string | null
+  status: OrderStatus
+  reason: RejectReason | null
+  /** The price the order executed at (filled orders). */
+  price: ColumnType<string | null, string | number | null | undefined, string | number | null>
+  /** price x quantity (filled orders). */
+  amount: ColumnType<string | null, string | number | null | undefined, string | number | null>
+  idempotency_key: string | null
+  /** SHA-256 of the request, to tell a retry from a different request with the same key. */
+  request_hash: string
+  created_at: CreatedAt
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>
+  verification_started_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+  finished_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+}
+
+/** The money and shares that moved for a filled order (one per order at most). */
+export interface TransactionsTable {
+  /** bigserial: read as a string. */
+  id: ColumnType<string, never, never>
+  order_id: string
+  user_id: string
+  stock: string
+  side: 'buy' | 'sell'
+  quantity: BigIntColumn
+  price: Numeric
+  amount: Numeric
+  created_at: CreatedAt
+}
+
+/** Delivery states of a callback. */
+export type DeliveryStatus = 'pending' | 'delivered' | 'dead'
+
+/**
+ * Callbacks to deliver (a transactional outbox): written in the same transaction as the
+ * order's final state, so a committed result always has its callback. One per order.
+ */
+export interface WebhookDeliveriesTable {
+  /** The Standard Webhooks `webhook-id`: the same on every attempt. */
+  id: string
+  order_id: string
+  user_id: string
+  url: string
+  event_type: string
+  /** The exact body sent (and signed). */
+  payload: string
+  status: DeliveryStatus
+  attempts: Generated<number>
+  next_attempt_at: ColumnType<Date, Date | string | undefined, Date | string>
+  /** A sender holds the delivery until then; after it, another sender may take it. */
+  lease_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+  /** After this, a failing delivery becomes a dead letter. */
+  expires_at: ColumnType<Date, Date | string, Date | string>
+  last_error: string | null
+  last_status: number | null
+  created_at: CreatedAt
+  delivered_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+}
+
+/** API tokens: only their SHA-256 is stored. */
+export interface ApiTokensTable {
+  id: string
+  token_hash: string
+  /** The user the token acts for; null for admin tokens. */
+  user_id: string | null
+  admin: boolean
+  label: string | null
+  created_at: CreatedAt
+  revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+}
+
+/** Every table, for `Kysely<Database>`. */
+export interface Database {
+  users: UsersTable
+  holdings: HoldingsTable
+  orders: OrdersTable
+  transactions: TransactionsTable
+  webhook_deliveries: WebhookDeliveriesTable
+  api_tokens: ApiTokensTable
+}
+
+export type UserRow = Selectable<UsersTable>
+export type NewUser = Insertable<UsersTable>
+export type HoldingRow = Selectable<HoldingsTable>
+export type OrderRow = Selectable<OrdersTable>
+export type NewOrder = Insertable<OrdersTable>
+export type OrderUpdate = Updateable<OrdersTable>
+export type TransactionRow = Selectable<TransactionsTable>
+export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>
+export type ApiTokenRow = Selectable<ApiTokensTable>

@@ -1,0 +1,346 @@
+/**
+ * The Fastify application every HTTP service starts from: TypeBox schemas, one error
+ * shape, security headers, OpenAPI at `/docs`, a Redis-backed rate limit, bearer-token
+ * authentication and `GET /health`. Domains add routes as plugins; `app.close()` stops
+ * it (the Redis client and the database belong to the caller).
+ */
+import { createHash } from 'node:crypto'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import helmet from '@fastify/helmet'
+import rateLimit, { normalizeIP } from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { type AnySchema, Ajv, type ErrorObject, type Options as AjvOptions } from 'ajv'
+import ajvFormats from 'ajv-formats'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  type FastifySchemaCompiler,
+  type FastifyServerOptions,
+} from 'fastify'
+import Type from 'typebox'
+import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, bearerToken } from '../../auth/index.ts'
+import type { Config } from '../config.ts'
+import type { Logger } from '../logger.ts'
+import type { Redis } from '../redis.ts'
+import {
+  AppError,
+  ErrorResponseSchema,
+  type ErrorResponse,
+  type FieldError,
+  ServiceUnavailable,
+  TooManyRequests,
+} from './errors.ts'
+
+/** The Fastify instance of the API, with TypeBox types for route schemas. */
+export type HttpApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
+
+/** A plugin adding routes; schemas written with TypeBox type `request` and replies. */
+export type RoutePlugin = FastifyPluginAsyncTypebox
+
+/** What {@link createHttpApp} needs from the service. */
+export interface HttpDeps {
+  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS'>
+  log: Logger
+  /** Holds the rate-limit counters and is pinged by `/health`. Not closed by the app. */
+  redis: Redis
+}
+
+/** Options for {@link createHttpApp}. */
+export interface HttpAppOptions {
+  /** Title of the OpenAPI document. */
+  title: string
+  /** Version of the API in the OpenAPI document. */
+  version: string
+  /** Description of the API in the OpenAPI document (Markdown). @defaultValue none */
+  description?: string
+  /** Route plugins, registered in this order after the shared plugins. @defaultValue none */
+  routes?: RoutePlugin[]
+  /**
+   * Resolves a bearer token to its principal (see `createTokenAuthenticator` in
+   * `src/auth`). @defaultValue every token is unknown, so `requireAuth` always answers 401
+   */
+  authenticate?: Authenticate
+  /** More dependencies `/health` checks besides Redis (`postgres: () => ...`); a rejection means down. @defaultValue none */
+  healthChecks?: Record<string, () => Promise<unknown>>
+  /** How long a health check may take, in ms. @defaultValue 2000 */
+  healthTimeoutMs?: number
+}
+
+/** Prefix of the rate-limit counters in Redis. */
+export const RATE_LIMIT_PREFIX = 'bourse:rl:'
+
+/** Most entries in the `details` of a validation error, so a huge bad body gets a small answer. */
+const MAX_FIELD_ERRORS = 20
+
+/**
+ * Validation with two Ajv instances. Fastify's default coerces types everywhere, which
+ * would accept `{"quantity": "5"}` as 5; a JSON body carries its own types, so it is
+ * never coerced, while querystring, params and headers are text and are coerced
+ * (`?limit=5` becomes 5, `?limit=2.5` stays a failing 2.5). Unknown fields are reported,
+ * not removed. All errors are collected (not only the first) so a client can fix a body
+ * in one go; the body limit bounds that work.
+ */
+function createValidatorFactory() {
+  return (externalSchemas: Record<string, AnySchema>): FastifySchemaCompiler<AnySchema> => {
+    const make = (coerceTypes: AjvOptions['coerceTypes']) => {
+      const ajv = new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: true })
+      ajvFormats.default(ajv)
+      for (const schema of Object.values(externalSchemas)) ajv.addSchema(schema)
+      return ajv
+    }
+    const body = make(false)
+    const text = make('array')
+    return ({ schema, httpPart }) => {
+      const ajv = httpPart === 'body' ? body : text
+      // A shared schema referenced by $id is compiled once per Ajv instance.
+      const id = typeof schema === 'object' && schema !== null && '$id' in schema ? schema.$id : undefined
+      return (typeof id === 'string' && ajv.getSchema(id)) || ajv.compile(schema)
+    }
+  }
+}
+
+/** Turns a JSON pointer (`/items/0/price`) into a readable path (`items[0].price`). */
+function readablePath(pointer: string): string {
+  let path = ''
+  for (const raw of pointer.split('/').slice(1)) {
+    const segment = raw.replaceAll('~1', '/').replaceAll('~0', '~')
+    path += /^\d+$/.test(segment) ? `[${segment}]` : `.${segment}`
+  }
+  return path
+}
+
+/** One {@link FieldError} per Ajv error, naming the field (also a missing or an unknown one). */
+export function fieldErrors(errors: readonly ErrorObject[], part: string): FieldError[] {
+  const seen = new Set<string>()
+  const out: FieldError[] = []
+  for (const error of errors) {
+    let field = part + readablePath(error.instancePath)
+    let message = error.message ?? 'is invalid'
+    if (error.keyword === 'additionalProperties') {
+      field += `.${String(error.params.additionalProperty)}`
+      message = 'is not allowed'
+    } else if (error.keyword === 'required') {
+      field += `.${String(error.params.missingProperty)}`
+      message = 'is required'
+    }
+    const key = `${field}\n${message}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push({ field, message })
+    if (out.length === MAX_FIELD_ERRORS) break
+  }
+  return out
+}
+
+/** The status and `code` of the framework's own client errors. */
+const fastifyClientErrors: Record<string, { status: number; code: string; message?: string }> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'malformed_json', message: 'the body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'malformed_json', message: 'the body is empty but its type is JSON' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'payload_too_large' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', message: 'send the body as application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'bad_request' },
+}
+
+/** Codes of other 4xx statuses the framework or a plugin may answer. */
+const statusCodes: Record<number, string> = {
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  406: 'not_acceptable',
+  408: 'request_timeout',
+  409: 'conflict',
+  413: 'payload_too_large',
+  414: 'uri_too_long',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  431: 'headers_too_large',
+}
+
+interface ErrorAnswer {
+  status: number
+  body: ErrorResponse
+  headers: Record<string, string>
+}
+
+function errorBody(code: string, message: string, details?: unknown): ErrorResponse {
+  return { error: details === undefined ? { code, message } : { code, message, details } }
+}
+
+/** The answer for any thrown value; only {@link AppError}s and client errors say what went wrong. */
+function describeError(err: unknown, bodyLimit: number): ErrorAnswer {
+  if (err instanceof AppError) {
+    return { status: err.status, body: errorBody(err.code, err.message, err.details), headers: { ...err.headers } }
+  }
+  const e = (typeof err === 'object' && err !== null ? err : {}) as {
+    code?: unknown
+    statusCode?: unknown
+    message?: unknown
+    validation?: ErrorObject[]
+    validationContext?: string
+  }
+  if (Array.isArray(e.validation)) {
+    const details = fieldErrors(e.validation, e.validationContext ?? 'request')
+    const names = details.map((d) => d.field).join(', ')
+    return { status: 400, body: errorBody('validation_failed', `invalid request: ${names}`, details), headers: {} }
+  }
+  const known = typeof e.code === 'string' ? fastifyClientErrors[e.code] : undefined
+  if (known) {
+    const message =
+      known.code === 'payload_too_large' ? `the body is larger than ${bodyLimit} bytes` : (known.message ?? String(e.message))
+    const details = known.code === 'payload_too_large' ? { limitBytes: bodyLimit } : undefined
+    return { status: known.status, body: errorBody(known.code, message, details), headers: {} }
+  }
+  const status = typeof e.statusCode === 'number' ? e.statusCode : 500
+  if (status >= 400 && status < 500) {
+    // A client error raised by the framework or a plugin describes the request, not our
+    // internals; a JSON syntax error from the parser lands here too.
+    const code = err instanceof SyntaxError ? 'malformed_json' : (statusCodes[status] ?? 'bad_request')
+    return { status, body: errorBody(code, typeof e.message === 'string' ? e.message : code), headers: {} }
+  }
+  return { status: 500, body: errorBody('internal', 'internal error; it has been logged'), headers: {} }
+}
+
+/** Races a check against a timeout; the slow check's late result is ignored. */
+async function withTimeout(check: () => Promise<unknown>, timeoutMs: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs)
+  })
+  try {
+    await Promise.race([check(), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Paths neither rate-limited nor counted: probes and the documentation. */
+function isExempt(request: FastifyRequest): boolean {
+  const url = request.routeOptions.url
+  return url === '/health' || url === '/docs' || (url?.startsWith('/docs/') ?? false)
+}
+
+/**
+ * The caller a request counts against: its token when the token is valid (so clients
+ * behind one address do not share a limit), otherwise its address. Made-up tokens count
+ * against the address, or rotating them would escape the limit. The token is hashed so
+ * Redis keys never hold one.
+ */
+function rateLimitKey(request: FastifyRequest): string {
+  const token = request.principal ? bearerToken(request) : undefined
+  if (token !== undefined) return `token:${createHash('sha256').update(token).digest('hex')}`
+  return `ip:${normalizeIP(request.ip)}`
+}
+
+/**
+ * Builds the API's Fastify instance with the shared plugins, the health route and the
+ * given routes. Call `listen()` or `inject()` on it; `close()` stops it.
+ */
+export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Promise<HttpApp> {
+  const { config, log, redis } = deps
+  const serverOptions: FastifyServerOptions = {
+    loggerInstance: log,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    schemaController: {
+      // Fastify's types describe its own Ajv pool; ours has the same call shape at runtime.
+      compilersFactory: { buildValidator: createValidatorFactory() as never },
+    },
+  }
+  const app = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>()
+
+  // The API speaks JSON only: a text/plain body is refused with 415 instead of reaching
+  // a schema as a string.
+  app.removeContentTypeParser('text/plain')
+
+  app.setErrorHandler((err, request, reply) => {
+    const answer = describeError(err, config.BODY_LIMIT_BYTES)
+    if (answer.status >= 500) request.log.error({ err }, 'request failed')
+    else request.log.debug({ err, status: answer.status }, 'request refused')
+    return reply.code(answer.status).headers(answer.headers).send(answer.body)
+  })
+
+  // Headers against sniffing, framing and XSS. Swagger UI loads only its own scripts and
+  // styles, so helmet's default policy fits it; upgrade-insecure-requests is dropped
+  // because the API is also served over plain HTTP (locally, behind a TLS proxy), where
+  // it would make browsers fetch the UI's assets over HTTPS and fail.
+  await app.register(helmet, {
+    contentSecurityPolicy: { directives: { 'upgrade-insecure-requests': null } },
+  })
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: options.title, version: options.version, description: options.description },
+      components: {
+        securitySchemes: {
+          [BEARER_SECURITY_SCHEME]: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An API token, `bourse_...` (create one with `bourse tokens create USER`)',
+          },
+        },
+      },
+    },
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+
+  // Before the rate limit: its key depends on whether the token is valid.
+  await app.register(authPlugin, { authenticate: options.authenticate ?? (async () => undefined) })
+
+  await app.register(rateLimit, {
+    // Applied below as one instance-wide hook rather than per route: instance hooks run
+    // before route hooks, so a request is counted before `requireAuth` can refuse it.
+    global: false,
+    max: config.RATE_LIMIT_MAX,
+    timeWindow: config.RATE_LIMIT_WINDOW_MS,
+    redis,
+    nameSpace: RATE_LIMIT_PREFIX,
+    keyGenerator: rateLimitKey,
+    allowList: isExempt,
+    // Redis being down should not turn every request into an error; /health reports it.
+    skipOnError: true,
+    errorResponseBuilder: (_request, context) => new TooManyRequests(Math.max(1, Math.ceil(context.ttl / 1000))),
+  })
+  app.addHook('onRequest', app.rateLimit())
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? ''
+    return reply.code(404).send(errorBody('not_found', `no route ${request.method} ${path.slice(0, 200)}`))
+  })
+
+  const healthChecks: Record<string, () => Promise<unknown>> = { redis: () => redis.ping(), ...options.healthChecks }
+  const healthTimeoutMs = options.healthTimeoutMs ?? 2000
+  app.get(
+    '/health',
+    {
+      schema: {
+        summary: 'Whether the service and its dependencies answer',
+        tags: ['system'],
+        response: { 200: Type.Object({ status: Type.Literal('ok') }), 503: ErrorResponseSchema },
+      },
+    },
+    async (request) => {
+      const results = await Promise.allSettled(
+        Object.entries(healthChecks).map(async ([name, check]) => {
+          await withTimeout(check, healthTimeoutMs, name)
+          return name
+        }),
+      )
+      const down = Object.keys(healthChecks).filter((_, i) => results[i]?.status === 'rejected')
+      if (down.length > 0) {
+        const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
+        request.log.warn({ down, reasons: reasons.map(String) }, 'health check failed')
+        throw new ServiceUnavailable(`unavailable: ${down.join(', ')}`, 5)
+      }
+      return { status: 'ok' as const }
+    },
+  )
+
+  for (const routes of options.routes ?? []) await app.register(routes)
+  return app
+}
+

@@ -1,0 +1,141 @@
+/** `bourse tokens`: create, list and revoke API tokens. */
+import {
+  type ApiTokenSummary,
+  createApiToken,
+  listApiTokens,
+  revokeApiToken,
+} from '../auth/index.ts'
+import { closeDb, createDb, type Db, migrateToLatest } from '../platform/db/index.ts'
+import { NotFound } from '../platform/http/errors.ts'
+import { createServiceContext, parseCommand, runCommand, UsageError } from './context.ts'
+
+const spec = {
+  name: 'tokens',
+  usage: 'create USER [--label L] | create --admin [--label L] | list [--user U] | revoke ID',
+  description:
+    'Manages the bearer tokens of the HTTP API.\n' +
+    '  create USER     a token acting for USER (a user in the accounts table)\n' +
+    '  create --admin  a token that may act for every user\n' +
+    '  list            every token (never the secrets, which are not stored)\n' +
+    '  revoke ID       refuses the token from now on (running APIs within AUTH_CACHE_MS)\n' +
+    'A created token is printed once, alone on stdout; only its SHA-256 is stored.',
+  options: {
+    admin: { type: 'boolean' },
+    label: { type: 'string' },
+    user: { type: 'string' },
+  },
+  help: {
+    admin: 'create: an admin token instead of a user token',
+    label: 'create: a note to recognise the token by (who or what uses it)',
+    user: 'list: only the tokens of this user',
+  },
+  positionals: 'create USER | create --admin | list | revoke ID',
+} as const
+
+type Action =
+  | { kind: 'create'; owner: { userId: string } | { admin: true }; label: string | undefined }
+  | { kind: 'list'; userId: string | undefined }
+  | { kind: 'revoke'; id: string }
+
+/** Checks the arguments before anything connects. */
+function parseAction(values: { admin?: boolean; label?: string; user?: string }, positionals: string[]): Action {
+  const [sub, arg, ...extra] = positionals
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
+  const refuse = (option: string, where: string) => {
+    throw new UsageError(`--${option} only goes with ${where}`)
+  }
+  if (sub !== 'create' && values.admin) refuse('admin', 'create')
+  if (sub !== 'create' && values.label !== undefined) refuse('label', 'create')
+  if (sub !== 'list' && values.user !== undefined) refuse('user', 'list')
+  switch (sub) {
+    case 'create': {
+      if (values.label !== undefined && (values.label.trim() === '' || values.label.length > 200)) {
+        throw new UsageError('--label must be 1 to 200 characters')
+      }
+      if (values.admin) {
+        if (arg !== undefined) throw new UsageError('create --admin takes no USER')
+        return { kind: 'create', owner: { admin: true }, label: values.label }
+      }
+      if (arg === undefined || arg === '') throw new UsageError('create needs a USER (or --admin)')
+      return { kind: 'create', owner: { userId: arg }, label: values.label }
+    }
+    case 'list':
+      if (arg !== undefined) throw new UsageError('list takes no argument (use --user U)')
+      return { kind: 'list', userId: values.user }
+    case 'revoke':
+      if (arg === undefined) throw new UsageError('revoke needs a token ID (see `bourse tokens list`)')
+      return { kind: 'revoke', id: arg }
+    case undefined:
+      throw new UsageError('tokens needs a subcommand: create, list or revoke')
+    default:
+      throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}: use create, list or revoke`)
+  }
+}
+
+/** The rows of `tokens list`, as aligned columns. */
+function formatTokens(tokens: ApiTokenSummary[]): string {
+  const rows = [
+    ['ID', 'OWNER', 'LABEL', 'CREATED', 'REVOKED'],
+    ...tokens.map((t) => [
+      t.id,
+      t.admin ? 'admin' : `user ${t.user_id ?? ''}`,
+      t.label ?? '-',
+      t.created_at.toISOString(),
+      t.revoked_at ? t.revoked_at.toISOString() : '-',
+    ]),
+  ]
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+}
+
+async function perform(db: Db, action: Action): Promise<number> {
+  switch (action.kind) {
+    case 'create': {
+      let created
+      try {
+        created = await createApiToken(db, action.owner, action.label)
+      } catch (err) {
+        if (err instanceof NotFound) {
+          process.stderr.write(`bourse tokens: ${err.message}; create the user first\n`)
+          return 1
+        }
+        throw err
+      }
+      const owner = 'userId' in action.owner ? `user ${action.owner.userId}` : 'admin'
+      process.stdout.write(`${created.token}\n`)
+      process.stderr.write(`created token ${created.id} (${owner}); it is shown only now, store it safely\n`)
+      return 0
+    }
+    case 'list': {
+      const tokens = await listApiTokens(db, { userId: action.userId })
+      process.stdout.write(`${formatTokens(tokens)}\n`)
+      return 0
+    }
+    case 'revoke': {
+      const result = await revokeApiToken(db, action.id)
+      if (result === 'not_found') {
+        process.stderr.write(`bourse tokens: no token with id ${JSON.stringify(action.id)}\n`)
+        return 1
+      }
+      process.stdout.write(result === 'revoked' ? `revoked ${action.id}\n` : `${action.id} was already revoked\n`)
+      return 0
+    }
+  }
+}
+
+export function run(argv: string[]): Promise<number> {
+  return runCommand(async () => {
+    const args = parseCommand(spec, argv)
+    if (!args) return 0
+    const action = parseAction(args.values, args.positionals)
+    const { config, log, lifecycle } = createServiceContext('tokens')
+    const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, log })
+    lifecycle.onClose('db', () => closeDb(db))
+    try {
+      await migrateToLatest(db, config.DATABASE_SCHEMA)
+      return await perform(db, action)
+    } finally {
+      await lifecycle.shutdown('done')
+    }
+  })
+}
