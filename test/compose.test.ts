@@ -13,6 +13,7 @@ interface ComposeService {
   environment?: Record<string, string | number> | string[]
   depends_on?: Record<string, { condition?: string }> | string[]
   healthcheck?: { test?: unknown }
+  ports?: string[]
 }
 
 const compose = parse(readFileSync(join(repoRoot, 'compose.yaml'), 'utf8'), { merge: true }) as {
@@ -57,9 +58,11 @@ describe('compose.yaml', () => {
     assert.equal(environment(services.postgres ?? {}).POSTGRES_HOST_AUTH_METHOD, 'trust')
   })
 
-  test('has the seed, producer, price-updater and performance services built from the project', () => {
+  test('has the market data and trading services built from the project', () => {
     const built = builtFromProject.map(([name]) => name).sort()
-    assert.deepEqual(built, ['performance', 'price-updater', 'producer', 'seed'])
+    assert.deepEqual(built, ['api', 'callback-sender', 'performance', 'price-updater', 'producer', 'seed', 'verifier', 'verify-sim'])
+    assert.deepEqual(services.api?.ports, ['8000:8000'])
+    assert.equal(environment(services.verifier ?? {}).VERIFY_URL, 'http://verify-sim:8100/verify')
   })
 
   for (const [name, service] of builtFromProject) {
@@ -67,7 +70,7 @@ describe('compose.yaml', () => {
       const [command, ...args] = commandWords(service)
       const known = commands.map((c) => c.name)
       assert.ok(command && known.includes(command), `${name}: ${command} is one of ${known.join(', ')}`)
-      for (const arg of args.filter((a) => !a.startsWith('-') && /[/.]/.test(a))) {
+      for (const arg of args.filter((a) => !a.startsWith('-') && /\/|\.(txt|csv|json)$/.test(a))) {
         assert.ok(existsSync(join(repoRoot, arg)), `${name}: ${arg} exists in the repository`)
         const topDir = arg.split('/')[0]
         assert.ok(
@@ -80,6 +83,8 @@ describe('compose.yaml', () => {
       assert.equal(env.KAFKA_BROKERS, 'kafka:9092')
       assert.match(env.DATABASE_URL ?? '', /^postgres(ql)?:\/\/[^@]*@postgres:5432\//)
       const dependsOn = service.depends_on
+      // verify-sim (the simulated external API) needs none of the infrastructure.
+      if (name === 'verify-sim') return assert.equal(dependsOn, undefined)
       assert.ok(dependsOn && !Array.isArray(dependsOn), `${name}: depends_on with conditions`)
       for (const [dependency, { condition }] of Object.entries(dependsOn)) {
         assert.ok(services[dependency], `${name}: depends on ${dependency}, which exists`)
