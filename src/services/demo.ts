@@ -1,15 +1,15 @@
 /**
- * `bourse demo`: the whole market-data pipeline on this machine. Starts what
- * infrastructure is missing, loads the sample users and stocks, sends the sample CSV
- * into Kafka, runs the price updater and the performance service as their own
- * processes (exactly as `docker compose up` runs them), and shows a live summary until
- * Ctrl-C.
+ * `bourse demo`: the whole system on this machine. Starts what infrastructure is
+ * missing, loads the sample users and stocks, sends the sample CSV into Kafka, runs the
+ * price updater, the performance service and the trading services (API, verifier,
+ * callback sender and the simulated verification API) as their own processes (exactly as
+ * `docker compose up` runs them), and shows a live summary until Ctrl-C.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
-import { createServiceContext, parseCommand, runCommand } from './context.ts'
+import { createServiceContext, parseCommand, runCommand, UsageError } from './context.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const cli = fileURLToPath(new URL('../cli.ts', import.meta.url))
@@ -19,16 +19,20 @@ const spec = {
   usage: '[--csv FILE] [--fixture FILE] [--until-idle]',
   description:
     'Starts local infrastructure if needed, loads the sample users and stocks, produces the sample CSV\n' +
-    'into Kafka, runs the price updater and the performance service, and shows a live summary until Ctrl-C.',
+    'into Kafka, runs the price updater, the performance service and the trading API with its verifier\n' +
+    '(verifications take 0.1-10 s: the seed\'s 1-100 s at --time-scale 0.1), prints a token for user1\n' +
+    'and shows a live summary until Ctrl-C.',
   options: {
     csv: { type: 'string', default: 'fixtures/sample-prices.csv' },
     fixture: { type: 'string', default: 'fixtures/sample-redis.txt' },
     'until-idle': { type: 'boolean', default: false },
+    'time-scale': { type: 'string', default: '0.1' },
   },
   help: {
     csv: 'Price CSV to stream',
     fixture: 'Redis fixture with the users and stocks',
     'until-idle': 'Exit once everything is ingested and one performance cycle ran (for scripts)',
+    'time-scale': 'Speed of the simulated verification API (1 = the seed\'s 1-100 s)',
   },
 } as const
 
@@ -55,6 +59,37 @@ async function step(name: string, args: string[], env: NodeJS.ProcessEnv): Promi
   if (code !== 0) throw new Error(`bourse ${args[0]} exited with code ${code}`)
 }
 
+/** Runs `bourse <args>` and resolves with its stdout (stderr is shown). */
+async function capture(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  const child = spawn(process.execPath, [cli, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    out += d
+  })
+  const code = await finish(child)
+  if (code !== 0) throw new Error(`bourse ${args[0]} exited with code ${code}`)
+  return out.trim()
+}
+
+/** Order counts by state, from the API's point of view (admin token). */
+async function orderSummary(apiUrl: string, token: string): Promise<string> {
+  const counts = new Map<string, number>()
+  let cursor: string | null = null
+  for (let page = 0; page < 20; page++) {
+    const query: string = cursor === null ? '' : `&cursor=${cursor}`
+    const res = await fetch(`${apiUrl}/api/orders?limit=200${query}`, { headers: { authorization: `Bearer ${token}` } })
+    if (!res.ok) return `orders: API answered ${res.status}`
+    const body = (await res.json()) as { items: Array<{ status: string; reason: string | null }>; next_cursor: string | null }
+    for (const o of body.items) {
+      const key = o.reason ?? o.status
+      counts.set(key, (counts.get(key) ?? 0) + 1)
+    }
+    cursor = body.next_cursor
+    if (cursor === null) break
+  }
+  return counts.size === 0 ? 'orders: none yet' : `orders: ${[...counts].map(([k, v]) => `${v} ${k}`).join(', ')}`
+}
+
 /** One line per stock: ticks, last price, performance. */
 async function summary(redis: Redis): Promise<string> {
   const stocks = (await redis.smembers('bourse:stocks')).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
@@ -76,8 +111,17 @@ export function run(argv: string[]): Promise<number> {
   return runCommand(async () => {
     const args = parseCommand(spec, argv)
     if (!args) return 0
+    const scale = Number(args.values['time-scale'])
+    if (!(scale > 0 && scale <= 1)) throw new UsageError('--time-scale must be a number above 0, at most 1')
     const { config, log, lifecycle } = createServiceContext('demo')
-    const env = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' }
+    // The stall limit is scaled with the simulated API, as the seed's 60 s is to its 1-100 s.
+    const env = {
+      ...process.env,
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      VERIFY_URL: process.env.VERIFY_URL ?? 'http://127.0.0.1:8100/verify',
+      VERIFY_TIMEOUT_MS: process.env.VERIFY_TIMEOUT_MS ?? String(Math.round(60_000 * scale)),
+      CALLBACK_ALLOWED_NETWORKS: process.env.CALLBACK_ALLOWED_NETWORKS ?? '127.0.0.1',
+    }
     const children: ChildProcess[] = []
     lifecycle.onClose('services', async () => {
       for (const child of children) if (child.exitCode === null) child.kill('SIGTERM')
@@ -100,9 +144,31 @@ export function run(argv: string[]): Promise<number> {
         return 0
       }
 
-      process.stdout.write('==> running price-updater and performance (Ctrl-C to stop)\n')
+      await step('migrate', ['migrate'], env)
+      process.stdout.write('==> bourse tokens create user1 / --admin\n')
+      const userToken = await capture(['tokens', 'create', 'user1', '--label', 'demo'], env)
+      const adminToken = await capture(['tokens', 'create', '--admin', '--label', 'demo'], env)
+      process.stdout.write('==> running price-updater, performance, api, verify-sim, verifier, callback-sender (Ctrl-C to stop)\n')
       children.push(startStep('price-updater', ['price-updater', '--group', group], env))
       children.push(startStep('performance', ['performance'], env))
+      children.push(startStep('verify-sim', ['verify-sim', '--time-scale', String(scale)], env))
+      children.push(startStep('api', ['api'], env))
+      children.push(startStep('verifier', ['verifier'], env))
+      children.push(startStep('callback-sender', ['callback-sender'], env))
+      const apiUrl = `http://${config.HOST}:${config.PORT}`
+      process.stdout.write(
+        [
+          `API: ${apiUrl}  (Swagger UI: ${apiUrl}/docs)`,
+          `token for user1: ${userToken}`,
+          'try:',
+          `  curl -s -H 'authorization: Bearer ${userToken}' -H 'content-type: application/json' \\`,
+          `    -d '{"user":"user1","stockname":"stock1","quantity":10}' ${apiUrl}/api/buy-stock`,
+          `  curl -s -H 'authorization: Bearer ${userToken}' -H 'content-type: application/json' \\`,
+          `    -d '{"user":"user1","stockname":"stock1","quantity":10,"side":"buy"}' ${apiUrl}/api/orders`,
+          `  curl -N -H 'authorization: Bearer ${userToken}' ${apiUrl}/api/orders/ORDER_ID/events`,
+          '',
+        ].join('\n'),
+      )
       for (const child of children) {
         child.once('exit', (code) => {
           if (!lifecycle.signal.aborted) {
@@ -114,7 +180,8 @@ export function run(argv: string[]): Promise<number> {
       const tty = Boolean(process.stdout.isTTY)
       let shown = 0
       const show = async () => {
-        const text = `${new Date().toISOString().slice(11, 19)}\n${await summary(redis)}\n`
+        const orders = await orderSummary(apiUrl, adminToken).catch(() => 'orders: API not answering yet')
+        const text = `${new Date().toISOString().slice(11, 19)}\n${await summary(redis)}\n${orders}\n`
         if (tty && shown > 0) process.stdout.write(`\x1b[${shown}F\x1b[J`)
         process.stdout.write(text)
         shown = tty ? text.split('\n').length - 1 : 0

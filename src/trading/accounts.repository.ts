@@ -1,0 +1,85 @@
+/** Users, holdings and transactions in PostgreSQL (the source of truth). */
+import { randomUUID } from 'node:crypto'
+import type { Db } from '../platform/db/index.ts'
+import type { HoldingRow, TransactionRow, UserRow } from '../platform/db/schema.ts'
+import { decodeCursor, encodeCursor } from '../platform/db/keyset.ts'
+import { createWebhookSecret } from './webhooks/webhook-signing.ts'
+
+/** A new account. */
+export interface NewAccount {
+  id: string
+  credit: number | string
+  /** The numeric `id` of the contract JSON; by default the digits of `userN`. */
+  contractId?: number | null
+}
+
+/** The `id` field the contract JSON gives `userN`: N (null for other names). */
+export function contractIdOf(userId: string): number | null {
+  const match = /^user(\d{1,9})$/.exec(userId)
+  return match ? Number(match[1]) : null
+}
+
+/**
+ * Creates accounts that do not exist yet; existing accounts are left as they are (their
+ * credit has a history of trades). Resolves to the rows created.
+ */
+export async function createAccounts(db: Db, accounts: readonly NewAccount[]): Promise<UserRow[]> {
+  if (accounts.length === 0) return []
+  return db
+    .insertInto('users')
+    .values(
+      accounts.map((a) => ({
+        id: a.id,
+        contract_id: a.contractId === undefined ? contractIdOf(a.id) : a.contractId,
+        credit: a.credit,
+        webhook_secret: createWebhookSecret(),
+      })),
+    )
+    .onConflict((oc) => oc.column('id').doNothing())
+    .returningAll()
+    .execute()
+}
+
+/** A user, or undefined. */
+export function findUser(db: Db, id: string): Promise<UserRow | undefined> {
+  return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+/** A user's holdings with shares, by stock name. */
+export function listHoldings(db: Db, userId: string): Promise<HoldingRow[]> {
+  return db.selectFrom('holdings').selectAll().where('user_id', '=', userId).where('quantity', '>', '0').orderBy('stock').execute()
+}
+
+/** One keyset page. */
+export interface KeysetPage<T> {
+  items: T[]
+  nextCursor: string | null
+}
+
+/** Thrown for a cursor this API did not make. */
+export class BadCursorError extends Error {
+  override name = 'BadCursorError'
+}
+
+/** A user's transactions, newest first. */
+export async function listTransactions(
+  db: Db,
+  userId: string,
+  page: { cursor?: string | undefined; limit: number },
+): Promise<KeysetPage<TransactionRow>> {
+  let query = db.selectFrom('transactions').selectAll().where('user_id', '=', userId)
+  if (page.cursor !== undefined) {
+    const [id] = decodeCursor(page.cursor, 1) ?? []
+    if (id === undefined || !/^\d{1,19}$/.test(id)) throw new BadCursorError('cursor is not valid')
+    query = query.where('id', '<', id)
+  }
+  const rows = await query.orderBy('id', 'desc').limit(page.limit + 1).execute()
+  const items = rows.slice(0, page.limit)
+  const last = items[items.length - 1]
+  return { items, nextCursor: rows.length > page.limit && last ? encodeCursor([String(last.id)]) : null }
+}
+
+/** A random id for a user-less record such as a token. */
+export function newId(): string {
+  return randomUUID()
+}

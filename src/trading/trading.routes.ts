@@ -1,0 +1,391 @@
+/**
+ * The trading API: BuyStock, orders (with their status stream), portfolios, transactions
+ * and callback dead letters. Every route needs a bearer token acting for the user named.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import Type from 'typebox'
+import { assertActsFor, principalOf, requireAuth } from '../auth/index.ts'
+import type { Db } from '../platform/db/index.ts'
+import type { OrderRow, WebhookDeliveryRow } from '../platform/db/schema.ts'
+import { BadRequest, ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
+import type { Redis } from '../platform/redis.ts'
+import { BadCursorError, findUser, listHoldings, listTransactions } from './accounts.repository.ts'
+import type { BuyStockService, PriceReader } from './buy-stock.service.ts'
+import { decimalNumber, fromUnits, toUnits } from './money.ts'
+import type { OrderStatusHub } from './order-events.ts'
+import { isFinal, orderView, statusUrl, transactionView } from './order-view.ts'
+import type { OrderService } from './orders.service.ts'
+import { findOrder, listOrders } from './orders.repository.ts'
+import {
+  BuyStockBody,
+  BuyStockDecision,
+  CreateOrderBody,
+  OrderAccepted,
+  OrderView,
+  Page,
+  PageQuery,
+  Portfolio,
+  TransactionView,
+  UserName,
+} from './trading.schemas.ts'
+import { InvalidCursorError, listDeadLetters, replayDeadLetter } from './webhooks/webhook.repository.ts'
+
+/** What the trading routes need. */
+export interface TradingRoutesDeps {
+  db: Db
+  redis: Redis
+  buyStock: BuyStockService
+  orders: OrderService
+  prices: PriceReader
+  hub: OrderStatusHub
+  /** The database schema (its NOTIFY channel wakes the callback sender on a replay). */
+  schema: string
+  /** How long a replayed callback is retried (ms). */
+  callbackRetryForMs: number
+  /** How often an order's event stream sends a keep-alive and re-reads the order (ms). @defaultValue 15000 */
+  heartbeatMs?: number
+}
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponseSchema]))
+const OrderIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) })
+const UserParams = Type.Object({ user: UserName })
+const DeadLetter = Type.Object({
+  id: Type.String({ description: 'The `webhook-id` of every attempt' }),
+  order_id: Type.String({ format: 'uuid' }),
+  user: Type.String(),
+  url: Type.String(),
+  event_type: Type.String(),
+  payload: Type.Unknown({ description: 'The body that was sent' }),
+  attempts: Type.Integer(),
+  last_error: Type.Union([Type.String(), Type.Null()]),
+  last_status: Type.Union([Type.Integer(), Type.Null()]),
+  created_at: Type.String({ format: 'date-time' }),
+})
+
+function deadLetterView(row: WebhookDeliveryRow) {
+  return {
+    id: row.id,
+    order_id: row.order_id,
+    user: row.user_id,
+    url: row.url,
+    event_type: row.event_type,
+    payload: JSON.parse(row.payload) as unknown,
+    attempts: row.attempts,
+    last_error: row.last_error,
+    last_status: row.last_status,
+    created_at: row.created_at.toISOString(),
+  }
+}
+
+function pageCursor<T>(load: () => Promise<T>): Promise<T> {
+  return load().catch((err: unknown) => {
+    if (err instanceof BadCursorError || err instanceof InvalidCursorError) {
+      throw new BadRequest('cursor is not valid', { field: 'querystring.cursor' }, 'invalid_cursor')
+    }
+    throw err
+  })
+}
+
+/** The routes, as a plugin to register under the API. */
+export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebox {
+  const { db } = deps
+  const heartbeatMs = deps.heartbeatMs ?? 15_000
+
+  /** The order, if the caller may see it (404 otherwise, 403 for another user's order). */
+  const visibleOrder = async (principal: ReturnType<typeof principalOf>, id: string): Promise<OrderRow> => {
+    const order = await findOrder(db, id)
+    if (!order) throw new NotFound(`order ${id} does not exist`, { field: 'params.id' })
+    assertActsFor(principal, order.user_id)
+    return order
+  }
+
+  return async (app) => {
+    // Event streams are ended when the server closes; otherwise they would hold it open.
+    const streams = new Set<() => void>()
+    app.addHook('preClose', async () => {
+      for (const end of streams) end()
+    })
+
+    app.post(
+      '/api/buy-stock',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['trading'],
+          summary: 'BuyStock: may this user buy this many shares at the latest price?',
+          description: "A check only: reads the user's credit and the stock's latest price from Redis; nothing is debited.",
+          body: BuyStockBody,
+          response: { 200: BuyStockDecision, ...errors(400, 401, 403, 404, 429) },
+        },
+      },
+      async (request) => {
+        assertActsFor(principalOf(request), request.body.user)
+        return deps.buyStock.check(request.body)
+      },
+    )
+
+    app.post(
+      '/api/orders',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['orders'],
+          summary: 'Place an order: acknowledged at once, verified and executed in the background',
+          description:
+            'Answers 202 as soon as the order is durably queued. The result comes to `callback_url` (Standard Webhooks ' +
+            'signed), at `status_url`, and on `status_url`/events (Server-Sent Events). With an `Idempotency-Key` header ' +
+            'a retry returns the same order.',
+          body: CreateOrderBody,
+          headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ description: 'Makes retries safe' })) }),
+          response: { 202: OrderAccepted, ...errors(400, 401, 403, 404, 409, 429, 503) },
+        },
+      },
+      async (request, reply) => {
+        assertActsFor(principalOf(request), request.body.user)
+        const { order, replayed } = await deps.orders.place(request.body, request.headers['idempotency-key'])
+        reply.code(202).header('location', statusUrl(order.id))
+        if (replayed) reply.header('idempotent-replayed', 'true')
+        return { order_id: order.id, status: order.status, status_url: statusUrl(order.id) }
+      },
+    )
+
+    app.get(
+      '/api/orders/:id',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['orders'],
+          summary: 'An order and its current status',
+          params: OrderIdParams,
+          response: { 200: OrderView, ...errors(400, 401, 403, 404, 429) },
+        },
+      },
+      async (request) => orderView(await visibleOrder(principalOf(request), request.params.id)),
+    )
+
+    app.get(
+      '/api/orders/:id/events',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['orders'],
+          summary: "Server-Sent Events: the order's status now and at each change, until it is final",
+          description: 'Each event is `event: status` with the order as JSON `data`; the stream ends after the final state.',
+          params: OrderIdParams,
+          produces: ['text/event-stream'],
+          response: { 200: Type.String({ description: 'text/event-stream' }), ...errors(400, 401, 403, 404, 429) },
+        },
+      },
+      async (request, reply) => {
+        const principal = principalOf(request)
+        await visibleOrder(principal, request.params.id)
+        reply.hijack()
+        const res = reply.raw
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache, no-transform',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+        })
+        let lastSent = ''
+        let closed = false
+        let unsubscribe: (() => Promise<void>) | undefined
+        let timer: NodeJS.Timeout | undefined
+        const finish = () => {
+          if (closed) return
+          closed = true
+          streams.delete(finish)
+          clearInterval(timer)
+          void unsubscribe?.()
+          res.end()
+        }
+        const send = (view: OrderView) => {
+          if (closed) return
+          const key = `${view.status}:${view.updated_at}`
+          // Statuses only move forward; a stale or repeated one (publish racing the read) is skipped.
+          if (key === lastSent || (lastSent !== '' && isFinal(lastSent.split(':')[0] as OrderView['status']))) return
+          lastSent = key
+          res.write(`event: status\nid: ${view.status}\ndata: ${JSON.stringify(view)}\n\n`)
+          if (isFinal(view.status)) finish()
+        }
+        const reread = async () => {
+          const order = await findOrder(db, request.params.id)
+          if (order) send(orderView(order))
+        }
+        res.on('close', finish)
+        streams.add(finish)
+        try {
+          // Subscribe first, then read: a change in between is seen (at worst twice, and skipped).
+          unsubscribe = await deps.hub.subscribe(request.params.id, send)
+          await reread()
+          // A heartbeat keeps proxies from closing the stream; the re-read covers a status
+          // published while no subscriber was there (a verifier that died before publishing).
+          timer = setInterval(() => {
+            if (closed) return
+            res.write(': keep-alive\n\n')
+            reread().catch((err: unknown) => request.log.warn({ err }, 'order stream re-read failed'))
+          }, heartbeatMs)
+        } catch (err) {
+          request.log.error({ err }, 'order stream failed')
+          finish()
+        }
+      },
+    )
+
+    app.get(
+      '/api/orders',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['orders'],
+          summary: 'Orders, newest first, a keyset page at a time',
+          description: "A user token sees its own user's orders; an admin token sees every order, or one user's with `user`.",
+          querystring: Type.Object(
+            { user: Type.Optional(UserName), ...PageQuery.properties },
+            { additionalProperties: false },
+          ),
+          response: { 200: Page(OrderView), ...errors(400, 401, 403, 429) },
+        },
+      },
+      async (request) => {
+        const principal = principalOf(request)
+        const user = request.query.user ?? (principal.admin ? undefined : principal.userId ?? undefined)
+        if (user !== undefined) assertActsFor(principal, user)
+        const page = await pageCursor(() =>
+          listOrders(db, { userId: user, cursor: request.query.cursor, limit: request.query.limit ?? 50 }),
+        )
+        return { items: page.items.map(orderView), next_cursor: page.nextCursor }
+      },
+    )
+
+    app.get(
+      '/api/users/:user',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['accounts'],
+          summary: 'A portfolio: credit and holdings valued at the latest prices',
+          params: UserParams,
+          response: { 200: Portfolio, ...errors(400, 401, 403, 404, 429) },
+        },
+      },
+      async (request) => {
+        assertActsFor(principalOf(request), request.params.user)
+        const user = await findUser(db, request.params.user)
+        if (!user) throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
+        const holdings = await listHoldings(db, user.id)
+        const prices = await Promise.all(holdings.map((h) => deps.prices.readLatestPrice(h.stock)))
+        let total = 0n
+        const items = holdings.map((h, i) => {
+          const price = prices[i] ?? null
+          const value = price === null ? null : toUnits(price) * BigInt(h.quantity)
+          if (value !== null) total += value
+          return {
+            stockname: h.stock,
+            quantity: Number(h.quantity),
+            cost: decimalNumber(h.cost),
+            price,
+            value: value === null ? null : fromUnits(value),
+          }
+        })
+        return { user: user.id, credit: decimalNumber(user.credit), holdings: items, holdings_value: fromUnits(total) }
+      },
+    )
+
+    app.get(
+      '/api/users/:user/transactions',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['accounts'],
+          summary: "A user's transactions, newest first",
+          params: UserParams,
+          querystring: PageQuery,
+          response: { 200: Page(TransactionView), ...errors(400, 401, 403, 404, 429) },
+        },
+      },
+      async (request) => {
+        assertActsFor(principalOf(request), request.params.user)
+        if (!(await findUser(db, request.params.user))) {
+          throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
+        }
+        const page = await pageCursor(() =>
+          listTransactions(db, request.params.user, { cursor: request.query.cursor, limit: request.query.limit ?? 50 }),
+        )
+        return { items: page.items.map(transactionView), next_cursor: page.nextCursor }
+      },
+    )
+
+    app.get(
+      '/api/users/:user/webhook-secret',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['accounts'],
+          summary: "The secret signing this user's callbacks (Standard Webhooks, `whsec_...`)",
+          params: UserParams,
+          response: { 200: Type.Object({ secret: Type.String() }), ...errors(400, 401, 403, 404, 429) },
+        },
+      },
+      async (request) => {
+        assertActsFor(principalOf(request), request.params.user)
+        const user = await findUser(db, request.params.user)
+        if (!user) throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
+        return { secret: user.webhook_secret }
+      },
+    )
+
+    app.get(
+      '/api/webhooks/dead-letters',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['callbacks'],
+          summary: 'Callbacks that could not be delivered within the retry window, newest first',
+          querystring: Type.Object(
+            { user: Type.Optional(UserName), ...PageQuery.properties },
+            { additionalProperties: false },
+          ),
+          response: { 200: Page(DeadLetter), ...errors(400, 401, 403, 429) },
+        },
+      },
+      async (request) => {
+        const principal = principalOf(request)
+        const user = request.query.user ?? (principal.admin ? undefined : principal.userId ?? undefined)
+        if (user !== undefined) assertActsFor(principal, user)
+        const page = await pageCursor(() =>
+          listDeadLetters(db, {
+            ...(user !== undefined && { userId: user }),
+            ...(request.query.cursor !== undefined && { cursor: request.query.cursor }),
+            limit: request.query.limit ?? 50,
+          }),
+        )
+        return { items: page.items.map(deadLetterView), next_cursor: page.nextCursor ?? null }
+      },
+    )
+
+    app.post(
+      '/api/webhooks/dead-letters/:id/replay',
+      {
+        onRequest: requireAuth,
+        schema: {
+          tags: ['callbacks'],
+          summary: 'Send a dead-lettered callback again (same webhook-id)',
+          params: Type.Object({ id: Type.String({ pattern: '^msg_[0-9a-f]{32}$' }) }),
+          response: { 202: Type.Object({ id: Type.String(), status: Type.Literal('pending') }), ...errors(400, 401, 403, 404, 429) },
+        },
+      },
+      async (request, reply) => {
+        const principal = principalOf(request)
+        const row = await replayDeadLetter(db, request.params.id, {
+          retryForMs: deps.callbackRetryForMs,
+          schema: deps.schema,
+          ...(!principal.admin && principal.userId !== null && { userId: principal.userId }),
+        })
+        if (!row) throw new NotFound(`no dead letter ${request.params.id}`, { field: 'params.id' })
+        reply.code(202)
+        return { id: row.id, status: 'pending' as const }
+      },
+    )
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The Redis keys `user1`, `user2`, ... (`{"id": 1, "credit": 150000000}`, the seed's
+ * contract) are a projection of the `users` table. Each write carries the row's version
+ * and a script keeps the newest, so projections written out of order (two verifiers,
+ * a replay after a crash, a rebuild racing a trade) never go back in time.
+ */
+import type { Db } from '../platform/db/index.ts'
+import type { UserRow } from '../platform/db/schema.ts'
+import type { Redis } from '../platform/redis.ts'
+import { decimalNumber } from './money.ts'
+
+const PROJECT = `
+local current = tonumber(redis.call('HGET', 'bourse:projection:versions', KEYS[1]) or '0')
+local v = tonumber(ARGV[2])
+if v < current and ARGV[3] ~= '1' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', 'bourse:projection:versions', KEYS[1], v)
+return 1
+`
+
+type ProjectingRedis = Redis & { bourseProjectUser(key: string, json: string, version: string, force: string): Promise<number> }
+
+function scripted(redis: Redis): ProjectingRedis {
+  const r = redis as ProjectingRedis
+  if (!('bourseProjectUser' in r)) redis.defineCommand('bourseProjectUser', { numberOfKeys: 1, lua: PROJECT })
+  return r
+}
+
+/** The contract JSON of a user row. */
+export function userContractJson(user: Pick<UserRow, 'id' | 'contract_id' | 'credit'>): string {
+  return JSON.stringify({ id: user.contract_id ?? user.id, credit: decimalNumber(user.credit) })
+}
+
+/**
+ * Writes a user's projection unless a newer version is already there (`force` writes
+ * anyway: for a database restored to older versions). True if written.
+ */
+export async function projectUser(
+  redis: Redis,
+  user: Pick<UserRow, 'id' | 'contract_id' | 'credit' | 'version'>,
+  options: { force?: boolean } = {},
+): Promise<boolean> {
+  const written = await scripted(redis).bourseProjectUser(user.id, userContractJson(user), String(user.version), options.force ? '1' : '0')
+  return written === 1
+}
+
+/**
+ * Rewrites every user's projection from PostgreSQL, keeping any newer one a concurrent
+ * trade wrote meanwhile (unless `force`). Resolves to the number of users.
+ */
+export async function rebuildUserProjections(db: Db, redis: Redis, options: { force?: boolean; batch?: number } = {}): Promise<number> {
+  const batch = options.batch ?? 1000
+  let after = ''
+  let count = 0
+  for (;;) {
+    const rows = await db
+      .selectFrom('users')
+      .select(['id', 'contract_id', 'credit', 'version'])
+      .where('id', '>', after)
+      .orderBy('id')
+      .limit(batch)
+      .execute()
+    if (rows.length === 0) return count
+    await Promise.all(rows.map((row) => projectUser(redis, row, { force: options.force ?? false })))
+    count += rows.length
+    after = rows[rows.length - 1]!.id
+  }
+}
