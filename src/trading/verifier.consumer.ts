@@ -24,7 +24,7 @@
  * is locked by `finishOrder`, which applies only the first outcome.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Message } from '@platformatic/kafka'
+import type { Message, MessagesStream } from '@platformatic/kafka'
 import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, UserRow } from '../platform/db/schema.ts'
@@ -41,6 +41,7 @@ import { projectUser } from './user-projection.ts'
 import type { VerificationClient, VerificationResult } from './verification.client.ts'
 
 type StringMessage = Message<string, string, string, string>
+type StringStream = MessagesStream<string, string, string, string>
 
 /** Dependencies of the verifier. */
 export interface OrderVerifierDeps {
@@ -442,11 +443,17 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
         }
       }
       consumer.on('consumer:group:join', onJoin)
-      const stream = await consumer.consume({
-        topics: [topic],
-        mode: MessagesStreamModes.COMMITTED,
-        fallbackMode: MessagesStreamFallbackModes.EARLIEST,
-      })
+      let stream: StringStream
+      try {
+        stream = await consumer.consume({
+          topics: [topic],
+          mode: MessagesStreamModes.COMMITTED,
+          fallbackMode: MessagesStreamFallbackModes.EARLIEST,
+        })
+      } catch (err) {
+        consumer.off('consumer:group:join', onJoin)
+        throw err
+      }
       const commitTimer = setInterval(() => void commit(), commitIntervalMs)
       const iterator = stream[Symbol.asyncIterator]()
       let pending: Promise<IteratorResult<StringMessage>> | undefined
