@@ -22,7 +22,7 @@
  * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
  * BENCH_WARMUP_SECONDS (5), BENCH_ORDERS (1000; 0 skips B), BENCH_VERIFY_MAX_MS (2000),
  * BENCH_REDIS_DB (10, flushed before and after), BENCH_CPU_PROF (a directory: the API
- * process writes a V8 CPU profile there when it stops).
+ * process writes a V8 CPU profile there when it stops), BENCH_SKIP_THROUGHPUT (1 skips A).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -54,6 +54,7 @@ const ORDERS = Number(process.env.BENCH_ORDERS ?? 1000)
 const VERIFY_MAX_MS = Number(process.env.BENCH_VERIFY_MAX_MS ?? 2000)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 10)
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
+const SKIP_THROUGHPUT = process.env.BENCH_SKIP_THROUGHPUT === '1'
 const RATIO_TARGET = 0.6
 const CALLBACK_P99_TARGET_MS = 50
 /** Orders the bench places at once (the API's order route, not what is measured). */
@@ -405,9 +406,7 @@ try {
 
   const profileFlags = CPU_PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR] : []
   const api = startChild('bourse api', ['src/cli.ts', 'api', '--port', '0'], serviceEnv, profileFlags)
-  const empty = startChild('empty server', ['bench/empty-server.ts'], process.env)
   const apiUrl = (await waitForOutput(api, /api listening on (http:\/\/\S+)/))[1]!
-  const emptyUrl = (await waitForOutput(empty, /listening on (http:\/\/\S+)/))[1]!
 
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` }
   const body = JSON.stringify({ user: 'user1', stockname: 'stock1', quantity: 1 })
@@ -418,50 +417,60 @@ try {
   const limit = probe.headers.get('x-ratelimit-limit')
   if (limit !== serviceConfig.RATE_LIMIT_MAX.toString()) throw new Error(`rate limit not on (x-ratelimit-limit: ${limit})`)
 
-  process.stdout.write(
-    `A. BuyStock vs empty Fastify: ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s ` +
-      `after ${WARMUP_SECONDS} s warm-up each\n`,
-  )
-  await load(`${emptyUrl}/api/buy-stock`, empty, headers, body, WARMUP_SECONDS)
-  await load(`${apiUrl}/api/buy-stock`, api, headers, body, WARMUP_SECONDS)
   const baselineRounds: LoadRound[] = []
   const apiRounds: LoadRound[] = []
-  for (let round = 1; round <= ROUNDS; round++) {
-    baselineRounds.push(await load(`${emptyUrl}/api/buy-stock`, empty, headers, body, SECONDS))
-    apiRounds.push(await load(`${apiUrl}/api/buy-stock`, api, headers, body, SECONDS))
-    const [b, a] = [baselineRounds.at(-1)!, apiRounds.at(-1)!]
+  let throughput:
+    | { baseline: ReturnType<typeof summarize>; buyStock: ReturnType<typeof summarize>; ratio: number; cpuRatio: number | null }
+    | undefined
+  const rows: Array<[string, string]> = [
+    [`load average (1 min) at start, ${availableParallelism()} cores`, loadAtStart.toFixed(1)],
+  ]
+  if (!SKIP_THROUGHPUT) {
+    const empty = startChild('empty server', ['bench/empty-server.ts'], process.env)
+    const emptyUrl = (await waitForOutput(empty, /listening on (http:\/\/\S+)/))[1]!
     process.stdout.write(
-      `round ${round}: empty ${b.requestsPerSecond.toFixed(0)} req/s (p50 ${b.p50Ms} ms, p99 ${b.p99Ms} ms, ` +
-        `${b.serverCpuUsPerRequest ?? '?'} µs CPU/req), BuyStock ${a.requestsPerSecond.toFixed(0)} req/s ` +
-        `(p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, ${a.serverCpuUsPerRequest ?? '?'} µs CPU/req), ` +
-        `ratio ${(a.requestsPerSecond / b.requestsPerSecond).toFixed(2)}\n`,
+      `A. BuyStock vs empty Fastify: ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s ` +
+        `after ${WARMUP_SECONDS} s warm-up each\n`,
+    )
+    await load(`${emptyUrl}/api/buy-stock`, empty, headers, body, WARMUP_SECONDS)
+    await load(`${apiUrl}/api/buy-stock`, api, headers, body, WARMUP_SECONDS)
+    for (let round = 1; round <= ROUNDS; round++) {
+      baselineRounds.push(await load(`${emptyUrl}/api/buy-stock`, empty, headers, body, SECONDS))
+      apiRounds.push(await load(`${apiUrl}/api/buy-stock`, api, headers, body, SECONDS))
+      const [b, a] = [baselineRounds.at(-1)!, apiRounds.at(-1)!]
+      process.stdout.write(
+        `round ${round}: empty ${b.requestsPerSecond.toFixed(0)} req/s (p50 ${b.p50Ms} ms, p99 ${b.p99Ms} ms, ` +
+          `${b.serverCpuUsPerRequest ?? '?'} µs CPU/req), BuyStock ${a.requestsPerSecond.toFixed(0)} req/s ` +
+          `(p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, ${a.serverCpuUsPerRequest ?? '?'} µs CPU/req), ` +
+          `ratio ${(a.requestsPerSecond / b.requestsPerSecond).toFixed(2)}\n`,
+      )
+    }
+    await stopChild(empty)
+    const baseline = summarize(baselineRounds)
+    const buyStock = summarize(apiRounds)
+    const ratio = buyStock.requestsPerSecond / baseline.requestsPerSecond
+    // What the ratio would be if each server had a core of its own: their CPU costs per request.
+    const cpuRatio =
+      baseline.serverCpuUsPerRequest && buyStock.serverCpuUsPerRequest
+        ? baseline.serverCpuUsPerRequest / buyStock.serverCpuUsPerRequest
+        : null
+    throughput = { baseline, buyStock, ratio, cpuRatio }
+    rows.push(
+      ['connections / rounds / seconds per round', `${CONNECTIONS} / ${ROUNDS} / ${SECONDS}`],
+      ['empty Fastify, baseline, median (req/s)', String(baseline.requestsPerSecond)],
+      ['empty Fastify p50 / p99, median (ms)', `${baseline.p50Ms} / ${baseline.p99Ms}`],
+      ['BuyStock, auth + rate limit, median (req/s)', String(buyStock.requestsPerSecond)],
+      ['BuyStock p50 / p99, median (ms)', `${buyStock.p50Ms} / ${buyStock.p99Ms}`],
+      [`BuyStock / empty req/s (target >= ${RATIO_TARGET})`, ratio.toFixed(2)],
+      [
+        'server CPU per request, empty / BuyStock (µs)',
+        `${baseline.serverCpuUsPerRequest ?? '?'} / ${buyStock.serverCpuUsPerRequest ?? '?'}`,
+      ],
+      ['empty / BuyStock CPU per request (ratio on a core each)', cpuRatio?.toFixed(2) ?? '?'],
     )
   }
-  await stopChild(empty)
-  const baseline = summarize(baselineRounds)
-  const buyStock = summarize(apiRounds)
-  const ratio = buyStock.requestsPerSecond / baseline.requestsPerSecond
-  // What the ratio would be if each server had a core of its own: their CPU costs per request.
-  const cpuRatio =
-    baseline.serverCpuUsPerRequest && buyStock.serverCpuUsPerRequest
-      ? baseline.serverCpuUsPerRequest / buyStock.serverCpuUsPerRequest
-      : null
 
   let callbacks: Record<string, unknown> | undefined
-  const rows: Array<[string, string]> = [
-    ['connections / rounds / seconds per round', `${CONNECTIONS} / ${ROUNDS} / ${SECONDS}`],
-    [`load average (1 min) at start, ${availableParallelism()} cores`, loadAtStart.toFixed(1)],
-    ['empty Fastify, baseline, median (req/s)', String(baseline.requestsPerSecond)],
-    ['empty Fastify p50 / p99, median (ms)', `${baseline.p50Ms} / ${baseline.p99Ms}`],
-    ['BuyStock, auth + rate limit, median (req/s)', String(buyStock.requestsPerSecond)],
-    ['BuyStock p50 / p99, median (ms)', `${buyStock.p50Ms} / ${buyStock.p99Ms}`],
-    [`BuyStock / empty req/s (target >= ${RATIO_TARGET})`, ratio.toFixed(2)],
-    [
-      'server CPU per request, empty / BuyStock (µs)',
-      `${baseline.serverCpuUsPerRequest ?? '?'} / ${buyStock.serverCpuUsPerRequest ?? '?'}`,
-    ],
-    ['empty / BuyStock CPU per request (ratio on a core each)', cpuRatio?.toFixed(2) ?? '?'],
-  ]
 
   if (ORDERS > 0) {
     const verifyUrl = `${await listen(verification.server)}/verify`
@@ -513,6 +522,10 @@ try {
       const arrived = receiver.arrivedAt.get(id)
       if (answered === undefined || arrived === undefined) throw new Error(`order ${id}: answered ${answered}, arrived ${arrived}`)
       delays.push(arrived - answered)
+    }
+    if (process.env.BOURSE_TRACE_DIR) {
+      const { appendFileSync } = await import('node:fs')
+      appendFileSync(`${process.env.BOURSE_TRACE_DIR}/bench.log`, ids.map((id) => `${(performance.timeOrigin + verification.answeredAt.get(id)!).toFixed(2)} answered ${id}\n${(performance.timeOrigin + receiver.arrivedAt.get(id)!).toFixed(2)} arrived ${id}`).join('\n') + '\n')
     }
     delays.sort((a, b) => a - b)
     const filled = receiver.types.get('order.filled') ?? 0
@@ -567,11 +580,11 @@ try {
     baselineRounds: baselineRounds.map((r) => ({ ...r, requestsPerSecond: Math.round(r.requestsPerSecond) })),
     buyStockRounds: apiRounds.map((r) => ({ ...r, requestsPerSecond: Math.round(r.requestsPerSecond) })),
     roundRatios: apiRounds.map((r, i) => Number((r.requestsPerSecond / baselineRounds[i]!.requestsPerSecond).toFixed(3))),
-    baseline,
-    buyStock,
-    ratio: Number(ratio.toFixed(3)),
+    baseline: throughput?.baseline ?? null,
+    buyStock: throughput?.buyStock ?? null,
+    ratio: throughput ? Number(throughput.ratio.toFixed(3)) : null,
     ratioTarget: RATIO_TARGET,
-    cpuRatio: cpuRatio === null ? null : Number(cpuRatio.toFixed(3)),
+    cpuRatio: throughput?.cpuRatio == null ? null : Number(throughput.cpuRatio.toFixed(3)),
     ...(callbacks && { callbacks }),
   }
   await writeFile(new URL('./results/api.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)

@@ -47,6 +47,8 @@ export const ConfigSchema = Type.Object({
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 104_857_600 }),
   /** Requests one caller (token, or address without one) may make per window. @defaultValue 60 */
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
+  /** Requests one trusted application (an event-intake token) may make per window. @defaultValue 6000 */
+  EVENTS_RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
   /** The rate limit's window, in ms. @defaultValue 60000 */
   RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000 }),
   /** How long a checked API token is trusted without asking PostgreSQL again, in ms (revocation delay). @defaultValue 5000 */
@@ -76,6 +78,16 @@ export const ConfigSchema = Type.Object({
    * loopback, private or link-local (for example `127.0.0.1` in tests). @defaultValue (none)
    */
   CALLBACK_ALLOWED_NETWORKS: Type.String({ pattern: '^[0-9a-fA-F.:/,]*$' }),
+  /** Kafka topic taking events from applications (The Eye). @defaultValue events */
+  EVENTS_TOPIC: Type.String({ pattern: '^[A-Za-z0-9._-]{1,249}$' }),
+  /** Partitions given to the events topic when Bourse creates it. @defaultValue 3 */
+  EVENTS_TOPIC_PARTITIONS: Type.Integer({ minimum: 1, maximum: 1000 }),
+  /** What the events worker does with an event whose type has no schema: `store` it unvalidated, or `reject` it as an error. @defaultValue store */
+  EVENTS_UNKNOWN_TYPE: Type.Enum(['store', 'reject']),
+  /** How far in the future an event's timestamp may be (clock skew) before it is an error, in ms. @defaultValue 60000 */
+  EVENTS_FUTURE_TOLERANCE_MS: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
+  /** Most events the worker validates and inserts in one batch. @defaultValue 1000 */
+  EVENTS_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100_000 }),
 })
 
 /** Validated, frozen configuration. */
@@ -98,6 +110,7 @@ const defaults: Record<keyof Config, string> = {
   PORT: '8000',
   BODY_LIMIT_BYTES: '65536',
   RATE_LIMIT_MAX: '60',
+  EVENTS_RATE_LIMIT_MAX: '6000',
   RATE_LIMIT_WINDOW_MS: '60000',
   AUTH_CACHE_MS: '5000',
   ORDERS_TOPIC: 'orders',
@@ -111,6 +124,11 @@ const defaults: Record<keyof Config, string> = {
   CALLBACK_TIMEOUT_MS: '10000',
   CALLBACK_CONCURRENCY: '256',
   CALLBACK_ALLOWED_NETWORKS: '',
+  EVENTS_TOPIC: 'events',
+  EVENTS_TOPIC_PARTITIONS: '3',
+  EVENTS_UNKNOWN_TYPE: 'store',
+  EVENTS_FUTURE_TOLERANCE_MS: '60000',
+  EVENTS_BATCH_SIZE: '1000',
 }
 
 const check = Compile(ConfigSchema)

@@ -1,7 +1,8 @@
 /** `bourse api`: the HTTP API (BuyStock, orders, portfolios), OpenAPI docs at /docs. */
 import { readFileSync } from 'node:fs'
 import { sql } from 'kysely'
-import { createTokenAuthenticator } from '../auth/index.ts'
+import { type Authenticate, createTokenAuthenticator } from '../auth/index.ts'
+import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
 import { type Config, kafkaBrokers } from '../platform/config.ts'
 import { closeDb, createDb, type Db, migrateToLatest } from '../platform/db/index.ts'
@@ -35,6 +36,17 @@ export interface ApiOptions {
   heartbeatMs?: number
 }
 
+/** The first principal any of the authenticators finds for a token (users' tokens, then applications'). */
+function anyOf(...authenticators: Authenticate[]): Authenticate {
+  return async (token) => {
+    for (const authenticate of authenticators) {
+      const principal = await authenticate(token)
+      if (principal) return principal
+    }
+    return undefined
+  }
+}
+
 /** Builds the API's Fastify app on open connections (the service and the tests use it). */
 export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Promise<HttpApp> {
   const { config, log, redis, db, producer } = deps
@@ -49,7 +61,10 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       description:
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
         'portfolios and transactions. Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`).',
-      authenticate: createTokenAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
+      authenticate: anyOf(
+        createTokenAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
+        createAppAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
+      ),
       healthChecks: { postgres: () => sql`select 1`.execute(db) },
       routes: [
         tradingRoutes({
@@ -63,6 +78,9 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
           callbackRetryForMs: config.CALLBACK_RETRY_FOR_MS,
           ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
         }),
+        eventIntakeRoutes({ producer, topic: config.EVENTS_TOPIC, log }),
+        eventQueryRoutes({ db }),
+        eventTypeRoutes({ db }),
       ],
     },
   )
@@ -86,7 +104,7 @@ export function run(argv: string[]): Promise<number> {
     if (!args) return 0
     const port = intOption('port', args.values.port, 0, 65535)
     const { config, log, lifecycle } = createServiceContext('api')
-    const redis = createRedis(config.REDIS_URL, log, 'api')
+    const redis = createRedis(config.REDIS_URL, log, 'api', { autoPipelining: true })
     lifecycle.onClose('redis', () => closeRedis(redis))
     const subscriber = createRedis(config.REDIS_URL, log, 'api-subscriber')
     lifecycle.onClose('redis subscriber', () => closeRedis(subscriber))
@@ -100,6 +118,7 @@ export function run(argv: string[]): Promise<number> {
     const admin = createAdmin(settings)
     try {
       await ensureTopic(admin, config.ORDERS_TOPIC, config.ORDERS_TOPIC_PARTITIONS, log)
+      await ensureTopic(admin, config.EVENTS_TOPIC, config.EVENTS_TOPIC_PARTITIONS, log)
     } finally {
       await admin.close()
     }

@@ -24,9 +24,12 @@ export const commands: readonly CommandEntry[] = [
   { name: 'migrate', summary: 'Create or update the PostgreSQL tables (accounts, orders, ...)', load: () => import('./migrate.ts') },
   { name: 'api', summary: 'Serve the HTTP API (BuyStock, orders, portfolios) with OpenAPI docs at /docs', load: () => import('./api.ts') },
   { name: 'tokens', summary: 'Create, list or revoke API tokens (create USER | create --admin | list | revoke ID)', load: () => import('./tokens.ts') },
+  { name: 'apps', summary: 'Register, list or revoke applications trusted to send events (create NAME | list | revoke ID|NAME)', load: () => import('./apps.ts') },
   { name: 'verifier', summary: 'Verify orders through the external API and execute them, from Kafka', load: () => import('./verifier.ts') },
   { name: 'verify-sim', summary: 'Run a simulation of the external verification API (answers after 1-100 s)', load: () => import('./verify-sim.ts') },
   { name: 'callback-sender', summary: 'Deliver signed order results to callback URLs, with retries and dead letters', load: () => import('./callback-sender.ts') },
   { name: 'rebuild-projections', summary: 'Rewrite the Redis `userN` keys from the accounts in PostgreSQL', load: () => import('./rebuild-projections.ts') },
   { name: 'performance', summary: 'Recompute the performance metric of changed stocks every minute, on all cores', load: () => import('./performance.ts') },
+  { name: 'events-worker', summary: 'Validate events from Kafka and store each once: events or event errors (The Eye)', load: () => import('./events-worker.ts') },
+  { name: 'event-types', summary: 'List, show, set or delete the JSON Schemas of event types (list | show | set | delete)', load: () => import('./event-types.ts') },
 ]

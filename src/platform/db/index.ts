@@ -6,6 +6,8 @@ import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDiale
 import pg from 'pg'
 import type { Logger } from '../logger.ts'
 import * as accounts from './migrations/0001_accounts.ts'
+import * as events from './migrations/0002_events.ts'
+import * as finishOrders from './migrations/0003_finish_orders.ts'
 import type { Database } from './schema.ts'
 
 export type { Database } from './schema.ts'
@@ -14,6 +16,8 @@ export type Db = Kysely<Database>
 /** Every migration, in order. A new migration is a new file here and a new line below. */
 const migrations: Record<string, Migration> = {
   '0001_accounts': accounts,
+  '0002_events': events,
+  '0003_finish_orders': finishOrders,
 }
 
 /** Options for {@link createDb}. */

@@ -126,8 +126,59 @@ export interface ApiTokensTable {
   revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
 }
 
+/** Applications trusted to send events (The Eye): only their token's SHA-256 is stored. */
+export interface AppsTable {
+  id: string
+  name: string
+  token_hash: string
+  created_at: CreatedAt
+  revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+}
+
+/** The JSON Schema the `data` of an event type must satisfy. */
+export interface EventTypesTable {
+  category: string
+  name: string
+  schema: ColumnType<Record<string, unknown>, string, string>
+  description: string | null
+  created_at: CreatedAt
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>
+}
+
+/** Valid events, stored once each (the id is the key). */
+export interface EventsTable {
+  id: string
+  app_id: string
+  session_id: string
+  category: string
+  name: string
+  data: ColumnType<unknown, string, string>
+  occurred_at: ColumnType<Date, Date | string, Date | string>
+  received_at: ColumnType<Date, Date | string, Date | string>
+  stored_at: CreatedAt
+  /** False when the type had no registered schema and was stored unvalidated. */
+  validated: ColumnType<boolean, boolean | undefined, boolean>
+}
+
+/** Invalid events: the raw event and every reason. */
+export interface EventErrorsTable {
+  id: string
+  app_id: string
+  session_id: string | null
+  category: string | null
+  name: string | null
+  raw: ColumnType<unknown, string, string>
+  reasons: ColumnType<Array<{ field: string; message: string }>, string, string>
+  received_at: ColumnType<Date, Date | string, Date | string>
+  stored_at: CreatedAt
+}
+
 /** Every table, for `Kysely<Database>`. */
 export interface Database {
+  apps: AppsTable
+  event_types: EventTypesTable
+  events: EventsTable
+  event_errors: EventErrorsTable
   users: UsersTable
   holdings: HoldingsTable
   orders: OrdersTable
@@ -145,3 +196,7 @@ export type OrderUpdate = Updateable<OrdersTable>
 export type TransactionRow = Selectable<TransactionsTable>
 export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>
 export type ApiTokenRow = Selectable<ApiTokensTable>
+export type AppRow = Selectable<AppsTable>
+export type EventTypeRow = Selectable<EventTypesTable>
+export type EventRow = Selectable<EventsTable>
+export type EventErrorRow = Selectable<EventErrorsTable>

@@ -42,7 +42,7 @@ export type RoutePlugin = FastifyPluginAsyncTypebox
 
 /** What {@link createHttpApp} needs from the service. */
 export interface HttpDeps {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS'>
+  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS' | 'EVENTS_RATE_LIMIT_MAX'>
   log: Logger
   /** Holds the rate-limit counters and is pinged by `/health`. Not closed by the app. */
   redis: Redis
@@ -326,7 +326,9 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     // Applied below as one instance-wide hook rather than per route: instance hooks run
     // before route hooks, so a request is counted before `requireAuth` can refuse it.
     global: false,
-    max: config.RATE_LIMIT_MAX,
+    // Applications sending events get a budget of their own: the challenge expects about
+    // 100 events per second from them, far beyond a person's 60 requests per minute.
+    max: (request) => (request.principal?.appId !== undefined ? config.EVENTS_RATE_LIMIT_MAX : config.RATE_LIMIT_MAX),
     timeWindow: config.RATE_LIMIT_WINDOW_MS,
     redis,
     nameSpace: RATE_LIMIT_PREFIX,

@@ -1,0 +1,494 @@
+/**
+ * The events worker (The Eye): consumes accepted events from Kafka in batches, validates
+ * each against the registry, and stores it in PostgreSQL: valid events in `events`,
+ * invalid ones with every reason in `event_errors`. Nothing is left hanging: a message
+ * that cannot even be decoded goes to the dead-letter topic with the reason.
+ *
+ * Each event exactly once, across crashes: a batch is written in one transaction, then
+ * its offsets are committed to Kafka. A crash between the two replays the batch, and the
+ * replay changes nothing, because the event id is the key of both tables
+ * (`on conflict (id) do nothing`) and an id already in the other table is skipped. The
+ * second rule matters when the registry changed between the crash and the replay: the
+ * event would now be judged differently, and without it would land in both tables.
+ * Worker transactions take one advisory lock, so two instances judging the same id at
+ * once (during a rebalance) cannot both miss the other's row.
+ *
+ * Order: one session's events share a Kafka partition (keyed by session id) and a
+ * partition is stored batch after batch, so they are stored in the order received;
+ * readers order a session by `occurred_at` (indexed) since applications may send late.
+ *
+ * PostgreSQL unavailable: the batch is retried with backoff until it is stored (or the
+ * worker stops); offsets past it are never committed.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Message, MessagesStream } from '@platformatic/kafka'
+import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
+import { sql } from 'kysely'
+import type { Db } from '../platform/db/index.ts'
+import { partitionBounds, type StringConsumer, type StringProducer } from '../platform/kafka.ts'
+import type { Logger } from '../platform/logger.ts'
+import { decodeEventMessage, type EventMessage } from './event-message.ts'
+import { createEventTypeCache, type EventTypeCache } from './event-types.repository.ts'
+import { type EventReason, parseEventTimestamp, type UnknownTypePolicy, validateEvent } from './event-validation.ts'
+
+type StringMessage = Message<string, string, string, string>
+type StringStream = MessagesStream<string, string, string, string>
+
+/** Dependencies of the events worker. */
+export interface EventsWorkerDeps {
+  consumer: StringConsumer
+  /** Sends undecodable messages (and events PostgreSQL refuses) to the dead-letter topic. */
+  producer: StringProducer
+  db: Db
+  log: Logger
+  /** The registered event types. @defaultValue createEventTypeCache(db), refreshed every 5 s */
+  registry?: Pick<EventTypeCache, 'get'>
+}
+
+/** Options of the events worker. */
+export interface EventsWorkerOptions {
+  /** The events topic. */
+  topic: string
+  /** Where undecodable messages go, with the reason in the `bourse-error` header. */
+  deadLetterTopic: string
+  /** Most events validated and written in one transaction. */
+  batchSize: number
+  /** What to do with an event whose type has no schema: `store` it unvalidated, or `reject` it. */
+  unknownType: UnknownTypePolicy
+  /** How far in the future a timestamp may be before the event is an error, in ms. */
+  futureToleranceMs: number
+  /** How long a batch that is not full waits for more messages before it is written, in ms. @defaultValue 50 */
+  lingerMs?: number
+  /** Quiet time after which the worker counts as idle (and, with `untilIdle`, checks whether it is done), in ms. @defaultValue 500 */
+  idleMs?: number
+  /** Stop once the group has committed every partition up to its end. @defaultValue false */
+  untilIdle?: boolean
+  /** First delay before retrying a batch PostgreSQL or Kafka failed; doubles per attempt. @defaultValue 100 */
+  retryBaseMs?: number
+  /** Longest delay between two attempts of a batch, in ms. @defaultValue 5000 */
+  retryMaxMs?: number
+}
+
+/** Running totals, for progress output and tests. */
+export interface EventsWorkerStats {
+  /** Batches written. */
+  batches: number
+  /** Messages taken from Kafka. */
+  received: number
+  /** Rows inserted into `events`. */
+  stored: number
+  /** Rows inserted into `event_errors`. */
+  rejected: number
+  /** Events not inserted because their id was stored already (a replay or a resent event). */
+  duplicates: number
+  /** Messages sent to the dead-letter topic. */
+  deadLettered: number
+  /** Attempts of a batch that failed and were retried. */
+  retries: number
+  /** Offset commits sent to Kafka. */
+  commits: number
+}
+
+/** The running worker. */
+export interface EventsWorker {
+  /**
+   * Consumes until `signal` aborts (the batch in hand is finished and committed first)
+   * or, with `untilIdle`, until caught up. Rejects when the Kafka stream fails.
+   */
+  run(signal: AbortSignal): Promise<EventsWorkerStats>
+  readonly stats: Readonly<EventsWorkerStats>
+}
+
+/** Thrown inside a batch once the worker stops while it is still retrying. */
+class StoppedError extends Error {
+  override name = 'StoppedError'
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** PostgreSQL refused the data itself (SQLSTATE class 22 data exception, 23 constraint violation): retrying cannot help. */
+function isRefusedByDatabase(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
+}
+
+/** A decoded message of the batch. */
+interface Item {
+  message: StringMessage
+  event: EventMessage
+}
+
+/** A row for `events`, as `jsonb_to_recordset` reads it. */
+interface EventRecord {
+  id: string
+  app_id: string
+  session_id: string
+  category: string
+  name: string
+  data: unknown
+  occurred_at: string
+  received_at: string
+  validated: boolean
+}
+
+/** A row for `event_errors`, as `jsonb_to_recordset` reads it. */
+interface ErrorRecord {
+  id: string
+  app_id: string
+  session_id: string | null
+  category: string | null
+  name: string | null
+  raw: unknown
+  reasons: EventReason[]
+  received_at: string
+}
+
+/** The intake writes `received_at` as ISO 8601; anything else `Date.parse` reads is normalized (to the ms). */
+function receivedAtText(value: string): string {
+  const parsed = parseEventTimestamp(value)
+  return parsed.ok ? parsed.text : new Date(Date.parse(value)).toISOString()
+}
+
+const textOrNull = (value: unknown): string | null => (typeof value === 'string' ? value : null)
+
+/**
+ * Writes one batch: valid events, then errors, each skipping ids present in either table.
+ * Resolves to how many rows each insert added.
+ */
+async function storeRecords(db: Db, events: EventRecord[], errors: ErrorRecord[]): Promise<{ stored: number; rejected: number }> {
+  return db.transaction().execute(async (trx) => {
+    // One lock for every worker on this schema: the "not in the other table" checks below
+    // are only sound if no other transaction inserts the same id concurrently.
+    await sql`select pg_advisory_xact_lock(hashtextextended(current_schema() || '.bourse_events_store', 0))`.execute(trx)
+    let stored = 0
+    let rejected = 0
+    if (events.length > 0) {
+      const result = await sql`
+        insert into events (id, app_id, session_id, category, name, data, occurred_at, received_at, validated)
+        select r.id, r.app_id, r.session_id, r.category, r.name, r.data, r.occurred_at, r.received_at, r.validated
+        from jsonb_to_recordset(${JSON.stringify(events)}::jsonb) as r(
+          id uuid, app_id uuid, session_id text, category text, name text, data jsonb,
+          occurred_at timestamptz, received_at timestamptz, validated boolean)
+        where not exists (select 1 from event_errors x where x.id = r.id)
+        on conflict (id) do nothing`.execute(trx)
+      stored = Number(result.numAffectedRows ?? 0n)
+    }
+    if (errors.length > 0) {
+      const result = await sql`
+        insert into event_errors (id, app_id, session_id, category, name, raw, reasons, received_at)
+        select r.id, r.app_id, r.session_id, r.category, r.name, r.raw, r.reasons, r.received_at
+        from jsonb_to_recordset(${JSON.stringify(errors)}::jsonb) as r(
+          id uuid, app_id uuid, session_id text, category text, name text, raw jsonb,
+          reasons jsonb, received_at timestamptz)
+        where not exists (select 1 from events e where e.id = r.id)
+        on conflict (id) do nothing`.execute(trx)
+      rejected = Number(result.numAffectedRows ?? 0n)
+    }
+    return { stored, rejected }
+  })
+}
+
+/**
+ * Pulls batches from a message stream: a batch ends when it is full, or `lingerMs` after
+ * its first message. Waiting goes through the stream's async iterator and what is already
+ * buffered is taken with `read()`, as in the price updater (waiting on 'readable'
+ * ourselves stalled partitions under backpressure in @platformatic/kafka 2.12).
+ */
+function createBatchReader(stream: StringStream, batchSize: number, lingerMs: number, idleMs: number) {
+  const iterator = stream[Symbol.asyncIterator]()
+  let pending: Promise<IteratorResult<StringMessage>> | undefined
+  const wait = async (ms: number, signal: AbortSignal) => {
+    pending ??= iterator.next()
+    let timer: NodeJS.Timeout | undefined
+    let onAbort: (() => void) | undefined
+    try {
+      return await Promise.race([
+        pending,
+        new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), Math.max(0, ms))
+        }),
+        new Promise<'stopped'>((resolve) => {
+          onAbort = () => resolve('stopped')
+          if (signal.aborted) onAbort()
+          else signal.addEventListener('abort', onAbort, { once: true })
+        }),
+      ])
+    } finally {
+      clearTimeout(timer)
+      if (onAbort) signal.removeEventListener('abort', onAbort)
+    }
+  }
+  return async (signal: AbortSignal): Promise<StringMessage[] | 'idle' | 'stopped'> => {
+    const batch: StringMessage[] = []
+    let lingerUntil = Infinity
+    for (;;) {
+      const result = await wait(batch.length === 0 ? idleMs : lingerUntil - Date.now(), signal)
+      if (result === 'timeout') return batch.length > 0 ? batch : 'idle'
+      // A partial batch is still written on stop: it is in hand, and finishing it is cheap.
+      if (result === 'stopped') return batch.length > 0 ? batch : 'stopped'
+      pending = undefined
+      if (result.done) return batch.length > 0 ? batch : 'stopped'
+      batch.push(result.value)
+      while (batch.length < batchSize) {
+        const message = stream.read() as StringMessage | null
+        if (message === null) break
+        batch.push(message)
+      }
+      if (batch.length >= batchSize) return batch
+      if (lingerUntil === Infinity) lingerUntil = Date.now() + lingerMs
+    }
+  }
+}
+
+/** Creates the events worker. */
+export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorkerOptions): EventsWorker {
+  const { consumer, producer, db } = deps
+  const { topic, deadLetterTopic, batchSize, unknownType, futureToleranceMs } = options
+  const log = deps.log.child({ component: 'events-worker', topic })
+  const registry = deps.registry ?? createEventTypeCache(db)
+  const lingerMs = options.lingerMs ?? 50
+  const idleMs = options.idleMs ?? 500
+  const retryBaseMs = options.retryBaseMs ?? 100
+  const retryMaxMs = options.retryMaxMs ?? 5000
+  const stats: EventsWorkerStats = {
+    batches: 0,
+    received: 0,
+    stored: 0,
+    rejected: 0,
+    duplicates: 0,
+    deadLettered: 0,
+    retries: 0,
+    commits: 0,
+  }
+  /** Offsets stored in PostgreSQL and not yet committed to Kafka, per partition (next to read). */
+  const toCommit = new Map<number, { offset: bigint; leaderEpoch: number }>()
+
+  /** Runs `fn` until it succeeds, backing off; gives up only when the worker stops or `isPermanent(err)`. */
+  const retrying = async <T>(what: string, signal: AbortSignal, fn: () => Promise<T>, isPermanent?: (err: unknown) => boolean) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn()
+      } catch (err) {
+        if (isPermanent?.(err)) throw err
+        if (signal.aborted) throw new StoppedError(what)
+        stats.retries++
+        // A warning on the first failure and every tenth: an outage of minutes stays readable.
+        log[attempt === 1 || attempt % 10 === 0 ? 'warn' : 'debug']({ err, attempt }, `${what} failed, retrying`)
+        const backoff = Math.min(retryMaxMs, retryBaseMs * 2 ** (attempt - 1))
+        try {
+          await sleep(backoff / 2 + Math.random() * (backoff / 2), undefined, { signal })
+        } catch {
+          throw new StoppedError(what)
+        }
+      }
+    }
+  }
+
+  const deadLetter = async (poison: Array<{ message: StringMessage; reason: string }>, signal: AbortSignal) => {
+    if (poison.length === 0) return
+    await retrying('dead-lettering', signal, () =>
+      producer.send({
+        messages: poison.map(({ message, reason }) => ({
+          topic: deadLetterTopic,
+          key: message.key ?? '',
+          value: message.value ?? '',
+          headers: {
+            'bourse-error': reason,
+            'bourse-source-topic': message.topic,
+            'bourse-source-partition': String(message.partition),
+            'bourse-source-offset': message.offset.toString(),
+          },
+        })),
+      }),
+    )
+    stats.deadLettered += poison.length
+    for (const { message, reason } of poison) {
+      log.warn({ partition: message.partition, offset: message.offset.toString(), reason }, 'dead-lettered event message')
+    }
+  }
+
+  /** Judges the items against the registry as it is now. */
+  const classify = async (items: Item[]) => {
+    const types = await registry.get()
+    const now = Date.now()
+    const events: Array<{ item: Item; record: EventRecord }> = []
+    const errors: Array<{ item: Item; record: ErrorRecord }> = []
+    for (const item of items) {
+      const { id, app_id, event } = item.event
+      const received_at = receivedAtText(item.event.received_at)
+      const verdict = validateEvent(event as unknown, types, { unknownType, futureToleranceMs, now })
+      if (verdict.ok) {
+        events.push({
+          item,
+          record: {
+            id,
+            app_id,
+            session_id: event.session_id,
+            category: event.category,
+            name: event.name,
+            data: event.data,
+            occurred_at: verdict.occurredAtText,
+            received_at,
+            validated: verdict.validated,
+          },
+        })
+      } else {
+        const raw = event as unknown as Record<string, unknown>
+        errors.push({
+          item,
+          record: {
+            id,
+            app_id,
+            session_id: textOrNull(raw.session_id),
+            category: textOrNull(raw.category),
+            name: textOrNull(raw.name),
+            raw: event,
+            reasons: verdict.reasons,
+            received_at,
+          },
+        })
+      }
+    }
+    return { events, errors }
+  }
+
+  /**
+   * Stores the items; those PostgreSQL refuses (an unknown app, text it cannot hold such
+   * as `\u0000`) are found by halving the batch and returned, so one bad event does not
+   * block the partition. The halves are committed separately: harmless, since a replay of
+   * any of them changes nothing.
+   */
+  const storeItems = async (items: Item[], signal: AbortSignal): Promise<Array<{ message: StringMessage; reason: string }>> => {
+    let refusal: unknown
+    try {
+      await retrying(
+        'storing events',
+        signal,
+        async () => {
+          const { events, errors } = await classify(items)
+          const result = await storeRecords(db, events.map((e) => e.record), errors.map((e) => e.record))
+          stats.stored += result.stored
+          stats.rejected += result.rejected
+          stats.duplicates += events.length + errors.length - result.stored - result.rejected
+        },
+        isRefusedByDatabase,
+      )
+      return []
+    } catch (err) {
+      if (!isRefusedByDatabase(err)) throw err
+      refusal = err
+    }
+    if (items.length === 1) {
+      return [{ message: items[0]!.message, reason: `refused by PostgreSQL: ${(refusal as Error).message}` }]
+    }
+    const half = Math.ceil(items.length / 2)
+    return [...(await storeItems(items.slice(0, half), signal)), ...(await storeItems(items.slice(half), signal))]
+  }
+
+  const processBatch = async (batch: StringMessage[], signal: AbortSignal) => {
+    stats.received += batch.length
+    const poison: Array<{ message: StringMessage; reason: string }> = []
+    const items: Item[] = []
+    const ids = new Set<string>()
+    for (const message of batch) {
+      let event: EventMessage
+      try {
+        event = decodeEventMessage(message.value ?? '')
+        if (!uuidPattern.test(event.app_id)) throw new Error('event message has an app_id that is not a UUID')
+      } catch (err) {
+        poison.push({ message, reason: (err as Error).message })
+        continue
+      }
+      // The same event twice in one batch (a client's retry): the first one counts.
+      if (ids.has(event.id)) {
+        stats.duplicates++
+        continue
+      }
+      ids.add(event.id)
+      items.push({ message, event })
+    }
+    // Dead letters first: a crash after this sends them again (at least once there), never loses them.
+    await deadLetter(poison, signal)
+    if (items.length > 0) await deadLetter(await storeItems(items, signal), signal)
+    stats.batches++
+    for (const message of batch) {
+      const current = toCommit.get(message.partition)
+      if (current === undefined || message.offset + 1n > current.offset) {
+        toCommit.set(message.partition, { offset: message.offset + 1n, leaderEpoch: message.leaderEpoch })
+      }
+    }
+  }
+
+  /** Commits what is stored, for the partitions this instance still owns. */
+  const commit = async () => {
+    if (toCommit.size === 0) return
+    try {
+      // Mid-rebalance a commit fails and makes the client rejoin; the next batch retries it.
+      if (!consumer.isActive()) return
+      const assigned = new Set(consumer.assignments?.find((a) => a.topic === topic)?.partitions ?? [])
+      const offsets = [...toCommit].filter(([partition]) => assigned.has(partition))
+      for (const [partition] of toCommit) {
+        // A partition taken away: its new owner replays from the group's offset, harmlessly.
+        if (!assigned.has(partition)) toCommit.delete(partition)
+      }
+      if (offsets.length === 0) return
+      await consumer.commit({ offsets: offsets.map(([partition, o]) => ({ topic, partition, ...o })) })
+      stats.commits++
+      for (const [partition, committed] of offsets) {
+        if (toCommit.get(partition) === committed) toCommit.delete(partition)
+      }
+    } catch (err) {
+      log.warn({ err }, 'committing offsets failed; retried after the next batch')
+    }
+  }
+
+  /** True when the group has committed every partition of the topic up to its end. */
+  const caughtUp = async () => {
+    const bounds = await partitionBounds(consumer, topic)
+    const committed = await consumer.listCommittedOffsets({ topics: [{ topic, partitions: bounds.map((b) => b.partition) }] })
+    const offsets = committed.get(topic) ?? []
+    return bounds.every(({ partition, start, end }) => end <= start || (offsets[partition] ?? -1n) >= end)
+  }
+
+  return {
+    stats,
+    async run(signal) {
+      const stream = await consumer.consume({
+        topics: [topic],
+        mode: MessagesStreamModes.COMMITTED,
+        fallbackMode: MessagesStreamFallbackModes.EARLIEST,
+      })
+      const nextBatch = createBatchReader(stream, batchSize, lingerMs, idleMs)
+      log.info({ batchSize, unknownType, futureToleranceMs }, 'consuming')
+      try {
+        for (;;) {
+          const batch = await nextBatch(signal)
+          if (batch === 'stopped') break
+          if (batch === 'idle') {
+            await commit()
+            if (options.untilIdle && (await caughtUp())) {
+              log.info({ ...stats }, 'caught up')
+              break
+            }
+            continue
+          }
+          try {
+            await processBatch(batch, signal)
+          } catch (err) {
+            // Stopped while PostgreSQL or Kafka was failing: the batch stays uncommitted and
+            // is processed again after a restart.
+            if (err instanceof StoppedError) break
+            throw err
+          }
+          await commit()
+          if (signal.aborted) break
+        }
+      } finally {
+        await commit()
+        await stream.close().catch((err: unknown) => log.warn({ err }, 'closing stream failed'))
+      }
+      log.info({ ...stats }, 'stopped')
+      return { ...stats }
+    },
+  }
+}
