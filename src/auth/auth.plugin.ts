@@ -9,11 +9,13 @@ import type { Db } from '../platform/db/index.ts'
 import { Forbidden, ServiceUnavailable, Unauthorized } from '../platform/http/errors.ts'
 import { findActiveTokenByHash, hashApiToken, isApiTokenFormat } from './api-tokens.repository.ts'
 
-/** Who is calling: the token, and the user it acts for (null for admin tokens). */
+/** Who is calling: the token, and the user it acts for (null for admin and application tokens). */
 export interface Principal {
   tokenId: string
   userId: string | null
   admin: boolean
+  /** The trusted application an event-intake token belongs to (The Eye); absent for user and admin tokens. */
+  appId?: string
 }
 
 /** Resolves a bearer token to its principal; undefined when it is unknown or revoked. */

@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
-import { assertActsFor, principalOf, requireAuth } from '../auth/index.ts'
+import { assertActsFor, assertAdmin, principalOf, requireAuth } from '../auth/index.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, WebhookDeliveryRow } from '../platform/db/schema.ts'
 import { BadRequest, ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
@@ -249,8 +249,10 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       },
       async (request) => {
         const principal = principalOf(request)
-        const user = request.query.user ?? (principal.admin ? undefined : principal.userId ?? undefined)
-        if (user !== undefined) assertActsFor(principal, user)
+        const user = request.query.user ?? principal.userId ?? undefined
+        // Without a user, only an admin may list everyone's (an application token may not).
+        if (user === undefined) assertAdmin(principal)
+        else assertActsFor(principal, user)
         const page = await pageCursor(() =>
           listOrders(db, { userId: user, cursor: request.query.cursor, limit: request.query.limit ?? 50 }),
         )
@@ -351,8 +353,10 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       },
       async (request) => {
         const principal = principalOf(request)
-        const user = request.query.user ?? (principal.admin ? undefined : principal.userId ?? undefined)
-        if (user !== undefined) assertActsFor(principal, user)
+        const user = request.query.user ?? principal.userId ?? undefined
+        // Without a user, only an admin may list everyone's (an application token may not).
+        if (user === undefined) assertAdmin(principal)
+        else assertActsFor(principal, user)
         const page = await pageCursor(() =>
           listDeadLetters(db, {
             ...(user !== undefined && { userId: user }),

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { revokeApiToken, createApiToken } from '../../src/auth/index.ts'
+import { createApp } from '../../src/events/apps.repository.ts'
 import { finishOrder } from '../../src/trading/order-execution.ts'
 import { openTradingApi, type TradingApi } from '../helpers/trading.ts'
 
@@ -92,6 +93,12 @@ describe('token isolation', () => {
     // Their own list shows only their orders.
     const mine = (await call('GET', '/api/orders', { token: api.tokens.user1 })).json() as { items: Array<{ user: string }> }
     assert.ok(mine.items.every((o) => o.user === 'user1'))
+
+    // An application's event-intake token is no user's: it reaches no trading data.
+    const eventsApp = await createApp(api.testDb.db, 'security-test-app')
+    for (const url of ['/api/orders', '/api/webhooks/dead-letters', '/api/users/user1', `/api/orders/${orderId}`]) {
+      assert.equal((await call('GET', url, { token: eventsApp.token })).statusCode, 403, url)
+    }
 
     const { id, token } = await createApiToken(api.testDb.db, { userId: 'user1' })
     assert.equal((await call('GET', '/api/users/user1', { token })).statusCode, 200)
