@@ -60,7 +60,7 @@ describe('compose.yaml', () => {
 
   test('has the market data and trading services built from the project', () => {
     const built = builtFromProject.map(([name]) => name).sort()
-    assert.deepEqual(built, ['api', 'callback-sender', 'performance', 'price-updater', 'producer', 'seed', 'verifier', 'verify-sim'])
+    assert.deepEqual(built, ['api', 'callback-sender', 'events-worker', 'performance', 'price-updater', 'producer', 'seed', 'verifier', 'verify-sim'])
     assert.deepEqual(services.api?.ports, ['8000:8000'])
     assert.equal(environment(services.verifier ?? {}).VERIFY_URL, 'http://verify-sim:8100/verify')
   })
