@@ -8,9 +8,20 @@
  * producer, acks from all in-sync replicas). When the broker cannot confirm them in
  * time the answer is 503 with `Retry-After`: the events may or may not have been
  * written, so a client retries them, and an event sent with its own `id` is stored once.
+ *
+ * The events go to Kafka as version 2 messages (see `event-message.ts`): one message per
+ * request, or per chunk of at most 768 KiB of a large one, without a key, so the producer
+ * spreads them over the partitions. Keying by session id is not needed: readers order a
+ * session's events by their timestamp, not by their place in a partition. The message is
+ * built around the request body's own text (kept by this plugin's JSON parser), so the
+ * events are parsed once and never serialized again on the common path; only bodies over
+ * 768 KiB are split and serialized per chunk. Concurrent requests' messages share
+ * produce requests (`createSendBatcher`), each request answered once its own message is
+ * acknowledged.
  */
 import { randomUUID } from 'node:crypto'
-import type { FastifyError, FastifyRequest } from 'fastify'
+import { errorCodes, type FastifyError, type FastifyRequest } from 'fastify'
+import secureJsonParse from 'secure-json-parse'
 import Type from 'typebox'
 import { principalOf, requireAuth } from '../auth/index.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
@@ -24,8 +35,9 @@ import {
   ServiceUnavailable,
 } from '../platform/http/errors.ts'
 import type { StringProducer } from '../platform/kafka.ts'
+import { createSendBatcher, type SendBatcher } from '../platform/kafka-send-batcher.ts'
 import type { Logger } from '../platform/logger.ts'
-import { encodeEventMessage } from './event-message.ts'
+import { encodeEventBatchMessage, eventBatchOverheadBytes } from './event-message.ts'
 import { type IncomingEvent, IncomingEvents, MAX_EVENT_BYTES, MAX_EVENTS_PER_REQUEST } from './events.schemas.ts'
 
 /**
@@ -44,10 +56,10 @@ export const INTAKE_BODY_LIMIT_BYTES = (MAX_EVENTS_PER_REQUEST + 12) * MAX_EVENT
 export const MAX_DATA_DEPTH = 64
 
 /**
- * Most bytes of keys and values handed to the producer in one `send`. A send becomes one
- * produce request with one record batch per partition, and the broker refuses a batch
- * over `message.max.bytes` (1 MiB by default); a large request is sent in several
- * chunks, one after the other, so the events of one request keep their order.
+ * Most bytes of one message, and of the messages coalesced into one `send`. A send
+ * becomes one produce request with one record batch per partition, and the broker refuses
+ * a batch over `message.max.bytes` (1 MiB by default); a larger request is split into
+ * several messages. Their order does not matter (see the header).
  */
 const MAX_SEND_BYTES = 768 * 1024
 
@@ -62,6 +74,8 @@ export interface EventIntakeDeps {
   sendTimeoutMs?: number
   /** The `Retry-After` of a 503, in seconds. @defaultValue 5 */
   retryAfterSeconds?: number
+  /** Sends the messages, coalescing concurrent requests'. @defaultValue createSendBatcher(producer) */
+  batcher?: SendBatcher
 }
 
 /** The 202 answer. */
@@ -86,17 +100,37 @@ async function requireApp(request: FastifyRequest): Promise<void> {
   throw new Forbidden('sending events needs an application token (`bourse apps create NAME`), not a user or admin token')
 }
 
-/** Whether `value` nests arrays and objects deeper than `limit` levels (itself being level 1); iterative, so any depth is safe. */
-function nestsDeeperThan(value: unknown, limit: number): boolean {
-  const stack: Array<{ node: unknown; depth: number }> = [{ node: value, depth: 1 }]
-  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
-    if (item.node === null || typeof item.node !== 'object') continue
-    if (item.depth > limit) return true
-    for (const child of Object.values(item.node)) {
-      if (child !== null && typeof child === 'object') stack.push({ node: child, depth: item.depth + 1 })
+/** {@link inspectData}: nested deeper than the limit. */
+const TOO_DEEP = 1
+/** {@link inspectData}: holds a number whose JSON may be longer than the text it was parsed from. */
+const LONG_NUMBER = 2
+
+/**
+ * Walks an event's `data` once (iteratively, so any depth is safe): {@link TOO_DEEP} when
+ * it nests arrays and objects deeper than `limit` levels (`data` itself is level 1),
+ * {@link LONG_NUMBER} when it holds a number serialized in more than 3 characters. Only
+ * such a number can serialize longer than it was written (`1e3` is `1000`), since the
+ * shortest exponent form is 3 characters.
+ */
+function inspectData(data: unknown, limit: number): number {
+  let flags = 0
+  const nodes: unknown[] = [data]
+  const depths: number[] = [1]
+  for (let node = nodes.pop(); node !== undefined; node = nodes.pop()) {
+    const depth = depths.pop()!
+    if (depth > limit) return flags | TOO_DEEP
+    for (const child of Array.isArray(node) ? (node as unknown[]) : Object.values(node as object)) {
+      if (typeof child === 'object') {
+        if (child !== null) {
+          nodes.push(child)
+          depths.push(depth + 1)
+        }
+      } else if (typeof child === 'number' && !(Number.isInteger(child) && child > -100 && child < 1000)) {
+        flags |= LONG_NUMBER
+      }
     }
   }
-  return false
+  return flags
 }
 
 /** An event of the request whose JSON is over {@link MAX_EVENT_BYTES}. */
@@ -139,49 +173,97 @@ function relevantValidationErrors(err: FastifyError, body: unknown): FastifyErro
   ]
 }
 
+/** Why {@link withinMs} gave up: the work did not settle in time. */
+class SendTimeoutError extends Error {
+  override name = 'SendTimeoutError'
+}
+
 /**
- * Resolves or rejects as `work` does, unless `signal` aborts first: then rejects with its
- * reason. The work goes on (a producer send cannot be cancelled); its late outcome is
- * left to the caller.
+ * Resolves or rejects as `work` does, unless `ms` pass first: then rejects with a
+ * {@link SendTimeoutError}. The work goes on (a producer send cannot be cancelled); its
+ * late outcome is left to the caller. A plain timer, cleared when the work settles
+ * (`AbortSignal.timeout` kept a timer and a DOMException per request alive for the whole
+ * timeout: 7% of the intake's CPU).
  */
-function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error)
+function withinMs<T>(work: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error)
-    signal.addEventListener('abort', onAbort, { once: true })
+    const timer = setTimeout(() => reject(new SendTimeoutError(`not settled within ${ms} ms`)), ms)
     work.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort)
+        clearTimeout(timer)
         resolve(value)
       },
       (err: unknown) => {
-        signal.removeEventListener('abort', onAbort)
+        clearTimeout(timer)
         reject(err as Error)
       },
     )
   })
 }
 
-type EventRecord = { topic: string; key: string; value: string }
+/** Whether JSON text has a number in exponent notation (`1e20`), which serializes longer than written. */
+function hasExponentNumber(json: string): boolean {
+  // Cheap test first: without a digit before an `e`, there is none.
+  if (!/[0-9][eE]/.test(json)) return false
+  // Outside strings, a digit followed by `e` can only be an exponent.
+  for (const [token] of json.matchAll(/"(?:[^"\\]|\\.)*"|[0-9][eE]/g)) if (token.charCodeAt(0) !== 34) return true
+  return false
+}
 
-/** Splits messages into sends of at most {@link MAX_SEND_BYTES}, keeping their order. */
-function chunkMessages(messages: EventRecord[]): EventRecord[][] {
-  const chunks: EventRecord[][] = []
-  let chunk: EventRecord[] = []
-  let bytes = 0
-  for (const message of messages) {
-    const size = Buffer.byteLength(message.key) + Buffer.byteLength(message.value)
-    if (chunk.length > 0 && bytes + size > MAX_SEND_BYTES) {
-      chunks.push(chunk)
-      chunk = []
-      bytes = 0
-    }
-    chunk.push(message)
+/** Sizes of the events as JSON, when one may be over {@link MAX_EVENT_BYTES}; undefined when none can be. */
+function eventSizes(events: IncomingEvent[], rawBytes: number, raw: string, longNumbers: boolean): number[] | undefined {
+  // Serializing an event never makes it longer than its text in the body, except numbers
+  // written with an exponent; so a small body without them holds only small events.
+  if (rawBytes <= MAX_EVENT_BYTES && (!longNumbers || !hasExponentNumber(raw))) return undefined
+  return events.map((event) => Buffer.byteLength(JSON.stringify(event)))
+}
+
+/** A message of accepted events and the bytes it counts against a send. */
+interface OutgoingMessage {
+  value: string
+  bytes: number
+}
+
+/**
+ * The version 2 messages of a request: one around the body's text when it fits in
+ * {@link MAX_SEND_BYTES}, otherwise chunks of events serialized again, each at most that
+ * (an event is at most {@link MAX_EVENT_BYTES}, so every chunk holds at least one).
+ */
+function eventMessages(
+  header: { app_id: string; received_at: string },
+  ids: string[],
+  events: IncomingEvent[],
+  raw: { text: string; bytes: number; isArray: boolean },
+  sizes: number[] | undefined,
+): OutgoingMessage[] {
+  const overhead = eventBatchOverheadBytes({ ...header, ids })
+  if (raw.bytes + overhead + 2 <= MAX_SEND_BYTES) {
+    const eventsJson = raw.isArray ? raw.text : `[${raw.text}]`
+    return [{ value: encodeEventBatchMessage({ ...header, ids }, eventsJson), bytes: raw.bytes + overhead + 2 }]
+  }
+  // An event's JSON, a comma, and its id in `ids` (`"<36>",`).
+  const perEvent = (i: number) => (sizes?.[i] ?? Buffer.byteLength(JSON.stringify(events[i]))) + 1 + 39
+  const messages: OutgoingMessage[] = []
+  let from = 0
+  let bytes = eventBatchOverheadBytes({ ...header, ids: [] })
+  const flush = (to: number) => {
+    const chunkIds = ids.slice(from, to)
+    const value = encodeEventBatchMessage({ ...header, ids: chunkIds }, JSON.stringify(events.slice(from, to)))
+    messages.push({ value, bytes: Buffer.byteLength(value) })
+    from = to
+    bytes = eventBatchOverheadBytes({ ...header, ids: [] })
+  }
+  for (let i = 0; i < events.length; i++) {
+    const size = perEvent(i)
+    if (i > from && bytes + size > MAX_SEND_BYTES) flush(i)
     bytes += size
   }
-  if (chunk.length > 0) chunks.push(chunk)
-  return chunks
+  flush(events.length)
+  return messages
 }
+
+/** The body's text as received, kept by the intake's JSON parser for {@link eventMessages}. */
+const rawBodies = new WeakMap<FastifyRequest, string>()
 
 /** The intake route, as a plugin to register under the API. */
 export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
@@ -190,31 +272,53 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
   const sendTimeoutMs = deps.sendTimeoutMs ?? 5000
   const retryAfterSeconds = deps.retryAfterSeconds ?? 5
 
+  const batcher = deps.batcher ?? createSendBatcher(producer, { maxBytes: MAX_SEND_BYTES })
+
   /**
-   * Sends every message, chunk after chunk, and resolves only when the broker confirmed
-   * all of them; rejects when one send fails or when they are not all confirmed within
-   * `sendTimeoutMs`. A send given up on keeps running in the producer, so its late
-   * outcome is logged: written after all means the client may send duplicates.
+   * Sends every message and resolves only when the broker confirmed all of them; rejects
+   * when one send fails or when they are not all confirmed within `sendTimeoutMs`. A send
+   * given up on keeps running in the producer, so its late outcome is logged: written
+   * after all means the client may send duplicates.
    */
-  const sendAll = async (messages: EventRecord[]): Promise<void> => {
-    const deadline = AbortSignal.timeout(sendTimeoutMs)
-    for (const chunk of chunkMessages(messages)) {
-      const sent = producer.send({ messages: chunk })
-      try {
-        await unlessAborted(sent, deadline)
-      } catch (err) {
-        if (deadline.aborted) {
-          sent.then(
-            () => log.warn({ events: chunk.length }, 'events answered 503 were written late (the client may resend them)'),
-            (lateErr: unknown) => log.warn({ err: lateErr, events: chunk.length }, 'a send given up on failed'),
-          )
-        }
-        throw err
+  const sendAll = async (messages: OutgoingMessage[], events: number): Promise<void> => {
+    const sent = Promise.all(messages.map(({ value, bytes }) => batcher.send({ topic, value }, bytes)))
+    try {
+      await withinMs(sent, sendTimeoutMs)
+    } catch (err) {
+      if (err instanceof SendTimeoutError) {
+        sent.then(
+          () => log.warn({ events }, 'events answered 503 were written late (the client may resend them)'),
+          (lateErr: unknown) => log.warn({ err: lateErr, events }, 'a send given up on failed'),
+        )
       }
+      throw err
     }
   }
 
   return async (app) => {
+    // This plugin's JSON parser, as Fastify's own (secure-json-parse refusing `__proto__`
+    // and `constructor.prototype`), but it also keeps the text for the message.
+    app.removeContentTypeParser('application/json')
+    // The text kept is the body as validated: body validation neither coerces types nor
+    // fills defaults (see createHttpApp), so the parsed body and its text say the same.
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      // A byte order mark is skipped by the parser, and would break the message built around the text.
+      const text = (body as string).charCodeAt(0) === 0xfeff ? (body as string).slice(1) : (body as string)
+      if (text.length === 0) {
+        done(new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(), undefined)
+        return
+      }
+      let parsed: unknown
+      try {
+        parsed = secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
+      } catch {
+        done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined)
+        return
+      }
+      rawBodies.set(request, text)
+      done(null, parsed)
+    })
+
     // This plugin's routes only: errors are reworded here, then answered by the API's
     // error handler (an error thrown here goes to the parent's handler).
     app.setErrorHandler((err: FastifyError, request) => {
@@ -250,42 +354,42 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
       async (request, reply) => {
         const appId = principalOf(request).appId!
         const body: IncomingEvent | IncomingEvent[] = request.body
-        const events = Array.isArray(body) ? body : [body]
-        const receivedAt = new Date().toISOString()
-        const ids: string[] = []
-        const messages: EventRecord[] = []
-        const oversized: OversizedEvent[] = []
+        const isArray = Array.isArray(body)
+        const events = isArray ? body : [body]
+        const text = rawBodies.get(request)
+        if (text === undefined) throw new Error('the body was not read by the intake parser')
+        const rawBytes = Buffer.byteLength(text)
         const tooDeep: FieldError[] = []
+        let longNumbers = false
+        // Checked before any serializing: JSON.stringify recurses and would overflow the stack.
         events.forEach((event, index) => {
-          const field = Array.isArray(body) ? `body[${index}]` : 'body'
-          // Checked first: JSON.stringify recurses and would overflow the stack.
-          if (nestsDeeperThan(event.data, MAX_DATA_DEPTH)) {
+          const flags = inspectData(event.data, MAX_DATA_DEPTH)
+          if (flags & LONG_NUMBER) longNumbers = true
+          if (flags & TOO_DEEP) {
+            const field = isArray ? `body[${index}]` : 'body'
             tooDeep.push({ field: `${field}.data`, message: `nests arrays and objects deeper than ${MAX_DATA_DEPTH} levels` })
-            return
           }
-          const bytes = Buffer.byteLength(JSON.stringify(event))
-          if (bytes > MAX_EVENT_BYTES) {
-            oversized.push({ index, field, bytes })
-            return
-          }
-          const id = event.id ?? randomUUID()
-          ids.push(id)
-          messages.push({
-            topic,
-            key: event.session_id,
-            value: encodeEventMessage({ v: 1, id, app_id: appId, received_at: receivedAt, event }),
-          })
         })
         if (tooDeep.length > 0) {
           const shown = tooDeep.slice(0, 20)
           throw new BadRequest(`invalid request: ${shown.map((e) => e.field).join(', ')}`, shown, 'validation_failed')
         }
-        if (oversized.length > 0) throw eventsTooLarge(oversized)
+        const sizes = eventSizes(events, rawBytes, text, longNumbers)
+        if (sizes !== undefined) {
+          const oversized: OversizedEvent[] = []
+          sizes.forEach((bytes, index) => {
+            if (bytes > MAX_EVENT_BYTES) oversized.push({ index, field: isArray ? `body[${index}]` : 'body', bytes })
+          })
+          if (oversized.length > 0) throw eventsTooLarge(oversized)
+        }
 
+        const ids = events.map((event) => event.id ?? randomUUID())
+        const header = { app_id: appId, received_at: new Date().toISOString() }
+        const messages = eventMessages(header, ids, events, { text, bytes: rawBytes, isArray }, sizes)
         try {
-          await sendAll(messages)
+          await sendAll(messages, events.length)
         } catch (err) {
-          const timedOut = err instanceof DOMException && err.name === 'TimeoutError'
+          const timedOut = err instanceof SendTimeoutError
           request.log.warn({ err, appId, events: events.length, timedOut }, 'could not queue events in Kafka')
           const reason = timedOut ? `the event queue did not confirm them within ${sendTimeoutMs} ms` : 'the event queue is unavailable'
           throw new ServiceUnavailable(`events cannot be taken right now (${reason}); send them again later`, retryAfterSeconds, err)

@@ -135,7 +135,7 @@ test('Kafka hung, then SIGKILLed: 503 with Retry-After in bounded time; every ev
   const reader = createConsumer({ brokers: [kafka.broker] }, uniqueName('topic-reader'))
   let inTopic: Set<string>
   try {
-    inTopic = new Set((await readTopic(topic, reader)).flat().map((record) => decodeEventMessage(record.value!).id))
+    inTopic = new Set((await readTopic(topic, reader)).flat().flatMap((record) => decodeEventMessage(record.value!).map((e) => e.id)))
   } finally {
     await reader.close()
   }

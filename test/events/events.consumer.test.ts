@@ -10,7 +10,7 @@ import { connect, createServer, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { sql } from 'kysely'
-import { encodeEventMessage, type EventMessage } from '../../src/events/event-message.ts'
+import { encodeEventBatchMessage, encodeEventMessage, type EventMessageV1 } from '../../src/events/event-message.ts'
 import { createEventsWorker, type EventsWorkerOptions } from '../../src/events/events.consumer.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
 import { closeDb, createDb, type Db } from '../../src/platform/db/index.ts'
@@ -63,7 +63,7 @@ async function eventsTopic(): Promise<string> {
   return topic
 }
 
-function message(event: Record<string, unknown>, overrides: Partial<EventMessage> = {}): EventMessage {
+function message(event: Record<string, unknown>, overrides: Partial<EventMessageV1> = {}): EventMessageV1 {
   return {
     v: 1,
     id: randomUUID(),
@@ -76,12 +76,12 @@ function message(event: Record<string, unknown>, overrides: Partial<EventMessage
       data: { host: 'www.consumeraffairs.com', path: '/' },
       timestamp: '2021-01-01 09:15:27.243860',
       ...event,
-    } as EventMessage['event'],
+    } as EventMessageV1['event'],
     ...overrides,
   }
 }
 
-async function send(topic: string, messages: Array<EventMessage | { key: string; value: string }>) {
+async function send(topic: string, messages: Array<EventMessageV1 | { key: string; value: string }>) {
   await producer.send({
     messages: messages.map((m) =>
       'v' in m ? { topic, key: m.event.session_id, value: encodeEventMessage(m) } : { topic, key: m.key, value: m.value },
@@ -156,7 +156,7 @@ describe('one run over a mixed topic', () => {
     await send(topic, [valid[0]!, missing])
     await send(topic, [
       { key: 'p1', value: 'not json' },
-      { key: 'p2', value: JSON.stringify({ v: 2 }) },
+      { key: 'p2', value: JSON.stringify({ v: 3 }) },
       { key: 'p3', value: JSON.stringify({ ...message({}), app_id: 'not-a-uuid' }) },
       stranger,
       nul,
@@ -214,7 +214,7 @@ describe('one run over a mixed topic', () => {
     assert.match(reasons.get('p1')!, /not JSON/)
     assert.match(reasons.get('p2')!, /no version 1/)
     assert.match(reasons.get('p3')!, /app_id that is not a UUID/)
-    const refused = dead.filter((r) => r.key === 'session-1').map((r) => JSON.parse(r.value!) as EventMessage)
+    const refused = dead.filter((r) => r.key === 'session-1').map((r) => JSON.parse(r.value!) as EventMessageV1)
     assert.deepEqual(refused.map((m) => m.id).sort(), [stranger.id, nul.id].sort(), 'an unknown app and a NUL character: refused by PostgreSQL')
     for (const record of dead) assert.equal(record.headers.get('bourse-source-topic'), topic)
 
@@ -223,6 +223,57 @@ describe('one run over a mixed topic', () => {
     assert.equal(stats.duplicates, 3)
     assert.equal(stats.deadLettered, 5)
     assert.equal(stats.received, 15)
+  })
+})
+
+describe('version 2 messages', () => {
+  test('each event of a request stored with its id, app and time; a refused one dead-lettered alone, a malformed message whole', async () => {
+    const topic = await eventsTopic()
+    const valid = message({})
+    const invalid = message({ name: 'cta click', data: { host: 'h' } })
+    const nul = message({ data: { host: 'h\u0000', path: '/' } })
+    const header = { app_id: appId, received_at: '2021-01-01T09:15:28.000Z' }
+    const batch = [valid, invalid, nul]
+    const v2 = (ids: string[], events: unknown[]) => encodeEventBatchMessage({ ...header, ids }, JSON.stringify(events))
+    await producer.send({
+      messages: [
+        { topic, value: v2(batch.map((m) => m.id), batch.map((m) => m.event)) },
+        // Fewer ids than events, and an id that is not one: the whole message is poison.
+        { topic, key: 'short', value: v2([randomUUID()], [valid.event, valid.event]) },
+        { topic, key: 'bad-id', value: v2(['nope'], [valid.event]) },
+      ],
+    })
+    // A version 1 message in the same topic, and a resent event (the first counts).
+    const old = message({ session_id: 'old' })
+    await send(topic, [old, valid])
+
+    const { stats } = await runWorker(topic)
+
+    const { db } = testDb
+    const mine = [valid.id, invalid.id, nul.id, old.id]
+    const events = await db.selectFrom('events').select(['id', 'app_id', 'session_id', 'received_at']).where('id', 'in', mine).execute()
+    assert.deepEqual(events.map((e) => e.id).sort(), [valid.id, old.id].sort())
+    const stored = events.find((e) => e.id === valid.id)!
+    assert.equal(stored.app_id, appId)
+    assert.equal(stored.received_at.toISOString(), header.received_at)
+    const errors = await db.selectFrom('event_errors').select(['id', 'reasons']).where('id', 'in', mine).execute()
+    assert.deepEqual(errors.map((e) => e.id), [invalid.id])
+
+    const dead = (await readTopic(`${topic}.dead-letter`)).flat()
+    assert.equal(dead.length, 3)
+    const refused = dead.filter((r) => r.key === 'session-1')
+    assert.equal(refused.length, 1)
+    assert.deepEqual(JSON.parse(refused[0]!.value!), nul, 'the refused event alone, as a version 1 message')
+    assert.match(refused[0]!.headers.get('bourse-error')!, /refused by PostgreSQL/)
+    assert.match(dead.find((r) => r.key === 'short')!.headers.get('bourse-error')!, /as many ids/)
+    assert.match(dead.find((r) => r.key === 'bad-id')!.headers.get('bourse-error')!, /no id for event 0/)
+
+    assert.equal(stats.received, 5)
+    assert.equal(stats.events, 5)
+    assert.equal(stats.stored, 2)
+    assert.equal(stats.rejected, 1)
+    assert.equal(stats.duplicates, 1)
+    assert.equal(stats.deadLettered, 3)
   })
 })
 

@@ -1,13 +1,14 @@
 /**
  * `POST /api/events` over HTTP (`app.inject`) on the real Redis, Kafka and PostgreSQL:
- * 202 with ids only for events really in the topic (key and value checked), each 400
- * naming the field, 413 naming the event, and who may send (401, 403).
+ * 202 with ids only for events really in the topic (one version 2 message per request, the
+ * body's own text inside), each 400 naming the field, 413 naming the event, and who may
+ * send (401, 403).
  */
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { createApp, revokeApp } from '../../src/events/apps.repository.ts'
-import { decodeEventMessage, type EventMessage } from '../../src/events/event-message.ts'
+import { type AcceptedEvent, decodeEventMessage, type EventMessageV2 } from '../../src/events/event-message.ts'
 import { INTAKE_BODY_LIMIT_BYTES, MAX_DATA_DEPTH } from '../../src/events/events.intake.routes.ts'
 import { MAX_EVENT_BYTES } from '../../src/events/events.schemas.ts'
 import { type EventsApi, openEventsApi, sampleEvent } from '../helpers/events.ts'
@@ -34,13 +35,14 @@ const send = (payload: string, token: string | null = api.tokens.app, contentTyp
     payload,
   })
 
-/** The topic's messages with these ids, by id. */
-async function messagesWithIds(ids: Iterable<string>): Promise<Map<string, { record: TopicRecord; message: EventMessage }>> {
+/** The topic's events with these ids, by id, with the record that carried each. */
+async function messagesWithIds(ids: Iterable<string>): Promise<Map<string, { record: TopicRecord; message: AcceptedEvent }>> {
   const wanted = new Set(ids)
-  const found = new Map<string, { record: TopicRecord; message: EventMessage }>()
+  const found = new Map<string, { record: TopicRecord; message: AcceptedEvent }>()
   for (const record of (await readTopic(api.topic)).flat()) {
-    const message = decodeEventMessage(record.value!)
-    if (wanted.has(message.id)) found.set(message.id, { record, message })
+    for (const message of decodeEventMessage(record.value!)) {
+      if (wanted.has(message.id)) found.set(message.id, { record, message })
+    }
   }
   return found
 }
@@ -51,10 +53,12 @@ const sum = (offsets: bigint[]) => offsets.reduce((a, b) => a + b, 0n)
 const nested = (depth: number): Record<string, unknown> => (depth <= 1 ? {} : { a: nested(depth - 1) })
 
 describe('POST /api/events accepts', () => {
-  it('one event: 202 with its new id, once the message is in Kafka keyed by session_id', async () => {
+  it('one event: 202 with its new id, once a version 2 message holding it as sent is in Kafka', async () => {
     const event = sampleEvent()
+    // Spacing, key order and escapes as the application wrote them.
+    const payload = ` {"timestamp": "${event.timestamp}", "session_id":"${event.session_id}", "category":"page interaction", "name":"page\\u0076iew", "data":{"path":"/","host":"www.consumeraffairs.com"}}\n`
     const before = Date.now()
-    const res = await send(JSON.stringify(event))
+    const res = await send(payload)
     assert.equal(res.statusCode, 202, res.body)
     const body = accepted(res)
     assert.equal(body.accepted, 1)
@@ -62,36 +66,35 @@ describe('POST /api/events accepts', () => {
     assert.match(body.ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
     const found = await messagesWithIds(body.ids)
     const { record, message } = found.get(body.ids[0]!)!
-    assert.equal(record.key, event.session_id)
-    assert.deepEqual({ ...message, received_at: undefined }, { v: 1, id: body.ids[0], app_id: api.appId, received_at: undefined, event })
+    assert.equal(record.key, undefined, 'no key: the producer spreads messages over the partitions')
+    assert.ok(record.value!.endsWith(`"events":[${payload}]}`), record.value!)
+    const value = JSON.parse(record.value!) as EventMessageV2
+    assert.deepEqual({ ...value, received_at: undefined }, { v: 2, app_id: api.appId, received_at: undefined, ids: body.ids, events: [event] })
+    assert.deepEqual(message, { id: body.ids[0], app_id: api.appId, received_at: value.received_at, event })
     const receivedAt = Date.parse(message.received_at)
     assert.ok(receivedAt >= before - 1000 && receivedAt <= Date.now() + 1000, message.received_at)
   })
 
-  it('500 events: 202 with 500 ids in request order, each session in one partition in order', async () => {
+  it('500 events: 202 with 500 ids in request order, all in one message in that order', async () => {
     const sessions = Array.from({ length: 50 }, () => randomUUID())
     const events = Array.from({ length: 500 }, (_, i) => sampleEvent(sessions[i % 50], { data: { host: 'h', path: '/', n: i } }))
-    const res = await send(JSON.stringify(events))
+    const payload = JSON.stringify(events)
+    const res = await send(payload)
     assert.equal(res.statusCode, 202, res.body)
     const body = accepted(res)
     assert.equal(body.accepted, 500)
     assert.equal(new Set(body.ids).size, 500)
     const found = await messagesWithIds(body.ids)
     assert.equal(found.size, 500, 'every accepted event is in the topic')
-    body.ids.forEach((id, i) => {
-      const { record, message } = found.get(id)!
-      assert.deepEqual(message.event, events[i])
-      assert.equal(record.key, events[i]!.session_id)
-    })
-    for (const session of sessions) {
-      const mine = [...found.values()].filter((f) => f.record.key === session)
-      assert.equal(new Set(mine.map((f) => f.record.partition)).size, 1, 'a session stays in one partition')
-      const ns = mine.sort((a, b) => Number(a.record.offset - b.record.offset)).map((f) => (f.message.event.data as { n: number }).n)
-      assert.deepEqual(ns, [...ns].sort((a, b) => a - b), 'in request order')
-    }
+    body.ids.forEach((id, i) => assert.deepEqual(found.get(id)!.message.event, events[i]))
+    const records = new Set([...found.values()].map((f) => f.record))
+    assert.equal(records.size, 1, 'one message')
+    const [record] = records
+    assert.deepEqual((JSON.parse(record!.value!) as EventMessageV2).ids, body.ids)
+    assert.ok(record!.value!.endsWith(`"events":${payload}}`), 'the body as sent')
   })
 
-  it('500 events of 32 KiB each (16 MiB, over the API-wide body limit): 202, all in Kafka', async () => {
+  it('500 events of 32 KiB each (16 MiB, over the API-wide body limit): 202, all in Kafka in messages of at most 768 KiB', async () => {
     const shape = JSON.stringify(sampleEvent(randomUUID(), { data: { host: 'h', path: '/', fill: '' } }))
     const fill = 'x'.repeat(MAX_EVENT_BYTES - Buffer.byteLength(shape))
     const events = Array.from({ length: 500 }, () => sampleEvent(randomUUID(), { data: { host: 'h', path: '/', fill } }))
@@ -101,7 +104,20 @@ describe('POST /api/events accepts', () => {
     const res = await send(payload)
     assert.equal(res.statusCode, 202, res.body.slice(0, 500))
     const { ids } = accepted(res)
-    assert.equal((await messagesWithIds(ids)).size, 500)
+    const found = await messagesWithIds(ids)
+    assert.equal(found.size, 500)
+    ids.forEach((id, i) => assert.deepEqual(found.get(id)!.message.event, events[i]))
+    const records = new Set([...found.values()].map((f) => f.record))
+    assert.ok(records.size >= 22, `${records.size} messages`)
+    for (const record of records) assert.ok(Buffer.byteLength(record.value!) <= 768 * 1024, `${Buffer.byteLength(record.value!)} bytes`)
+  })
+
+  it('a body starting with a byte order mark, stored without it', async () => {
+    const event = sampleEvent()
+    const res = await send(`\ufeff${JSON.stringify([event])}`)
+    assert.equal(res.statusCode, 202, res.body)
+    const { ids } = accepted(res)
+    assert.deepEqual((await messagesWithIds(ids)).get(ids[0]!)?.message.event, event)
   })
 
   it("keeps an event's own id (as key of the worker's dedup) and mixes it with new ones", async () => {
@@ -183,6 +199,13 @@ describe('POST /api/events refuses', () => {
     assert.equal(inBatch.statusCode, 413)
     assert.match(errorOf(inBatch).message, /event 2 \(body\[2\]\)/)
     assert.deepEqual((errorOf(inBatch).details as { events: unknown[] }).events, [{ index: 2, field: 'body[2]', bytes: MAX_EVENT_BYTES + 1 }])
+
+    // Under 32 KiB as sent, but over it as JSON: numbers written with an exponent are longer serialized.
+    const exponents = `{"session_id":"s","category":"c","name":"n","timestamp":"t","data":{"n":[${Array.from({ length: 3000 }, () => '1e20').join(',')}]}}`
+    assert.ok(Buffer.byteLength(exponents) < MAX_EVENT_BYTES)
+    const expanded = await send(exponents)
+    assert.equal(expanded.statusCode, 413, expanded.body.slice(0, 300))
+    assert.equal(errorOf(expanded).code, 'event_too_large')
     assert.equal(sum(await endOffsets(api.topic)), offsets, 'nothing of a refused request reached the topic')
   })
 

@@ -70,6 +70,8 @@ export async function openEventsApi(options: EventsApiOptions = {}): Promise<Eve
       ...testDb.env,
       EVENTS_TOPIC: topic,
       RATE_LIMIT_MAX: '100000',
+      // Application tokens have their own limit; tests send thousands of requests.
+      EVENTS_RATE_LIMIT_MAX: '100000',
       AUTH_CACHE_MS: '0',
       ...options.env,
     })

@@ -2,13 +2,15 @@
  * Crash safety of The Eye's worker, proven with SIGKILL: `bourse events-worker` is killed
  * again and again while 100,000 events flow, each time while it is visibly inserting.
  * Afterwards every accepted event is stored exactly once: in `events` if it is valid, in
- * `event_errors` if not, never in both, and an event sent twice is stored once.
+ * `event_errors` if not, never in both, and an event sent twice is stored once. The events
+ * travel as the intake writes them: version 2 messages of up to 50 events (one request
+ * each), with a few old version 1 messages of one event among them.
  */
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import { sql } from 'kysely'
-import { encodeEventMessage, type EventMessage } from '../../src/events/event-message.ts'
+import { type AcceptedEvent, encodeEventBatchMessage, encodeEventMessage } from '../../src/events/event-message.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
 import { createProducer } from '../../src/platform/kafka.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
@@ -18,8 +20,10 @@ import { type ServiceProcess, startService } from '../helpers/processes.ts'
 const EVENTS = 100_000
 const KILLS = 6
 const BATCH_SIZE = 2000
-/** Produced per request to Kafka. */
+/** Events produced per request to Kafka. */
 const CHUNK = 5000
+/** Events per version 2 message, as in a request to the intake. */
+const PER_MESSAGE = 50
 
 let testDb: TestDb
 const topic = uniqueName('events-crash')
@@ -45,10 +49,10 @@ after(async () => {
 })
 
 /** Event `i`: one in ten invalid (three kinds), one in fifty of a type without a schema (stored unvalidated). */
-function eventMessage(i: number): { message: EventMessage; valid: boolean } {
+function eventMessage(i: number): { message: AcceptedEvent; valid: boolean } {
   const base = Date.UTC(2021, 0, 1, 9, 15, 27)
   const micros = String(i % 1_000_000).padStart(6, '0')
-  const event: EventMessage['event'] = {
+  const event: AcceptedEvent['event'] = {
     session_id: `session-${i % 500}`,
     category: 'page interaction',
     name: 'cta click',
@@ -67,7 +71,7 @@ function eventMessage(i: number): { message: EventMessage; valid: boolean } {
     event.name = 'play'
     event.data = { seconds: i }
   }
-  return { message: { v: 1, id: randomUUID(), app_id: appId, received_at: new Date().toISOString(), event }, valid }
+  return { message: { id: randomUUID(), app_id: appId, received_at: new Date().toISOString(), event }, valid }
 }
 
 async function storedCount(): Promise<number> {
@@ -89,14 +93,25 @@ test('SIGKILLed events worker: each accepted event ends exactly once in events o
   const produce = async (from: number, to: number) => {
     for (let i = from; i < to; i += CHUNK) {
       const chunk = sends.slice(i, Math.min(to, i + CHUNK))
-      await producer.send({ messages: chunk.map((m) => ({ topic, key: m.event.session_id, value: encodeEventMessage(m) })) })
+      const messages = []
+      for (let j = 0; j < chunk.length; j += PER_MESSAGE) {
+        const events = chunk.slice(j, j + PER_MESSAGE)
+        // One message in a hundred the old way, one event each.
+        if ((i + j) % (100 * PER_MESSAGE) === 0) {
+          for (const m of events) messages.push({ topic, key: m.event.session_id, value: encodeEventMessage(m) })
+          continue
+        }
+        const header = { app_id: appId, received_at: events[0]!.received_at, ids: events.map((m) => m.id) }
+        messages.push({ topic, value: encodeEventBatchMessage(header, JSON.stringify(events.map((m) => m.event))) })
+      }
+      await producer.send({ messages })
     }
   }
   const producing = Date.now()
   // Half before the worker starts, the rest while it is being killed.
   const half = Math.floor(sends.length / 2)
   await produce(0, half)
-  t.diagnostic(`produced ${half} messages in ${Date.now() - producing} ms`)
+  t.diagnostic(`produced ${half} events in ${Date.now() - producing} ms`)
 
   const env = testEnv({ ...testDb.env, EVENTS_TOPIC: topic, EVENTS_TOPIC_PARTITIONS: '3' })
   const args = ['events-worker', '--group', uniqueName('events-worker'), '--batch-size', String(BATCH_SIZE), '--instance-id', 'crash-events']
@@ -121,7 +136,7 @@ test('SIGKILLed events worker: each accepted event ends exactly once in events o
   }
   const lastStart = Date.now()
   await rest
-  t.diagnostic(`produced ${sends.length} messages (${sends.length - EVENTS} resent) in ${Date.now() - producing} ms`)
+  t.diagnostic(`produced ${sends.length} events (${sends.length - EVENTS} resent) in ${Date.now() - producing} ms`)
   assert.ok(storedAtKill.every((n) => n < EVENTS), `work was left at every kill: ${storedAtKill.join(', ')}`)
   t.diagnostic(`rows stored at each of the ${KILLS} kills: ${storedAtKill.join(', ')}`)
   const storedAtLastStart = await storedCount()
