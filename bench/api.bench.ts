@@ -17,12 +17,17 @@
  *    served by this process; the verification API, also served here, holds every request
  *    until all orders are waiting on it, then answers each after a random 0 to
  *    BENCH_VERIFY_MAX_MS ms, noting when it wrote each answer. Both times come from this
- *    process's clock. Target: p99 at most 50 ms. Every callback must arrive.
+ *    process's clock. Target: p99 at most 50 ms. Every callback must arrive. Before them,
+ *    BENCH_WARMUP_ORDERS orders go through the same pipeline, verified at once and not
+ *    measured: the services just started, and their first orders pay one-time costs (code
+ *    not yet optimized, HTTP connections and parser, each PostgreSQL connection's first
+ *    plans) that are not the delay this part measures. 0 measures from cold.
  *
  * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
  * BENCH_WARMUP_SECONDS (5), BENCH_ORDERS (1000; 0 skips B), BENCH_VERIFY_MAX_MS (2000),
- * BENCH_REDIS_DB (10, flushed before and after), BENCH_CPU_PROF (a directory: the API
- * process writes a V8 CPU profile there when it stops), BENCH_SKIP_THROUGHPUT (1 skips A).
+ * BENCH_WARMUP_ORDERS (200), BENCH_REDIS_DB (10, flushed before and after), BENCH_CPU_PROF
+ * (a directory: the API process writes a V8 CPU profile there when it stops),
+ * BENCH_SKIP_THROUGHPUT (1 skips A).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -52,6 +57,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5)
 const ORDERS = Number(process.env.BENCH_ORDERS ?? 1000)
 const VERIFY_MAX_MS = Number(process.env.BENCH_VERIFY_MAX_MS ?? 2000)
+const WARMUP_ORDERS = Number(process.env.BENCH_WARMUP_ORDERS ?? 200)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 10)
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
 const SKIP_THROUGHPUT = process.env.BENCH_SKIP_THROUGHPUT === '1'
@@ -273,6 +279,7 @@ function summarize(rounds: LoadRound[]) {
 /**
  * The verification API: holds every request until `expected` distinct orders wait on it,
  * then answers each `{"result":0}` after a random delay, noting when it wrote the answer.
+ * While warming up, it answers every request at once instead.
  */
 function createVerificationServer(expected: number) {
   const random = createPrng(Number.parseInt(suffix.slice(0, 8), 16))
@@ -280,6 +287,7 @@ function createVerificationServer(expected: number) {
   const answeredAt = new Map<string, number>()
   const allWaiting = Promise.withResolvers<number>()
   let released = false
+  let warmingUp = false
   let duplicates = 0
   const answer = (id: string, res: ServerResponse) => {
     res.writeHead(200, { 'content-type': 'application/json' })
@@ -292,6 +300,10 @@ function createVerificationServer(expected: number) {
         const id = (JSON.parse(body) as { order_id?: unknown }).order_id
         if (typeof id !== 'string') {
           res.writeHead(400).end()
+          return
+        }
+        if (warmingUp) {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"result":0}')
           return
         }
         const waiting = held.get(id)
@@ -321,14 +333,23 @@ function createVerificationServer(expected: number) {
     allWaiting: allWaiting.promise,
     waiting: () => held.size,
     duplicates: () => duplicates,
+    warmUp: (on: boolean) => {
+      warmingUp = on
+    },
   }
 }
 
-/** The caller's callback endpoint: notes each order's first callback arrival, answers 204. */
-function createCallbackReceiver(expected: number) {
+/**
+ * The caller's callback endpoint: notes each order's first callback arrival, answers 204.
+ * The first `warmup` orders to call back are the warm-up's: counted apart, then ignored.
+ */
+function createCallbackReceiver(expected: number, warmup: number) {
   const arrivedAt = new Map<string, number>()
   const types = new Map<string, number>()
   const all = Promise.withResolvers<void>()
+  const warmedUp = Promise.withResolvers<void>()
+  const warmupIds = new Set<string>()
+  if (warmup === 0) warmedUp.resolve()
   let duplicates = 0
   let unsigned = 0
   const server = createServer((req, res) => {
@@ -340,6 +361,11 @@ function createCallbackReceiver(expected: number) {
         const id = payload.data?.order_id
         if (typeof req.headers['webhook-signature'] !== 'string') unsigned++
         if (id === undefined) return
+        if (warmupIds.size < warmup || warmupIds.has(id)) {
+          warmupIds.add(id)
+          if (warmupIds.size === warmup) warmedUp.resolve()
+          return
+        }
         if (arrivedAt.has(id)) {
           duplicates++
           return
@@ -351,7 +377,17 @@ function createCallbackReceiver(expected: number) {
       () => res.writeHead(400).end(),
     )
   })
-  return { server, arrivedAt, types, all: all.promise, duplicates: () => duplicates, unsigned: () => unsigned }
+  return {
+    server,
+    arrivedAt,
+    types,
+    all: all.promise,
+    /** Resolves when every warm-up order called back. */
+    warmedUp: warmedUp.promise,
+    warmupArrived: () => warmupIds.size,
+    duplicates: () => duplicates,
+    unsigned: () => unsigned,
+  }
 }
 
 /** Places `count` buy orders of one share through the API; resolves to their ids. */
@@ -381,7 +417,7 @@ const loadAtStart = loadavg()[0]!
 const db = createDb({ url: config.DATABASE_URL, schema, max: 4, log })
 const redis = createRedis(redisUrl, log, 'bench')
 const verification = createVerificationServer(ORDERS)
-const receiver = createCallbackReceiver(ORDERS)
+const receiver = createCallbackReceiver(ORDERS, WARMUP_ORDERS)
 
 try {
   // Seed: the schema, user1 (credit for every order) with its Redis projection, a priced
@@ -489,6 +525,20 @@ try {
       if (Number(listening[0]?.n) > 0) break
       if (Date.now() > deadline) throw new Error('the callback sender did not LISTEN within 30 s')
     }
+    if (WARMUP_ORDERS > 0) {
+      const warmupStarted = performance.now()
+      verification.warmUp(true)
+      await placeOrders(apiUrl, token, callbackUrl, WARMUP_ORDERS)
+      const warmupTimeout = setTimeout(
+        () => fail(new Error(`only ${receiver.warmupArrived()} of ${WARMUP_ORDERS} warm-up callbacks arrived within 60 s`)),
+        60_000,
+      )
+      await guard(receiver.warmedUp)
+      clearTimeout(warmupTimeout)
+      verification.warmUp(false)
+      const seconds = (performance.now() - warmupStarted) / 1000
+      process.stdout.write(`warm-up: ${WARMUP_ORDERS} orders verified at once, called back within ${seconds.toFixed(1)} s\n`)
+    }
     const placingStarted = performance.now()
     const ids = await placeOrders(apiUrl, token, callbackUrl, ORDERS)
     const placingSeconds = (performance.now() - placingStarted) / 1000
@@ -523,10 +573,6 @@ try {
       if (answered === undefined || arrived === undefined) throw new Error(`order ${id}: answered ${answered}, arrived ${arrived}`)
       delays.push(arrived - answered)
     }
-    if (process.env.BOURSE_TRACE_DIR) {
-      const { appendFileSync } = await import('node:fs')
-      appendFileSync(`${process.env.BOURSE_TRACE_DIR}/bench.log`, ids.map((id) => `${(performance.timeOrigin + verification.answeredAt.get(id)!).toFixed(2)} answered ${id}\n${(performance.timeOrigin + receiver.arrivedAt.get(id)!).toFixed(2)} arrived ${id}`).join('\n') + '\n')
-    }
     delays.sort((a, b) => a - b)
     const filled = receiver.types.get('order.filled') ?? 0
     if (filled !== ORDERS) throw new Error(`callbacks by type: ${JSON.stringify(Object.fromEntries(receiver.types))}`)
@@ -540,6 +586,7 @@ try {
     }
     callbacks = {
       orders: ORDERS,
+      warmupOrders: WARMUP_ORDERS,
       inFlightAtOnce: ORDERS,
       verifyMaxMs: VERIFY_MAX_MS,
       placingSeconds: round1(placingSeconds),
@@ -553,6 +600,7 @@ try {
     }
     rows.push(
       ['orders in flight at once (verification held)', String(ORDERS)],
+      ['warm-up orders before them (not measured)', String(WARMUP_ORDERS)],
       ['callbacks arrived / orders (all filled)', `${receiver.arrivedAt.size} / ${ORDERS}`],
       ['verification end -> callback p50 / p95 (ms)', `${delay.p50} / ${delay.p95}`],
       [`verification end -> callback p99 (target <= ${CALLBACK_P99_TARGET_MS})`, String(delay.p99)],

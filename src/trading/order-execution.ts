@@ -1,18 +1,23 @@
 /**
  * Moving an order to its states in PostgreSQL. Each order reaches exactly one final state:
- * the final update runs in one transaction that locks the order row first and does
- * nothing when the order is already final, so a verifier replaying an order after a
- * crash (or a second copy of its message) can never execute it twice. The money, the
- * shares, the transaction record and the callback to deliver are written in that same
- * transaction.
+ * the final update locks the order row first and does nothing when the order is already
+ * final, so a verifier replaying an order after a crash (or a second copy of its message)
+ * can never execute it twice. The money, the shares, the transaction record and the
+ * callback to deliver are written in that same transaction.
+ *
+ * Orders are finished in batches ({@link finishOrders}, {@link createOrderFinisher}): one
+ * transaction, one call of the `bourse_finish_orders` function (migration 0003, which
+ * holds the state changes and their locking order) and one statement writing every
+ * callback of the batch with one NOTIFY. Thousands of orders of one user then no longer
+ * queue one by one on that user's row lock, each holding it over a dozen round trips.
  */
-import { sql, type Transaction } from 'kysely'
-import type { Database, Db } from '../platform/db/index.ts'
+import { sql } from 'kysely'
+import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, RejectReason, UserRow } from '../platform/db/schema.ts'
 import { toUnits, unitsText } from './money.ts'
-import { isFinal, orderView } from './order-view.ts'
+import { orderView } from './order-view.ts'
 import { createWebhookId } from './webhooks/webhook-signing.ts'
-import { notifyDeliveries } from './webhooks/webhook.repository.ts'
+import { enqueueDeliveries, type NewDelivery } from './webhooks/webhook.repository.ts'
 
 /** How a verification ended. */
 export type VerificationOutcome =
@@ -36,6 +41,12 @@ export interface CallbackSettings {
   schema: string
 }
 
+/** One order to finish, for {@link finishOrders}. */
+export interface FinishItem {
+  orderId: string
+  outcome: VerificationOutcome
+}
+
 /**
  * Marks an order as being verified, remembering when the first verification started (a
  * verifier restarted after a crash keeps the original deadline). Undefined when the
@@ -55,130 +66,223 @@ export async function startVerification(db: Db, orderId: string): Promise<OrderR
     .executeTakeFirst()
 }
 
-/** Applies a verification's outcome to an order, once. */
+/** Applies a verification's outcome to an order, once. Throws when the order does not exist. */
 export async function finishOrder(
   db: Db,
   orderId: string,
   outcome: VerificationOutcome,
   callbacks: CallbackSettings,
 ): Promise<FinishResult> {
-  return db.transaction().execute(async (trx) => {
-    const order = await trx.selectFrom('orders').selectAll().where('id', '=', orderId).forUpdate().executeTakeFirst()
-    if (!order) throw new Error(`order ${orderId} does not exist`)
-    if (isFinal(order.status)) return { order, changed: false }
-    const result = outcome.verified
-      ? await execute(trx, order, outcome.price)
-      : { order: await reject(trx, order, outcome.reason) }
-    if (result.order.callback_url !== null) await enqueueCallback(trx, result.order, callbacks)
-    return { ...result, changed: true }
-  })
+  const [result] = await finishOrders(db, [{ orderId, outcome }], callbacks)
+  if (!result) throw new Error(`order ${orderId} does not exist`)
+  return result
 }
 
-async function reject(trx: Transaction<Database>, order: OrderRow, reason: RejectReason): Promise<OrderRow> {
-  return trx
-    .updateTable('orders')
-    .set({ status: 'rejected', reason, updated_at: sql`now()`, finished_at: sql`now()` })
-    .where('id', '=', order.id)
-    .returningAll()
-    .executeTakeFirstOrThrow()
+/** An item as `bourse_finish_orders` takes it. */
+interface FinishInput {
+  /** Position in the batch. */
+  n: number
+  order_id: string
+  verified: boolean
+  /** Decimal text with 4 places; null for an unknown or unpriced stock (rejected `unknown_stock`). */
+  price: string | null
+  reason: RejectReason | null
 }
 
-async function execute(
-  trx: Transaction<Database>,
-  order: OrderRow,
-  price: number | null | undefined,
-): Promise<{ order: OrderRow; user?: UserRow }> {
-  if (price === undefined || price === null || !(price > 0)) return { order: await reject(trx, order, 'unknown_stock') }
-  const user = await trx.selectFrom('users').selectAll().where('id', '=', order.user_id).forUpdate().executeTakeFirst()
-  if (!user) return { order: await reject(trx, order, 'unknown_user') }
-  const quantity = BigInt(order.quantity)
-  const priceUnits = toUnits(price)
-  const amount = unitsText(priceUnits * quantity)
-  const priceText = unitsText(priceUnits)
+/** The SQL function's input for one item. Throws a RangeError for a price that is not a finite number. */
+function finishInput(item: FinishItem, n: number): FinishInput {
+  const { orderId, outcome } = item
+  if (!outcome.verified) return { n, order_id: orderId, verified: false, price: null, reason: outcome.reason }
+  const { price } = outcome
+  const priced = price !== undefined && price !== null && price > 0
+  // Rounded to the 4 places of numeric(20,4) before it is multiplied, as the amount always was.
+  return { n, order_id: orderId, verified: true, price: priced ? unitsText(toUnits(price)) : null, reason: null }
+}
 
-  if (order.side === 'buy') {
-    if (toUnits(user.credit) < priceUnits * quantity) return { order: await reject(trx, order, 'insufficient_credit') }
-    await trx
-      .insertInto('holdings')
-      .values({ user_id: order.user_id, stock: order.stock, quantity: order.quantity, cost: amount })
-      .onConflict((oc) =>
-        oc.columns(['user_id', 'stock']).doUpdateSet({
-          quantity: sql`holdings.quantity + excluded.quantity`,
-          cost: sql`holdings.cost + excluded.cost`,
-        }),
-      )
-      .execute()
-  } else {
-    const holding = await trx
-      .selectFrom('holdings')
-      .selectAll()
-      .where('user_id', '=', order.user_id)
-      .where('stock', '=', order.stock)
-      .forUpdate()
-      .executeTakeFirst()
-    if (!holding || BigInt(holding.quantity) < quantity) {
-      return { order: await reject(trx, order, 'insufficient_holdings') }
-    }
-    // The shares sold take their average cost with them.
-    await trx
-      .updateTable('holdings')
-      .set({
-        quantity: sql`quantity - ${order.quantity}::bigint`,
-        cost: sql`round(cost * (quantity - ${order.quantity}::bigint) / quantity, 4)`,
-      })
-      .where('user_id', '=', order.user_id)
-      .where('stock', '=', order.stock)
-      .execute()
-  }
-  const credit = order.side === 'buy' ? sql<string>`credit - ${amount}::numeric` : sql<string>`credit + ${amount}::numeric`
-  const updatedUser = await trx
-    .updateTable('users')
-    .set({ credit, version: sql`version + 1`, updated_at: sql`now()` })
-    .where('id', '=', order.user_id)
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  await trx
-    .insertInto('transactions')
-    .values({
-      order_id: order.id,
-      user_id: order.user_id,
-      stock: order.stock,
-      side: order.side,
-      quantity: order.quantity,
-      price: priceText,
-      amount,
-    })
-    .execute()
-  const filled = await trx
-    .updateTable('orders')
-    .set({ status: 'filled', price: priceText, amount, updated_at: sql`now()`, finished_at: sql`now()` })
-    .where('id', '=', order.id)
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  return { order: filled, user: updatedUser }
+/** A row of `bourse_finish_orders`: the order's columns (all null for a missing order) and the user's, prefixed. */
+type FinishedRow = { item_n: number; item_changed: boolean } & { [K in keyof OrderRow]: OrderRow[K] | null } & {
+  [K in keyof UserRow as `u_${K}`]: UserRow[K] | null
 }
 
 /**
- * Writes the order's callback to the outbox and wakes the callback sender: the NOTIFY is
- * delivered when the transaction commits, and not at all if it rolls back.
+ * Applies verification outcomes to orders, each once, in one transaction: the state
+ * changes in one statement, then every callback in one more (with one NOTIFY).
+ * Resolves to one result per item, in the items' order; undefined where the order does
+ * not exist (nothing is written for it). Items of one user are applied in their order
+ * here (it decides which of two buys a credit covers).
  */
-async function enqueueCallback(trx: Transaction<Database>, order: OrderRow, settings: CallbackSettings): Promise<void> {
-  const id = createWebhookId()
+export async function finishOrders(
+  db: Db,
+  items: readonly FinishItem[],
+  callbacks: CallbackSettings,
+): Promise<Array<FinishResult | undefined>> {
+  if (items.length === 0) return []
+  return finishInputs(db, items.map(finishInput), callbacks)
+}
+
+async function finishInputs(
+  db: Db,
+  inputs: readonly FinishInput[],
+  callbacks: CallbackSettings,
+): Promise<Array<FinishResult | undefined>> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<FinishedRow>`
+      select f.item_n, f.item_changed, (f.order_row).*,
+        (f.user_row).id as u_id, (f.user_row).contract_id as u_contract_id, (f.user_row).credit as u_credit,
+        (f.user_row).webhook_secret as u_webhook_secret, (f.user_row).version as u_version,
+        (f.user_row).created_at as u_created_at, (f.user_row).updated_at as u_updated_at
+      from bourse_finish_orders(${JSON.stringify(inputs)}::jsonb) as f
+    `.execute(trx)
+    const results = Array.from<FinishResult | undefined>({ length: inputs.length })
+    const deliveries: NewDelivery[] = []
+    for (const row of rows) {
+      const { item_n, item_changed, u_id, u_contract_id, u_credit, u_webhook_secret, u_version, u_created_at, u_updated_at, ...columns } =
+        row
+      if (columns.id === null) continue
+      const order = columns as OrderRow
+      const result: FinishResult = { order, changed: item_changed }
+      if (u_id !== null) {
+        result.user = {
+          id: u_id,
+          contract_id: u_contract_id,
+          credit: u_credit!,
+          webhook_secret: u_webhook_secret!,
+          version: u_version!,
+          created_at: u_created_at!,
+          updated_at: u_updated_at!,
+        }
+      }
+      results[item_n] = result
+      if (item_changed && order.callback_url !== null) deliveries.push(callbackOf(order))
+    }
+    await enqueueDeliveries(trx, deliveries, callbacks)
+    return results
+  })
+}
+
+/** The callback telling the order's final state (its `webhook-id` stays the same on every attempt). */
+function callbackOf(order: OrderRow): NewDelivery {
   const type = `order.${order.status}`
-  const payload = JSON.stringify({ type, timestamp: new Date().toISOString(), data: orderView(order) })
-  await trx
-    .insertInto('webhook_deliveries')
-    .values({
-      id,
-      order_id: order.id,
-      user_id: order.user_id,
-      url: order.callback_url!,
-      event_type: type,
-      payload,
-      status: 'pending',
-      expires_at: sql`now() + ${`${settings.retryForMs} milliseconds`}::interval`,
-    })
-    .onConflict((oc) => oc.column('order_id').doNothing())
-    .execute()
-  await notifyDeliveries(trx, settings.schema)
+  return {
+    id: createWebhookId(),
+    order_id: order.id,
+    user_id: order.user_id,
+    url: order.callback_url!,
+    event_type: type,
+    payload: JSON.stringify({ type, timestamp: new Date().toISOString(), data: orderView(order) }),
+  }
+}
+
+/** Options of {@link createOrderFinisher}. */
+export interface OrderFinisherOptions {
+  /** Most orders finished in one transaction. @defaultValue 200 */
+  maxBatch?: number
+  /** How long the first order queued waits for others before its batch starts, in ms. @defaultValue 1 */
+  windowMs?: number
+  /** Batches in flight at once; orders queued meanwhile go in the next. @defaultValue 2 */
+  concurrency?: number
+}
+
+/** Finishes orders in batches. */
+export interface OrderFinisher {
+  /**
+   * Queues an order's outcome for the next batch; resolves when that batch committed.
+   * Rejects when the order does not exist or the batch failed (nothing of it was written).
+   */
+  finish(orderId: string, outcome: VerificationOutcome): Promise<FinishResult>
+}
+
+/** PostgreSQL refused the data itself (SQLSTATE class 22 data exception, 23 constraint violation). */
+function isRefusedByDatabase(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
+}
+
+/**
+ * Collects the outcomes that arrive close together and finishes them with
+ * {@link finishOrders}: a batch starts `windowMs` after its first order, or as soon as
+ * `maxBatch` wait, provided fewer than `concurrency` batches are running; while they
+ * are, orders keep gathering (under load the batches grow instead of queueing).
+ *
+ * A batch PostgreSQL refuses (class 22 or 23: an order id that is not a UUID, say) is
+ * finished again one order at a time, so only the order at fault fails.
+ */
+export function createOrderFinisher(db: Db, callbacks: CallbackSettings, options: OrderFinisherOptions = {}): OrderFinisher {
+  const maxBatch = options.maxBatch ?? 200
+  const windowMs = options.windowMs ?? 1
+  const concurrency = options.concurrency ?? 2
+  interface Queued {
+    input: FinishInput
+    done: PromiseWithResolvers<FinishResult>
+  }
+  let queue: Queued[] = []
+  /** The first queued order has waited its window. */
+  let due = false
+  let timer: NodeJS.Timeout | undefined
+  let running = 0
+
+  const settle = (queued: Queued, result: FinishResult | undefined) => {
+    if (result) queued.done.resolve(result)
+    else queued.done.reject(new Error(`order ${queued.input.order_id} does not exist`))
+  }
+
+  const finishBatch = async (batch: Queued[]) => {
+    const inputs = batch.map((q, n) => ({ ...q.input, n }))
+    try {
+      const results = await finishInputs(db, inputs, callbacks)
+      batch.forEach((queued, n) => settle(queued, results[n]))
+    } catch (err) {
+      if (batch.length === 1 || !isRefusedByDatabase(err)) {
+        for (const queued of batch) queued.done.reject(err)
+        return
+      }
+      await Promise.all(
+        batch.map((queued) =>
+          finishInputs(db, [{ ...queued.input, n: 0 }], callbacks).then(
+            (results) => settle(queued, results[0]),
+            (alone: unknown) => queued.done.reject(alone),
+          ),
+        ),
+      )
+    }
+  }
+
+  const pump = () => {
+    while (running < concurrency && queue.length > 0 && (due || queue.length >= maxBatch)) {
+      const batch = queue.slice(0, maxBatch)
+      queue = queue.slice(maxBatch)
+      if (queue.length === 0) {
+        due = false
+        clearTimeout(timer)
+        timer = undefined
+      }
+      running++
+      void finishBatch(batch).finally(() => {
+        running--
+        pump()
+      })
+    }
+  }
+
+  return {
+    finish(orderId, outcome) {
+      const done = Promise.withResolvers<FinishResult>()
+      let input: FinishInput
+      try {
+        input = finishInput({ orderId, outcome }, 0)
+      } catch (err) {
+        return Promise.reject(err as Error)
+      }
+      queue.push({ input, done })
+      if (queue.length === 1 && !due) {
+        timer = setTimeout(() => {
+          timer = undefined
+          due = true
+          pump()
+        }, windowMs)
+      }
+      pump()
+      return done.promise
+    },
+  }
 }

@@ -13,15 +13,20 @@
  * that state was projected and published. The commit per partition is therefore the
  * lowest offset still in flight (or the last received + 1 when none is). After a crash
  * the orders from there on are consumed again: those already final are only projected
- * and published again (`startVerification` and `finishOrder` never change a final
+ * and published again (`startVerification` and the finishing never change a final
  * order), the others are verified again against their original deadline.
+ *
+ * Finishing: the outcomes of verifications that end close together are applied in one
+ * transaction (`createOrderFinisher`), so orders of one user do not queue one by one on
+ * its row lock; the user's Redis projection is then written once for all of them (the
+ * newest version), while each order's status is still published on its own.
  *
  * Rebalances: the stream goes back to the committed offsets, so orders already in flight
  * arrive again. A second copy of an order waits for the first one in this process; the
  * tracking of the partition starts over, and the superseded one (or that of a revoked
  * partition) keeps holding back commits of that partition until its orders finish.
  * Another instance verifying the same order at the same time is harmless: the order row
- * is locked by `finishOrder`, which applies only the first outcome.
+ * is locked by the finishing, which applies only the first outcome.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Message, MessagesStream } from '@platformatic/kafka'
@@ -33,7 +38,13 @@ import type { Logger } from '../platform/logger.ts'
 import type { Redis } from '../platform/redis.ts'
 import { findUser } from './accounts.repository.ts'
 import { publishOrderStatus } from './order-events.ts'
-import { type CallbackSettings, finishOrder, startVerification, type VerificationOutcome } from './order-execution.ts'
+import {
+  type CallbackSettings,
+  createOrderFinisher,
+  type OrderFinisherOptions,
+  startVerification,
+  type VerificationOutcome,
+} from './order-execution.ts'
 import { decodeOrderMessage, type OrderMessage, orderRowFromMessage } from './order-message.ts'
 import { orderView } from './order-view.ts'
 import { findOrder, insertOrder } from './orders.repository.ts'
@@ -69,6 +80,8 @@ export interface OrderVerifierOptions {
   timeoutMs: number
   /** The callback outbox written with each final state (its schema names the NOTIFY channel). */
   callbacks: CallbackSettings
+  /** How outcomes are gathered into batches. @defaultValue the finisher's defaults */
+  finishing?: OrderFinisherOptions
   /** How often finished offsets are committed to Kafka, when they moved. @defaultValue 200 */
   commitIntervalMs?: number
   /** On shutdown, how long verifications in flight may still finish before they are abandoned uncommitted. @defaultValue 5000 */
@@ -189,6 +202,7 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
   const abandon = new AbortController()
   const tasks = new Set<Promise<void>>()
   let slotFreed: (() => void) | undefined
+  const finisher = createOrderFinisher(db, callbacks, options.finishing)
 
   /** Runs `fn` until it succeeds, backing off; gives up only when abandoned or when `isPermanent(err)`. */
   const retrying = async <T>(what: string, orderId: string, fn: () => Promise<T>, isPermanent?: (err: unknown) => boolean) => {
@@ -235,9 +249,61 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     log.warn({ partition: message.partition, offset: message.offset.toString(), reason }, 'dead-lettered order message')
   }
 
+  /**
+   * Users whose projection is being written, with the row to write after it (the newest of
+   * those that came meanwhile): one write per user at a time, however many of its orders
+   * finish together. Each caller resolves once its row, or a newer one, was written.
+   */
+  const projecting = new Map<string, { user: UserRow; orderId: string; done: PromiseWithResolvers<void> } | null>()
+  const project = (user: UserRow, orderId: string): Promise<void> => {
+    if (projecting.has(user.id)) {
+      const next = projecting.get(user.id)
+      if (!next) {
+        const done = Promise.withResolvers<void>()
+        projecting.set(user.id, { user, orderId, done })
+        return done.promise
+      }
+      if (BigInt(user.version) > BigInt(next.user.version)) next.user = user
+      return next.done.promise
+    }
+    projecting.set(user.id, null)
+    const write = async (row: UserRow, id: string): Promise<void> => {
+      try {
+        await retrying('projecting user', id, () => projectUser(redis, row))
+      } finally {
+        const next = projecting.get(row.id)
+        if (next) {
+          projecting.set(row.id, null)
+          write(next.user, next.orderId).then(next.done.resolve, next.done.reject)
+        } else {
+          projecting.delete(row.id)
+        }
+      }
+    }
+    return write(user, orderId)
+  }
+
+  /**
+   * The price reads of a stock asked for in one turn of the event loop share one Redis
+   * call, sent after all of them were asked: each order still gets a price read after its
+   * verification ended, and a burst of verifications ending together costs one read.
+   */
+  const priceReads = new Map<string, Promise<number | null | undefined>>()
+  const readPrice = (stock: string): Promise<number | null | undefined> => {
+    let read = priceReads.get(stock)
+    if (!read) {
+      read = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        priceReads.delete(stock)
+        return prices.readLatestPrice(stock)
+      })
+      priceReads.set(stock, read)
+    }
+    return read
+  }
+
   /** Projects the user (after a fill) and publishes the final state: what the user sees. */
   const afterFinal = async (order: OrderRow, user: UserRow | undefined) => {
-    if (user) await retrying('projecting user', order.id, () => projectUser(redis, user))
+    if (user) await project(user, order.id)
     await retrying('publishing status', order.id, () => publishOrderStatus(redis, orderView(order)))
   }
 
@@ -292,14 +358,14 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     let outcome: VerificationOutcome
     if (result === 'verified') {
       stats.verified++
-      const price = await retrying('reading price', order.id, () => prices.readLatestPrice(order.stock))
+      const price = await retrying('reading price', order.id, () => readPrice(order.stock))
       outcome = { verified: true, price }
     } else {
       if (result === 'timeout') stats.timeouts++
       else stats.failed++
       outcome = { verified: false, reason: result === 'timeout' ? 'verification_timeout' : 'verification_failed' }
     }
-    const finished = await retrying('finishing order', order.id, () => finishOrder(db, order.id, outcome, callbacks))
+    const finished = await retrying('finishing order', order.id, () => finisher.finish(order.id, outcome))
     await verifying
     if (!finished.changed) {
       await replayFinal(order.id)

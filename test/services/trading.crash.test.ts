@@ -10,14 +10,14 @@ import { after, before, test } from 'node:test'
 import { sql } from 'kysely'
 import { createAccounts, projectUser } from '../../src/trading/index.ts'
 import { startCallbackReceiver, type CallbackReceiver } from '../helpers/callback-receiver.ts'
-import { testEnv, waitFor } from '../helpers/infra.ts'
+import { testEnv, uniqueName, waitFor } from '../helpers/infra.ts'
 import { startService, type ServiceProcess } from '../helpers/processes.ts'
 import { openTradingApi, type TradingApi } from '../helpers/trading.ts'
 
 const ORDERS = 1000
 const USERS = 10
 const PRICE = 1000 // stock1's latest price in the seeded history
-const SCALE = 0.1 // verifications take 0.1 to 8 s (--max-seconds 80); over 6 s is stalled
+const SCALE = 0.3 // verifications take 0.3 to 24 s (--max-seconds 80); over 18 s is stalled
 const TIMEOUT_MS = Math.round(60_000 * SCALE)
 
 let api: TradingApi
@@ -63,8 +63,10 @@ test('SIGKILLed verifier and callback sender: one final state per order, money c
     CALLBACK_RETRY_BASE_MS: '50',
     CALLBACK_RETRY_MAX_MS: '500',
   })
+  // A group of its own: a static member of an earlier run's group would hold the partitions.
+  const group = uniqueName('crash-verifier')
   const start = {
-    verifier: () => startService(['verifier', '--instance-id', 'crash-verifier'], env),
+    verifier: () => startService(['verifier', '--group', group, '--instance-id', `${group}-1`], env),
     sender: () => startService(['callback-sender', '--lease-ms', '1000'], env),
   }
   const before = await totalValue()

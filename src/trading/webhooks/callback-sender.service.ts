@@ -4,12 +4,17 @@
  *
  * Latency: the transaction that writes a delivery also runs `pg_notify`, and the sender
  * LISTENs on a dedicated connection, so it claims a new delivery as soon as it commits.
- * Polling (every `pollMs`, and at the earliest due retry or lease end) covers the times
- * the LISTEN connection is down and retries, which nobody notifies.
+ * Polling (every `pollMs`, and at the earliest due retry or lease end once a look found
+ * nothing) covers the times the LISTEN connection is down and retries, which nobody
+ * notifies.
  *
  * At least once: a delivery is claimed under a lease (`lease_until`) before it is sent and
  * its result is recorded after; a sender killed in between leaves the lease to run out,
  * then a sender sends it again with the same `webhook-id`, which receivers deduplicate.
+ *
+ * Cost per burst, not per callback: one claim takes every due delivery there is room for,
+ * and the successes are recorded together, one statement at a time for all the attempts
+ * that ended meanwhile (an attempt counts as in flight until its result is recorded).
  */
 import type { BlockList } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -22,7 +27,7 @@ import { webhookHeaders } from './webhook-signing.ts'
 import {
   type ClaimedDelivery,
   claimDueDeliveries,
-  markDelivered,
+  markAllDelivered,
   markFailed,
   nextDueAt,
   releaseClaims,
@@ -135,6 +140,11 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
   /** True when the last claim filled every free slot, so more deliveries may be due. */
   let backlog = false
   let wakeUp: (() => void) | undefined
+  /**
+   * The earliest moment a pending delivery is known to become due: from the last read of
+   * the due index, and the retries this sender scheduled since.
+   */
+  let knownDueAt = Number.POSITIVE_INFINITY
   const wake = () => {
     woken = true
     wakeUp?.()
@@ -184,11 +194,40 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
     }
   }
 
+  /** Successes waiting to be recorded by {@link recordDeliveries}. */
+  let successes: Array<{ id: string; status: number; done: PromiseWithResolvers<void> }> = []
+  let recording: Promise<void> | undefined
+
+  /** Records the waiting successes, one statement per round, until none is left. */
+  async function recordDeliveries(): Promise<void> {
+    // The attempts that end in this turn of the event loop join the first round.
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    while (successes.length > 0) {
+      const round = successes
+      successes = []
+      try {
+        await markAllDelivered(db, round)
+        for (const success of round) success.done.resolve()
+      } catch (err) {
+        for (const success of round) success.done.reject(err)
+      }
+    }
+    recording = undefined
+  }
+
+  /** Records a successful attempt with the others ending about now. */
+  function recordDelivered(id: string, status: number): Promise<void> {
+    const done = Promise.withResolvers<void>()
+    successes.push({ id, status, done })
+    recording ??= recordDeliveries()
+    return done.promise
+  }
+
   async function deliver(delivery: ClaimedDelivery, agent: Dispatcher): Promise<void> {
     const result = await attempt(delivery, agent)
     const context = { deliveryId: delivery.id, orderId: delivery.order_id, attempt: delivery.attempts + 1 }
     if (result.ok) {
-      await markDelivered(db, delivery.id, result.status)
+      await recordDelivered(delivery.id, result.status)
       stats.delivered++
       log.debug({ ...context, status: result.status }, 'callback delivered')
       return
@@ -203,6 +242,7 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
       stats.retried++
       log.info({ ...context, error: result.error, retryInMs: delay }, 'callback failed, will retry')
       // The retry may be due before the loop's planned wake-up.
+      knownDueAt = Math.min(knownDueAt, nextAttemptAt.getTime())
       wake()
     }
   }
@@ -297,14 +337,18 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
           stats.claimed += claimed.length
           backlog = claimed.length === free
           for (const delivery of claimed) start(delivery, agent)
-          if (!backlog && !woken) {
-            // Everything due is taken: sleep until the next retry or lease end, a
-            // notification or a failed attempt, whichever comes first. (When a
-            // notification came during the claim, claim again at once instead.)
+          if (claimed.length === 0 && !woken) {
+            // Nothing due: look when the next retry or lease end comes. (When a
+            // notification came during the claim, claim again at once instead.) After a
+            // claim that found work this read is skipped, one statement less per burst: in
+            // a burst every commit notifies, and what was known to come stays known.
             const due = await nextDueAt(db)
-            if (due) sleepMs = Math.min(pollMs, Math.max(minSleepMs, due.getTime() - Date.now()))
+            knownDueAt = due?.getTime() ?? Number.POSITIVE_INFINITY
           }
-          // Else maybe more is due: the end of an attempt wakes us to claim again.
+          // Sleep until then, a notification or a failed attempt, whichever comes first.
+          // When the claim filled every free slot, maybe more is due: the end of an attempt
+          // wakes us to claim again.
+          sleepMs = Math.min(pollMs, Math.max(minSleepMs, knownDueAt - Date.now()))
         } else {
           backlog = true
         }

@@ -8,8 +8,8 @@
  * `webhook-id`). Results are only written to pending deliveries, so a late result from a
  * sender whose lease ran out can never turn a delivered callback back into a pending one.
  */
-import { sql } from 'kysely'
-import { type Db, notifyChannel } from '../../platform/db/index.ts'
+import { sql, type Transaction } from 'kysely'
+import { type Database, type Db, notifyChannel } from '../../platform/db/index.ts'
 import type { WebhookDeliveryRow } from '../../platform/db/schema.ts'
 
 /** A claimed delivery with the signing secret of its user. */
@@ -34,6 +34,14 @@ function afterMs(ms: number) {
 }
 
 /**
+ * A condition that is always true and makes the statement's own transaction commit without
+ * waiting for the WAL flush. Only for writes whose loss in a database crash costs a
+ * resend and nothing else (a claim, a delivered mark): the delivery is then due again and
+ * sent with the same `webhook-id`, which at-least-once allows.
+ */
+const asyncCommit = sql<boolean>`set_config('synchronous_commit', 'off', true) is not null`
+
+/**
  * Claims up to `limit` pending deliveries that are due and not leased, oldest due first,
  * and leases them for `leaseMs`. `skip locked` lets senders claim side by side, each
  * getting different rows without waiting for the others.
@@ -43,6 +51,8 @@ function afterMs(ms: number) {
  * over every delivery in flight, and a delivery whose sender died becomes due exactly when
  * its lease ends ({@link nextDueAt} sees it). Every pending row keeps
  * `lease_until` null or equal to `next_attempt_at`.
+ *
+ * The claim commits without waiting for the WAL flush (a lost claim is a resend).
  */
 export async function claimDueDeliveries(db: Db, options: ClaimOptions): Promise<ClaimedDelivery[]> {
   if (options.limit < 1) return []
@@ -57,6 +67,7 @@ export async function claimDueDeliveries(db: Db, options: ClaimOptions): Promise
         .where('status', '=', 'pending')
         .where('next_attempt_at', '<=', sql<Date>`now()`)
         .where((w) => w.or([w('lease_until', 'is', null), w('lease_until', '<', sql<Date>`now()`)]))
+        .where(asyncCommit)
         .orderBy('next_attempt_at')
         .limit(options.limit)
         .forUpdate()
@@ -87,20 +98,28 @@ export async function releaseClaims(db: Db, ids: readonly string[]): Promise<num
 
 /** Records a successful attempt (HTTP `status`). False when the delivery was no longer pending. */
 export async function markDelivered(db: Db, id: string, status: number): Promise<boolean> {
-  const result = await db
-    .updateTable('webhook_deliveries')
-    .set((eb) => ({
-      status: 'delivered',
-      attempts: eb('attempts', '+', 1),
-      delivered_at: sql<Date>`now()`,
-      last_status: status,
-      last_error: null,
-      lease_until: null,
-    }))
-    .where('id', '=', id)
-    .where('status', '=', 'pending')
-    .executeTakeFirst()
-  return result.numUpdatedRows > 0n
+  return (await markAllDelivered(db, [{ id, status }])).size > 0
+}
+
+/**
+ * Records successful attempts, all in one statement. Resolves to the ids recorded now;
+ * the others were no longer pending (their result had been recorded already). Commits
+ * without waiting for the WAL flush: a mark lost in a database crash is a resend.
+ */
+export async function markAllDelivered(
+  db: Db,
+  results: ReadonlyArray<{ id: string; status: number }>,
+): Promise<Set<string>> {
+  if (results.length === 0) return new Set()
+  const { rows } = await sql<{ id: string }>`
+    update webhook_deliveries as d
+    set status = 'delivered', attempts = d.attempts + 1, delivered_at = now(), last_status = r.status,
+      last_error = null, lease_until = null
+    from unnest(${results.map((r) => r.id)}::text[], ${results.map((r) => r.status)}::integer[]) as r(id, status)
+    where d.id = r.id and d.status = 'pending' and ${asyncCommit}
+    returning d.id
+  `.execute(db)
+  return new Set(rows.map((r) => r.id))
 }
 
 /** A failed attempt, for {@link markFailed}. */
@@ -153,6 +172,51 @@ export async function nextDueAt(db: Db): Promise<Date | undefined> {
 /** Wakes the callback senders of `schema`; inside a transaction, once it commits. */
 export async function notifyDeliveries(db: Db, schema: string): Promise<void> {
   await sql`select pg_notify(${notifyChannel('webhooks', schema)}, '')`.execute(db)
+}
+
+/** A callback to write to the outbox, for {@link enqueueDeliveries}. */
+export interface NewDelivery {
+  /** The `webhook-id`. */
+  id: string
+  order_id: string
+  user_id: string
+  url: string
+  event_type: string
+  /** The exact body to send. */
+  payload: string
+}
+
+/** Settings of {@link enqueueDeliveries}. */
+export interface EnqueueOptions {
+  /** How long a failing delivery is retried before it is a dead letter, in ms. */
+  retryForMs: number
+  /** Schema of the tables, naming the channel that wakes the senders. */
+  schema: string
+}
+
+/**
+ * Writes callbacks to the outbox, due now, and wakes the senders, in one statement. An
+ * order that already has its callback keeps it. In a transaction: the senders are woken
+ * when it commits, and not at all if it rolls back.
+ */
+export async function enqueueDeliveries(
+  trx: Transaction<Database>,
+  deliveries: readonly NewDelivery[],
+  options: EnqueueOptions,
+): Promise<void> {
+  if (deliveries.length === 0) return
+  const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((d) => d[key])
+  await sql`
+    with inserted as (
+      insert into webhook_deliveries (id, order_id, user_id, url, event_type, payload, status, expires_at)
+      select d.id, d.order_id, d.user_id, d.url, d.event_type, d.payload, 'pending', ${afterMs(options.retryForMs)}
+      from unnest(${column('id')}::text[], ${column('order_id')}::uuid[], ${column('user_id')}::text[],
+        ${column('url')}::text[], ${column('event_type')}::text[], ${column('payload')}::text[])
+        as d(id, order_id, user_id, url, event_type, payload)
+      on conflict (order_id) do nothing
+    )
+    select pg_notify(${notifyChannel('webhooks', options.schema)}, '')
+  `.execute(trx)
 }
 
 /** Thrown for a dead-letter page cursor that this module did not make. */

@@ -5,9 +5,9 @@
  *
  * `items` is an array of `{ "n": position, "order_id": uuid, "verified": boolean,
  * "price": decimal text, null for an unknown or unpriced stock, "reason": the rejection
- * reason when not verified }`. One row comes back per item:
- * its position, whether the order changed (false when it was already final, or missing:
- * then `order_row` is null), the order row afterwards, and the user row after a fill.
+ * reason when not verified }`. One row comes back per item: its position, whether the
+ * order changed (false when it was already final, or missing: then `order_row` is null),
+ * the order row afterwards, and the user row after a fill.
  *
  * Locking, so that concurrent batches (several verifiers) cannot deadlock: every order row
  * of the batch is locked first, in id order; then the items are processed by user id (and
@@ -37,14 +37,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       why text;
     begin
       perform 1 from orders
-        where id in (select (e ->> 'order_id')::uuid from jsonb_array_elements(items) e)
+        where id = any(array(select (e ->> 'order_id')::uuid from jsonb_array_elements(items) e))
         order by id
         for no key update;
+      -- Each order looked up by its key: the plan never depends on the table's statistics.
       for it in
         select x.n, x.order_id, x.verified, x.price, x.reason
         from jsonb_to_recordset(items) as x(n integer, order_id uuid, verified boolean, price numeric, reason text)
-        left join orders on orders.id = x.order_id
-        order by orders.user_id nulls last, x.n
+        order by (select owner.user_id from orders as owner where owner.id = x.order_id) nulls last, x.n
       loop
         item_n := it.n;
         item_changed := false;
