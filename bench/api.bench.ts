@@ -29,27 +29,57 @@
  * (a directory: the API process writes a V8 CPU profile there when it stops),
  * BENCH_SKIP_THROUGHPUT (1 skips A).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
-import { writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { availableParallelism, loadavg } from 'node:os'
+import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
-import autocannon from 'autocannon'
 import { sql } from 'kysely'
 import { createApiToken } from '../src/auth/index.ts'
 import { createStockHistoryRepository } from '../src/market/index.ts'
 import { createPrng } from '../src/market/tick-generator.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
-import { closeDb, createDb, migrateToLatest, notifyChannel } from '../src/platform/db/index.ts'
+import { createDb, notifyChannel } from '../src/platform/db/index.ts'
 import { createAdmin } from '../src/platform/kafka.ts'
 import { createLogger } from '../src/platform/logger.ts'
-import { closeRedis, createRedis } from '../src/platform/redis.ts'
+import { createRedis } from '../src/platform/redis.ts'
 import { createAccounts, projectUser } from '../src/trading/index.ts'
+import {
+  alternateRounds,
+  API_LISTENING,
+  assertRateLimitOn,
+  baselineRows,
+  type Child,
+  compareSummaries,
+  cpuMs,
+  cpuProfileFlags,
+  cpuRows,
+  createFailure,
+  createProcesses,
+  EMPTY_LISTENING,
+  loadAverage1m,
+  type LoadRound,
+  loadRound,
+  namespaceCleanup,
+  percentile,
+  prepareNamespace,
+  printTable,
+  redisDbUrl,
+  round1,
+  roundDetails,
+  roundRatios,
+  runCleanup,
+  runSuffix,
+  type Row,
+  serviceEnvFor,
+  settingsRow,
+  startApi,
+  startEmptyServer,
+  stopChild,
+  summarize,
+  type Summary,
+  writeResult,
+} from './lib.ts'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
@@ -67,100 +97,26 @@ const CALLBACK_P99_TARGET_MS = 50
 const PLACING_CONCURRENCY = 32
 const STOCK_PRICE = 10
 
-const repoRoot = fileURLToPath(new URL('../', import.meta.url))
 const config = loadConfig()
 const log = createLogger({ level: 'warn', pretty: false })
-const suffix = randomBytes(5).toString('hex')
+const suffix = runSuffix()
 const schema = `bench_${suffix}`
 const topic = `bench-orders-${suffix}`
 const group = `bench-verifier-${suffix}`
-const redisUrl = `${config.REDIS_URL.replace(/\/\d*$/, '')}/${REDIS_DB}`
+const redisUrl = redisDbUrl(config.REDIS_URL, REDIS_DB)
 const kafka = { brokers: kafkaBrokers(config) }
 
 /** The environment of every service process: this run's namespaces, quiet logs. */
-const serviceEnv: NodeJS.ProcessEnv = {
-  ...process.env,
-  DATABASE_SCHEMA: schema,
-  REDIS_URL: redisUrl,
-  ORDERS_TOPIC: topic,
-  LOG_LEVEL: 'warn',
-  // The limiter stays on (a Redis counter per request) but never refuses.
-  RATE_LIMIT_MAX: '100000000',
-  CALLBACK_ALLOWED_NETWORKS: '127.0.0.1',
-}
+const serviceEnv = serviceEnvFor(process.env, { schema, redisUrl }, { ORDERS_TOPIC: topic, CALLBACK_ALLOWED_NETWORKS: '127.0.0.1' })
 const serviceConfig = loadConfig(serviceEnv)
 
-// ---------------------------------------------------------------------------------------
-// Failure: any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
-
-const failure = Promise.withResolvers<never>()
-failure.promise.catch(() => {})
-let failed: Error | undefined
-let stopLoad: (() => void) | undefined
-function fail(err: Error): void {
-  if (failed) return
-  failed = err
-  stopLoad?.()
-  failure.reject(err)
-}
-/** `promise`, unless the run fails first. */
-const guard = <T>(promise: Promise<T>): Promise<T> => Promise.race([promise, failure.promise])
-process.once('SIGINT', () => fail(new Error('interrupted')))
+// Any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
+const failure = createFailure()
+const { fail, guard } = failure
+const processes = createProcesses(failure)
 
 // ---------------------------------------------------------------------------------------
-// Child processes.
-
-interface Child {
-  name: string
-  process: ChildProcess
-  exited: Promise<unknown>
-  stopping: boolean
-  /** The last lines it printed, for a failure report. */
-  tail: string[]
-  stdout: string
-}
-
-const children: Child[] = []
-
-function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, nodeFlags: string[] = []): Child {
-  const proc = spawn(process.execPath, [...nodeFlags, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const child: Child = { name, process: proc, exited: once(proc, 'exit'), stopping: false, tail: [], stdout: '' }
-  const keep = (text: string) => {
-    child.tail.push(...text.split('\n').filter((line) => line !== ''))
-    child.tail.splice(0, Math.max(0, child.tail.length - 40))
-  }
-  proc.stdout.setEncoding('utf8').on('data', (text: string) => {
-    child.stdout += text
-    keep(text)
-  })
-  proc.stderr.setEncoding('utf8').on('data', keep)
-  proc.on('exit', (code, signal) => {
-    if (!child.stopping) fail(new Error(`${name} exited (${code ?? signal}) during the run:\n${child.tail.join('\n')}`))
-  })
-  children.push(child)
-  return child
-}
-
-/** Resolves with the first match of `pattern` in the child's stdout. */
-async function waitForOutput(child: Child, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const match = pattern.exec(child.stdout)
-    if (match) return match
-    if (Date.now() > deadline) throw new Error(`${child.name} printed nothing matching ${pattern} in ${timeoutMs} ms`)
-    await guard(sleep(20))
-  }
-}
-
-/** SIGTERM, then SIGKILL after 15 s. */
-async function stopChild(child: Child): Promise<void> {
-  child.stopping = true
-  if (child.process.exitCode !== null || child.process.signalCode !== null) return
-  child.process.kill('SIGTERM')
-  const timer = setTimeout(() => child.process.kill('SIGKILL'), 15_000)
-  await child.exited
-  clearTimeout(timer)
-}
+// HTTP servers of this process.
 
 async function listen(server: Server): Promise<string> {
   server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
@@ -183,94 +139,6 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('end', () => resolve(body))
     req.on('error', reject)
   })
-}
-
-// ---------------------------------------------------------------------------------------
-// Statistics.
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
-/** Nearest-rank percentile of ascending `sorted`. */
-const percentile = (sorted: number[], q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!
-const round1 = (n: number) => Math.round(n * 10) / 10
-
-/** Clock ticks per second of /proc times. */
-const clockTicks = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
-  } catch {
-    return 100
-  }
-})()
-
-/** CPU time (user + system, ms) a process has used, from /proc; undefined where there is none. */
-function cpuMs(pid: number | undefined): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // After "pid (name) ", utime and stime are the 12th and 13th fields.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks
-  } catch {
-    return undefined
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// A. BuyStock against an empty route.
-
-interface LoadRound {
-  requestsPerSecond: number
-  p50Ms: number
-  p99Ms: number
-  requests: number
-  /** CPU time of the server process per answered request (µs); null without /proc. */
-  serverCpuUsPerRequest: number | null
-}
-
-async function load(
-  url: string,
-  server: Child,
-  headers: Record<string, string>,
-  body: string,
-  seconds: number,
-): Promise<LoadRound> {
-  const cpuBefore = cpuMs(server.process.pid)
-  const result = await guard(
-    new Promise<autocannon.Result>((resolve, reject) => {
-      const instance = autocannon(
-        { url, method: 'POST', headers, body, connections: CONNECTIONS, pipelining: 1, duration: seconds },
-        (err: unknown, res) => (err ? reject(err as Error) : resolve(res)),
-      )
-      stopLoad = () => instance.stop()
-    }),
-  )
-  stopLoad = undefined
-  const cpuAfter = cpuMs(server.process.pid)
-  const bad = result.non2xx + result.errors + result.timeouts
-  if (bad > 0 || result['2xx'] === 0) {
-    throw new Error(
-      `${url}: ${result['2xx']} answers 2xx, ${result.non2xx} not (4xx ${result['4xx']}, 5xx ${result['5xx']}), ` +
-        `${result.errors} errors, ${result.timeouts} timeouts`,
-    )
-  }
-  return {
-    requestsPerSecond: result.requests.average,
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    requests: result['2xx'],
-    serverCpuUsPerRequest:
-      cpuBefore === undefined || cpuAfter === undefined ? null : Math.round(((cpuAfter - cpuBefore) * 1000) / result['2xx']),
-  }
-}
-
-function summarize(rounds: LoadRound[]) {
-  return {
-    requestsPerSecond: Math.round(median(rounds.map((r) => r.requestsPerSecond))),
-    p50Ms: median(rounds.map((r) => r.p50Ms)),
-    p99Ms: median(rounds.map((r) => r.p99Ms)),
-    serverCpuUsPerRequest: rounds.some((r) => r.serverCpuUsPerRequest === null)
-      ? null
-      : median(rounds.map((r) => r.serverCpuUsPerRequest!)),
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -397,7 +265,7 @@ async function placeOrders(apiUrl: string, token: string, callbackUrl: string, c
   const ids: string[] = []
   let next = 0
   const worker = async () => {
-    while (next < count && !failed) {
+    while (next < count && !failure.failed) {
       next++
       const response = await fetch(`${apiUrl}/api/orders`, { method: 'POST', headers, body, signal: AbortSignal.timeout(30_000) })
       const text = await response.text()
@@ -413,7 +281,7 @@ async function placeOrders(apiUrl: string, token: string, callbackUrl: string, c
 // The run.
 
 // Other work on the machine moves every number here; the load average says how much there was.
-const loadAtStart = loadavg()[0]!
+const loadAtStart = loadAverage1m()
 const db = createDb({ url: config.DATABASE_URL, schema, max: 4, log })
 const redis = createRedis(redisUrl, log, 'bench')
 const verification = createVerificationServer(ORDERS)
@@ -422,8 +290,7 @@ const receiver = createCallbackReceiver(ORDERS, WARMUP_ORDERS)
 try {
   // Seed: the schema, user1 (credit for every order) with its Redis projection, a priced
   // stock1, a token for user1. Then the orders topic, so the API finds it.
-  await redis.flushdb()
-  await migrateToLatest(db, schema)
+  await prepareNamespace(db, redis, schema)
   const users = await createAccounts(db, [{ id: 'user1', credit: 1_000_000_000 }])
   for (const user of users) await projectUser(redis, user)
   await createStockHistoryRepository(redis).seedStock('stock1', {
@@ -440,9 +307,8 @@ try {
     await admin.close()
   }
 
-  const profileFlags = CPU_PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR] : []
-  const api = startChild('bourse api', ['src/cli.ts', 'api', '--port', '0'], serviceEnv, profileFlags)
-  const apiUrl = (await waitForOutput(api, /api listening on (http:\/\/\S+)/))[1]!
+  const api = startApi(processes, serviceEnv, cpuProfileFlags(CPU_PROF_DIR))
+  const apiUrl = await processes.waitForUrl(api, API_LISTENING)
 
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` }
   const body = JSON.stringify({ user: 'user1', stockname: 'stock1', quantity: 1 })
@@ -450,59 +316,48 @@ try {
   const probe = await fetch(`${apiUrl}/api/buy-stock`, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) })
   const probeBody = await probe.text()
   if (probe.status !== 200 || !probeBody.includes('"Accept"')) throw new Error(`BuyStock probe: ${probe.status} ${probeBody}`)
-  const limit = probe.headers.get('x-ratelimit-limit')
-  if (limit !== serviceConfig.RATE_LIMIT_MAX.toString()) throw new Error(`rate limit not on (x-ratelimit-limit: ${limit})`)
+  assertRateLimitOn(probe, serviceConfig.RATE_LIMIT_MAX)
 
-  const baselineRounds: LoadRound[] = []
-  const apiRounds: LoadRound[] = []
-  let throughput:
-    | { baseline: ReturnType<typeof summarize>; buyStock: ReturnType<typeof summarize>; ratio: number; cpuRatio: number | null }
-    | undefined
-  const rows: Array<[string, string]> = [
+  let baselineRounds: LoadRound[] = []
+  let apiRounds: LoadRound[] = []
+  let throughput: { baseline: Summary; buyStock: Summary; ratio: number; cpuRatio: number | null } | undefined
+  const rows: Row[] = [
     [`load average (1 min) at start, ${availableParallelism()} cores`, loadAtStart.toFixed(1)],
   ]
   if (!SKIP_THROUGHPUT) {
-    const empty = startChild('empty server', ['bench/empty-server.ts'], process.env)
-    const emptyUrl = (await waitForOutput(empty, /listening on (http:\/\/\S+)/))[1]!
+    const empty = startEmptyServer(processes)
+    const emptyUrl = await processes.waitForUrl(empty, EMPTY_LISTENING)
     process.stdout.write(
       `A. BuyStock vs empty Fastify: ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s ` +
         `after ${WARMUP_SECONDS} s warm-up each\n`,
     )
-    await load(`${emptyUrl}/api/buy-stock`, empty, headers, body, WARMUP_SECONDS)
-    await load(`${apiUrl}/api/buy-stock`, api, headers, body, WARMUP_SECONDS)
-    for (let round = 1; round <= ROUNDS; round++) {
-      baselineRounds.push(await load(`${emptyUrl}/api/buy-stock`, empty, headers, body, SECONDS))
-      apiRounds.push(await load(`${apiUrl}/api/buy-stock`, api, headers, body, SECONDS))
-      const [b, a] = [baselineRounds.at(-1)!, apiRounds.at(-1)!]
-      process.stdout.write(
-        `round ${round}: empty ${b.requestsPerSecond.toFixed(0)} req/s (p50 ${b.p50Ms} ms, p99 ${b.p99Ms} ms, ` +
-          `${b.serverCpuUsPerRequest ?? '?'} µs CPU/req), BuyStock ${a.requestsPerSecond.toFixed(0)} req/s ` +
-          `(p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, ${a.serverCpuUsPerRequest ?? '?'} µs CPU/req), ` +
-          `ratio ${(a.requestsPerSecond / b.requestsPerSecond).toFixed(2)}\n`,
-      )
-    }
+    const load = (url: string, server: Child, seconds: number) =>
+      loadRound({ url: `${url}/api/buy-stock`, server, headers, body, connections: CONNECTIONS, seconds }, failure)
+    const rounds = await alternateRounds(
+      (seconds) => load(emptyUrl, empty, seconds),
+      (seconds) => load(apiUrl, api, seconds),
+      { rounds: ROUNDS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS },
+      (round, b, a) =>
+        process.stdout.write(
+          `round ${round}: empty ${b.requestsPerSecond.toFixed(0)} req/s ${roundDetails(b)}, ` +
+            `BuyStock ${a.requestsPerSecond.toFixed(0)} req/s ${roundDetails(a)}, ` +
+            `ratio ${(a.requestsPerSecond / b.requestsPerSecond).toFixed(2)}\n`,
+        ),
+    )
+    baselineRounds = rounds.baselineRounds
+    apiRounds = rounds.subjectRounds
     await stopChild(empty)
     const baseline = summarize(baselineRounds)
     const buyStock = summarize(apiRounds)
-    const ratio = buyStock.requestsPerSecond / baseline.requestsPerSecond
-    // What the ratio would be if each server had a core of its own: their CPU costs per request.
-    const cpuRatio =
-      baseline.serverCpuUsPerRequest && buyStock.serverCpuUsPerRequest
-        ? baseline.serverCpuUsPerRequest / buyStock.serverCpuUsPerRequest
-        : null
+    const { ratio, cpuRatio } = compareSummaries(baseline, buyStock)
     throughput = { baseline, buyStock, ratio, cpuRatio }
     rows.push(
-      ['connections / rounds / seconds per round', `${CONNECTIONS} / ${ROUNDS} / ${SECONDS}`],
-      ['empty Fastify, baseline, median (req/s)', String(baseline.requestsPerSecond)],
-      ['empty Fastify p50 / p99, median (ms)', `${baseline.p50Ms} / ${baseline.p99Ms}`],
+      settingsRow(CONNECTIONS, ROUNDS, SECONDS),
+      ...baselineRows(baseline),
       ['BuyStock, auth + rate limit, median (req/s)', String(buyStock.requestsPerSecond)],
       ['BuyStock p50 / p99, median (ms)', `${buyStock.p50Ms} / ${buyStock.p99Ms}`],
       [`BuyStock / empty req/s (target >= ${RATIO_TARGET})`, ratio.toFixed(2)],
-      [
-        'server CPU per request, empty / BuyStock (µs)',
-        `${baseline.serverCpuUsPerRequest ?? '?'} / ${buyStock.serverCpuUsPerRequest ?? '?'}`,
-      ],
-      ['empty / BuyStock CPU per request (ratio on a core each)', cpuRatio?.toFixed(2) ?? '?'],
+      ...cpuRows('BuyStock', baseline, buyStock, cpuRatio),
     )
   }
 
@@ -515,8 +370,8 @@ try {
       `\nB. ${ORDERS} orders in flight: verification held until all wait, then answered after 0-${VERIFY_MAX_MS} ms\n`,
     )
     const pipelineEnv = { ...serviceEnv, VERIFY_URL: verifyUrl, VERIFY_TIMEOUT_MS: '600000' }
-    const verifier = startChild('bourse verifier', ['src/cli.ts', 'verifier', '--group', group], pipelineEnv)
-    const sender = startChild('bourse callback-sender', ['src/cli.ts', 'callback-sender'], pipelineEnv)
+    const verifier = processes.start('bourse verifier', ['src/cli.ts', 'verifier', '--group', group], pipelineEnv)
+    const sender = processes.start('bourse callback-sender', ['src/cli.ts', 'callback-sender'], pipelineEnv)
     // The sender is ready when its LISTEN connection is up: from then on a committed
     // callback wakes it at once.
     const listenQuery = `LISTEN "${notifyChannel('webhooks', schema)}"`
@@ -611,14 +466,13 @@ try {
     )
   }
 
-  const width = Math.max(...rows.map(([k]) => k.length))
-  process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n`)
+  printTable(rows)
   const result = {
     benchmark: 'api',
     date: new Date().toISOString(),
     node: process.version,
     cpus: availableParallelism(),
-    loadAverage1m: { atStart: round1(loadAtStart), atEnd: round1(loadavg()[0]!) },
+    loadAverage1m: { atStart: round1(loadAtStart), atEnd: round1(loadAverage1m()) },
     connections: CONNECTIONS,
     rounds: ROUNDS,
     roundSeconds: SECONDS,
@@ -627,7 +481,7 @@ try {
     authCacheMs: serviceConfig.AUTH_CACHE_MS,
     baselineRounds: baselineRounds.map((r) => ({ ...r, requestsPerSecond: Math.round(r.requestsPerSecond) })),
     buyStockRounds: apiRounds.map((r) => ({ ...r, requestsPerSecond: Math.round(r.requestsPerSecond) })),
-    roundRatios: apiRounds.map((r, i) => Number((r.requestsPerSecond / baselineRounds[i]!.requestsPerSecond).toFixed(3))),
+    roundRatios: roundRatios(apiRounds, baselineRounds),
     baseline: throughput?.baseline ?? null,
     buyStock: throughput?.buyStock ?? null,
     ratio: throughput ? Number(throughput.ratio.toFixed(3)) : null,
@@ -635,41 +489,15 @@ try {
     cpuRatio: throughput?.cpuRatio == null ? null : Number(throughput.cpuRatio.toFixed(3)),
     ...(callbacks && { callbacks }),
   }
-  await writeFile(new URL('./results/api.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
-  process.stdout.write('\nwritten to bench/results/api.json\n')
+  await writeResult('api', result)
 } catch (err) {
   process.exitCode = 1
   throw err
 } finally {
-  // Each step on its own: one failing does not keep the others from cleaning up.
-  const steps: Array<[string, () => Promise<unknown>]> = [
-    ['processes', () => Promise.all(children.map(stopChild))],
+  await runCleanup([
+    ['processes', () => processes.stopAll()],
     ['verification server', () => closeServer(verification.server)],
     ['callback receiver', () => closeServer(receiver.server)],
-    ['schema', () => sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db)],
-    ['postgres', () => closeDb(db)],
-    [
-      'kafka',
-      async () => {
-        const admin = createAdmin(kafka)
-        try {
-          const mine = (await admin.listTopics()).filter((t) => t === topic || t.startsWith(`${topic}.`))
-          if (mine.length > 0) await admin.deleteTopics({ topics: mine })
-          const groups = await admin.listGroups()
-          if (groups.has(group)) await admin.deleteGroups({ groups: [group] })
-        } finally {
-          await admin.close()
-        }
-      },
-    ],
-    ['redis', () => redis.flushdb()],
-    ['redis connection', () => closeRedis(redis)],
-  ]
-  for (const [step, run] of steps) {
-    try {
-      await run()
-    } catch (err) {
-      process.stderr.write(`cleanup of ${step} failed: ${(err as Error).message}\n`)
-    }
-  }
+    ...namespaceCleanup({ db, schema, kafka, topic, groups: [group], redis }),
+  ])
 }

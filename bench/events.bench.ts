@@ -26,24 +26,54 @@
  * BENCH_REDIS_DB (9, flushed before and after), BENCH_WORKER_TIMEOUT_S (600), BENCH_CPU_PROF (a
  * directory: the API and worker processes write V8 CPU profiles there when they stop).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
-import { writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
-import autocannon from 'autocannon'
 import { sql } from 'kysely'
 import { createApp } from '../src/events/apps.repository.ts'
 import type { IncomingEvent } from '../src/events/events.schemas.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
-import { closeDb, createDb, migrateToLatest } from '../src/platform/db/index.ts'
-import { createAdmin, createConsumer, partitionBounds } from '../src/platform/kafka.ts'
+import { createDb } from '../src/platform/db/index.ts'
+import { createConsumer, partitionBounds } from '../src/platform/kafka.ts'
 import { createLogger } from '../src/platform/logger.ts'
-import { closeRedis, createRedis } from '../src/platform/redis.ts'
+import { createRedis } from '../src/platform/redis.ts'
+import {
+  alternateRounds,
+  API_LISTENING,
+  assertRateLimitOn,
+  baselineRows,
+  type Child,
+  compareSummaries,
+  cpuProfileFlags,
+  cpuRows,
+  createFailure,
+  createProcesses,
+  EMPTY_LISTENING,
+  type LoadRound,
+  loadRound,
+  median,
+  namespaceCleanup,
+  NEVER_REFUSED_LIMIT,
+  prepareNamespace,
+  printTable,
+  redisDbUrl,
+  repoRoot,
+  round1,
+  roundDetails,
+  roundRatios,
+  runCleanup,
+  runSuffix,
+  type Row,
+  serviceEnvFor,
+  settingsRow,
+  startApi,
+  startEmptyServer,
+  stopChild,
+  summarize,
+  writeResult,
+} from './lib.ts'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
@@ -53,107 +83,32 @@ const BATCH = Number(process.env.BENCH_BATCH ?? 50)
 const PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? 3)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 9)
 const WORKER_TIMEOUT_S = Number(process.env.BENCH_WORKER_TIMEOUT_S ?? 600)
-const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
-const profileFlags = CPU_PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR] : []
+const profileFlags = cpuProfileFlags(process.env.BENCH_CPU_PROF)
 const RATIO_TARGET = 0.5
 const SEED_TARGET_EVENTS_PER_SECOND = 100
 
-const repoRoot = fileURLToPath(new URL('../', import.meta.url))
 const config = loadConfig()
 const log = createLogger({ level: 'warn', pretty: false })
-const suffix = randomBytes(5).toString('hex')
+const suffix = runSuffix()
 const schema = `bench_${suffix}`
 const topic = `bench-events-${suffix}`
 const workerGroup = `bench-events-worker-${suffix}`
 const rawGroups: string[] = []
-const redisUrl = `${config.REDIS_URL.replace(/\/\d*$/, '')}/${REDIS_DB}`
+const redisUrl = redisDbUrl(config.REDIS_URL, REDIS_DB)
 const kafka = { brokers: kafkaBrokers(config) }
 
 /** The environment of every service process: this run's namespaces, quiet logs. */
-const serviceEnv: NodeJS.ProcessEnv = {
-  ...process.env,
-  DATABASE_SCHEMA: schema,
-  REDIS_URL: redisUrl,
-  EVENTS_TOPIC: topic,
-  EVENTS_TOPIC_PARTITIONS: String(PARTITIONS),
-  LOG_LEVEL: 'warn',
-  // The limiter stays on (a Redis counter per request) but never refuses.
-  RATE_LIMIT_MAX: '100000000',
-  EVENTS_RATE_LIMIT_MAX: '100000000',
-}
+const serviceEnv = serviceEnvFor(
+  process.env,
+  { schema, redisUrl },
+  { EVENTS_TOPIC: topic, EVENTS_TOPIC_PARTITIONS: String(PARTITIONS), EVENTS_RATE_LIMIT_MAX: NEVER_REFUSED_LIMIT },
+)
 const serviceConfig = loadConfig(serviceEnv)
 
-// ---------------------------------------------------------------------------------------
-// Failure: any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
-
-const failure = Promise.withResolvers<never>()
-failure.promise.catch(() => {})
-let failed: Error | undefined
-let stopLoad: (() => void) | undefined
-function fail(err: Error): void {
-  if (failed) return
-  failed = err
-  stopLoad?.()
-  failure.reject(err)
-}
-/** `promise`, unless the run fails first. */
-const guard = <T>(promise: Promise<T>): Promise<T> => Promise.race([promise, failure.promise])
-process.once('SIGINT', () => fail(new Error('interrupted')))
-
-// ---------------------------------------------------------------------------------------
-// Child processes.
-
-interface Child {
-  name: string
-  process: ChildProcess
-  exited: Promise<unknown>
-  stopping: boolean
-  /** The last lines it printed, for a failure report. */
-  tail: string[]
-  stdout: string
-}
-
-const children: Child[] = []
-
-function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): Child {
-  const proc = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const child: Child = { name, process: proc, exited: once(proc, 'exit'), stopping: false, tail: [], stdout: '' }
-  const keep = (text: string) => {
-    child.tail.push(...text.split('\n').filter((line) => line !== ''))
-    child.tail.splice(0, Math.max(0, child.tail.length - 40))
-  }
-  proc.stdout.setEncoding('utf8').on('data', (text: string) => {
-    child.stdout += text
-    keep(text)
-  })
-  proc.stderr.setEncoding('utf8').on('data', keep)
-  proc.on('exit', (code, signal) => {
-    if (!child.stopping) fail(new Error(`${name} exited (${code ?? signal}) during the run:\n${child.tail.join('\n')}`))
-  })
-  children.push(child)
-  return child
-}
-
-/** Resolves with the first match of `pattern` in the child's stdout. */
-async function waitForOutput(child: Child, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const match = pattern.exec(child.stdout)
-    if (match) return match
-    if (Date.now() > deadline) throw new Error(`${child.name} printed nothing matching ${pattern} in ${timeoutMs} ms`)
-    await guard(sleep(20))
-  }
-}
-
-/** SIGTERM, then SIGKILL after 15 s. */
-async function stopChild(child: Child): Promise<void> {
-  child.stopping = true
-  if (child.process.exitCode !== null || child.process.signalCode !== null) return
-  child.process.kill('SIGTERM')
-  const timer = setTimeout(() => child.process.kill('SIGKILL'), 15_000)
-  await child.exited
-  clearTimeout(timer)
-}
+// Any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
+const failure = createFailure()
+const { guard } = failure
+const processes = createProcesses(failure)
 
 /** Runs `bourse <args>` to the end. */
 async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -164,33 +119,6 @@ async function runCli(args: string[]): Promise<{ code: number | null; stdout: st
   proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
   const [code] = (await once(proc, 'exit')) as [number | null]
   return { code, stdout, stderr }
-}
-
-// ---------------------------------------------------------------------------------------
-// Statistics.
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
-const round1 = (n: number) => Math.round(n * 10) / 10
-
-/** Clock ticks per second of /proc times. */
-const clockTicks = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
-  } catch {
-    return 100
-  }
-})()
-
-/** CPU time (user + system, ms) a process has used, from /proc; undefined where there is none. */
-function cpuMs(pid: number | undefined): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // After "pid (name) ", utime and stime are the 12th and 13th fields.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks
-  } catch {
-    return undefined
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -221,64 +149,29 @@ function batchBody(): string {
   return JSON.stringify(events)
 }
 
-interface LoadRound {
-  requestsPerSecond: number
+/** A round of the intake or of the empty route, with the events it carried (BATCH per request). */
+interface IntakeRound extends LoadRound {
   eventsPerSecond: number
-  p50Ms: number
-  p99Ms: number
-  requests: number
-  /** CPU time of the server process per answered request (µs); null without /proc. */
-  serverCpuUsPerRequest: number | null
 }
 
-async function load(url: string, server: Child, headers: Record<string, string>, body: string, seconds: number): Promise<LoadRound> {
-  const cpuBefore = cpuMs(server.process.pid)
-  const result = await guard(
-    new Promise<autocannon.Result>((resolve, reject) => {
-      const instance = autocannon(
-        { url, method: 'POST', headers, body, connections: CONNECTIONS, pipelining: 1, duration: seconds },
-        (err: unknown, res) => (err ? reject(err as Error) : resolve(res)),
-      )
-      stopLoad = () => instance.stop()
-    }),
-  )
-  stopLoad = undefined
-  const cpuAfter = cpuMs(server.process.pid)
-  const bad = result.non2xx + result.errors + result.timeouts
-  if (bad > 0 || result['2xx'] === 0) {
-    throw new Error(
-      `${url}: ${result['2xx']} answers 2xx, ${result.non2xx} not (4xx ${result['4xx']}, 5xx ${result['5xx']}), ` +
-        `${result.errors} errors, ${result.timeouts} timeouts`,
-    )
-  }
-  return {
-    requestsPerSecond: result.requests.average,
-    eventsPerSecond: result.requests.average * BATCH,
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    requests: result['2xx'],
-    serverCpuUsPerRequest:
-      cpuBefore === undefined || cpuAfter === undefined ? null : Math.round(((cpuAfter - cpuBefore) * 1000) / result['2xx']),
-  }
+/** One round of `body` POSTed to `url`, served by `server`. */
+async function load(url: string, server: Child, headers: Record<string, string>, body: string, seconds: number): Promise<IntakeRound> {
+  const { requestsPerSecond, ...rest } = await loadRound({ url, server, headers, body, connections: CONNECTIONS, seconds }, failure)
+  // eventsPerSecond right after requestsPerSecond, where the JSON has always had it.
+  return { requestsPerSecond, eventsPerSecond: requestsPerSecond * BATCH, ...rest }
 }
 
 /** A round with whole rates, for the JSON. */
-const rounded = (r: LoadRound): LoadRound => ({
+const rounded = (r: IntakeRound): IntakeRound => ({
   ...r,
   requestsPerSecond: Math.round(r.requestsPerSecond),
   eventsPerSecond: Math.round(r.eventsPerSecond),
 })
 
-function summarize(rounds: LoadRound[]) {
-  return {
-    requestsPerSecond: Math.round(median(rounds.map((r) => r.requestsPerSecond))),
-    eventsPerSecond: Math.round(median(rounds.map((r) => r.eventsPerSecond))),
-    p50Ms: median(rounds.map((r) => r.p50Ms)),
-    p99Ms: median(rounds.map((r) => r.p99Ms)),
-    serverCpuUsPerRequest: rounds.some((r) => r.serverCpuUsPerRequest === null)
-      ? null
-      : median(rounds.map((r) => r.serverCpuUsPerRequest!)),
-  }
+/** The rounds' medians, events/s among them. */
+function summarizeIntake(rounds: IntakeRound[]) {
+  const { requestsPerSecond, ...rest } = summarize(rounds)
+  return { requestsPerSecond, eventsPerSecond: Math.round(median(rounds.map((r) => r.eventsPerSecond))), ...rest }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -329,8 +222,7 @@ const db = createDb({ url: config.DATABASE_URL, schema, max: 2, log })
 const redis = createRedis(redisUrl, log, 'bench')
 
 try {
-  await redis.flushdb()
-  await migrateToLatest(db, schema)
+  await prepareNamespace(db, redis, schema)
 
   // The application's token, as an operator gets it.
   let token: string
@@ -342,10 +234,10 @@ try {
     token = (await createApp(db, `bench-${suffix}`)).token
   }
 
-  const api = startChild('bourse api', [...profileFlags, 'src/cli.ts', 'api', '--port', '0'], serviceEnv)
-  const empty = startChild('empty server', ['bench/empty-server.ts'], process.env)
-  const apiUrl = (await waitForOutput(api, /api listening on (http:\/\/\S+)/))[1]!
-  const emptyUrl = (await waitForOutput(empty, /listening on (http:\/\/\S+)/))[1]!
+  const api = startApi(processes, serviceEnv, profileFlags)
+  const empty = startEmptyServer(processes)
+  const apiUrl = await processes.waitForUrl(api, API_LISTENING)
+  const emptyUrl = await processes.waitForUrl(empty, EMPTY_LISTENING)
 
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` }
   const body = batchBody()
@@ -355,8 +247,7 @@ try {
   if (probe.status !== 202 || (JSON.parse(probeBody) as { accepted?: number }).accepted !== BATCH) {
     throw new Error(`intake probe: ${probe.status} ${probeBody}`)
   }
-  const limit = probe.headers.get('x-ratelimit-limit')
-  if (limit !== serviceConfig.EVENTS_RATE_LIMIT_MAX.toString()) throw new Error(`rate limit not on (x-ratelimit-limit: ${limit})`)
+  assertRateLimitOn(probe, serviceConfig.EVENTS_RATE_LIMIT_MAX)
 
   process.stdout.write(
     `A. intake (${BATCH} events per request, ${Buffer.byteLength(body)} bytes) vs empty Fastify: ${CONNECTIONS} connections, ` +
@@ -365,32 +256,24 @@ try {
   // The empty server has one route, POST /api/buy-stock; it parses any JSON body.
   const emptyRoute = `${emptyUrl}/api/buy-stock`
   const intakeRoute = `${apiUrl}/api/events`
-  await load(emptyRoute, empty, headers, body, WARMUP_SECONDS)
+  const { warmup, baselineRounds, subjectRounds: intakeRounds } = await alternateRounds(
+    (seconds) => load(emptyRoute, empty, headers, body, seconds),
+    (seconds) => load(intakeRoute, api, headers, body, seconds),
+    { rounds: ROUNDS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS },
+    (round, b, a) =>
+      process.stdout.write(
+        `round ${round}: empty ${b.requestsPerSecond.toFixed(0)} req/s ${roundDetails(b)}, intake ` +
+          `${a.requestsPerSecond.toFixed(0)} req/s = ${a.eventsPerSecond.toFixed(0)} events/s ${roundDetails(a)}, ` +
+          `ratio ${(a.requestsPerSecond / b.requestsPerSecond).toFixed(2)}\n`,
+      ),
+  )
   // Every 202 (the probe's too): the topic must hold at least these events.
-  let answered = 1 + (await load(intakeRoute, api, headers, body, WARMUP_SECONDS)).requests
-  const baselineRounds: LoadRound[] = []
-  const intakeRounds: LoadRound[] = []
-  for (let round = 1; round <= ROUNDS; round++) {
-    baselineRounds.push(await load(emptyRoute, empty, headers, body, SECONDS))
-    intakeRounds.push(await load(intakeRoute, api, headers, body, SECONDS))
-    answered += intakeRounds.at(-1)!.requests
-    const [b, a] = [baselineRounds.at(-1)!, intakeRounds.at(-1)!]
-    process.stdout.write(
-      `round ${round}: empty ${b.requestsPerSecond.toFixed(0)} req/s (p50 ${b.p50Ms} ms, p99 ${b.p99Ms} ms, ` +
-        `${b.serverCpuUsPerRequest ?? '?'} µs CPU/req), intake ${a.requestsPerSecond.toFixed(0)} req/s = ` +
-        `${a.eventsPerSecond.toFixed(0)} events/s (p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, ` +
-        `${a.serverCpuUsPerRequest ?? '?'} µs CPU/req), ratio ${(a.requestsPerSecond / b.requestsPerSecond).toFixed(2)}\n`,
-    )
-  }
+  const answered = 1 + warmup.subject.requests + intakeRounds.reduce((sum, r) => sum + r.requests, 0)
   await stopChild(empty)
   await stopChild(api)
-  const baseline = summarize(baselineRounds)
-  const intake = summarize(intakeRounds)
-  const ratio = intake.requestsPerSecond / baseline.requestsPerSecond
-  const cpuRatio =
-    baseline.serverCpuUsPerRequest && intake.serverCpuUsPerRequest
-      ? baseline.serverCpuUsPerRequest / intake.serverCpuUsPerRequest
-      : null
+  const baseline = summarizeIntake(baselineRounds)
+  const intake = summarizeIntake(intakeRounds)
+  const { ratio, cpuRatio } = compareSummaries(baseline, intake)
 
   // B. Everything the intake accepted, stored by the worker.
   // One message per request (version 2: the request's events; the body is far under the
@@ -404,7 +287,7 @@ try {
   // Messages/s, as events/s (BATCH events per message), to compare with the worker.
   const rawBefore = BATCH * (await guard(rawConsume(1, messages)))
   const workerStarted = performance.now()
-  const worker = startChild('bourse events-worker', [...profileFlags, 'src/cli.ts', 'events-worker', '--group', workerGroup], serviceEnv)
+  const worker = processes.start('bourse events-worker', ['src/cli.ts', 'events-worker', '--group', workerGroup], serviceEnv, profileFlags)
   let firstRowAt: number | undefined
   let stored = 0
   for (let deadline = Date.now() + WORKER_TIMEOUT_S * 1000; ; await guard(sleep(250))) {
@@ -430,11 +313,10 @@ try {
   const workerRate = total / ((workerDone - workerStarted) / 1000)
   const workerSteadyRate = firstRowAt === undefined ? workerRate : total / ((workerDone - firstRowAt) / 1000)
 
-  const rows: Array<[string, string]> = [
-    ['connections / rounds / seconds per round', `${CONNECTIONS} / ${ROUNDS} / ${SECONDS}`],
+  const rows: Row[] = [
+    settingsRow(CONNECTIONS, ROUNDS, SECONDS),
     ['events per request / body bytes', `${BATCH} / ${Buffer.byteLength(body)}`],
-    ['empty Fastify, baseline, median (req/s)', String(baseline.requestsPerSecond)],
-    ['empty Fastify p50 / p99, median (ms)', `${baseline.p50Ms} / ${baseline.p99Ms}`],
+    ...baselineRows(baseline),
     ['intake, durable acks, median (req/s)', String(intake.requestsPerSecond)],
     ['intake, durable acks, median (events/s)', String(intake.eventsPerSecond)],
     ['intake p50 / p99, median (ms)', `${intake.p50Ms} / ${intake.p99Ms}`],
@@ -443,11 +325,7 @@ try {
       `intake events/s / seed target ${SEED_TARGET_EVENTS_PER_SECOND}`,
       (intake.eventsPerSecond / SEED_TARGET_EVENTS_PER_SECOND).toFixed(0),
     ],
-    [
-      'server CPU per request, empty / intake (µs)',
-      `${baseline.serverCpuUsPerRequest ?? '?'} / ${intake.serverCpuUsPerRequest ?? '?'}`,
-    ],
-    ['empty / intake CPU per request (ratio on a core each)', cpuRatio?.toFixed(2) ?? '?'],
+    ...cpuRows('intake', baseline, intake, cpuRatio),
     ['events acknowledged (202) / in the topic', `${answered * BATCH} / ${total}`],
     ['events stored: events + errors', `${counts.events} + ${counts.errors}`],
     ['raw consume, baseline, before / after (msg/s x events per msg)', `${Math.round(rawBefore)} / ${Math.round(rawAfter)}`],
@@ -456,8 +334,7 @@ try {
     ['worker (first to last row) / raw consume', (workerSteadyRate / rawRate).toFixed(2)],
     ['worker start to last row (s)', ((workerDone - workerStarted) / 1000).toFixed(1)],
   ]
-  const width = Math.max(...rows.map(([k]) => k.length))
-  process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n`)
+  printTable(rows)
   const result = {
     benchmark: 'events',
     date: new Date().toISOString(),
@@ -474,7 +351,7 @@ try {
     intake: {
       baselineRounds: baselineRounds.map(rounded),
       intakeRounds: intakeRounds.map(rounded),
-      roundRatios: intakeRounds.map((r, i) => Number((r.requestsPerSecond / baselineRounds[i]!.requestsPerSecond).toFixed(3))),
+      roundRatios: roundRatios(intakeRounds, baselineRounds),
       baseline,
       intake,
       ratio: Number(ratio.toFixed(3)),
@@ -497,40 +374,20 @@ try {
       ratioToRawConsume: Number((workerSteadyRate / rawRate).toFixed(3)),
     },
   }
-  await writeFile(new URL('./results/events.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
-  process.stdout.write('\nwritten to bench/results/events.json\n')
+  await writeResult('events', result)
 } catch (err) {
   process.exitCode = 1
   throw err
 } finally {
-  // Each step on its own: one failing does not keep the others from cleaning up.
-  const steps: Array<[string, () => Promise<unknown>]> = [
-    ['processes', () => Promise.all(children.map(stopChild))],
-    ['schema', () => sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db)],
-    ['postgres', () => closeDb(db)],
-    [
-      'kafka',
-      async () => {
-        const admin = createAdmin(kafka)
-        try {
-          const mine = (await admin.listTopics()).filter((t) => t === topic || t.startsWith(`${topic}.`))
-          if (mine.length > 0) await admin.deleteTopics({ topics: mine })
-          const groups = await admin.listGroups()
-          const ours = [workerGroup, `bench-events-offsets-${suffix}`, ...rawGroups].filter((g) => groups.has(g))
-          if (ours.length > 0) await admin.deleteGroups({ groups: ours })
-        } finally {
-          await admin.close()
-        }
-      },
-    ],
-    ['redis', () => redis.flushdb()],
-    ['redis connection', () => closeRedis(redis)],
-  ]
-  for (const [step, run] of steps) {
-    try {
-      await run()
-    } catch (err) {
-      process.stderr.write(`cleanup of ${step} failed: ${(err as Error).message}\n`)
-    }
-  }
+  await runCleanup([
+    ['processes', () => processes.stopAll()],
+    ...namespaceCleanup({
+      db,
+      schema,
+      kafka,
+      topic,
+      groups: [workerGroup, `bench-events-offsets-${suffix}`, ...rawGroups],
+      redis,
+    }),
+  ])
 }

@@ -5,7 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
-import { type Authenticate, hashApiToken, type Principal, type TokenAuthenticator } from '../auth/index.ts'
+import { createCachedAuthenticator, hashApiToken, type TokenAuthenticator } from '../auth/index.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { AppRow } from '../platform/db/schema.ts'
 import { BadRequest, Conflict } from '../platform/http/errors.ts'
@@ -135,38 +135,15 @@ export interface AppAuthenticatorOptions {
  * hash, concurrent lookups of one token share a query, and a failed lookup is forgotten.
  */
 export function createAppAuthenticator(db: Db, options: AppAuthenticatorOptions): TokenAuthenticator {
-  const { cacheMs } = options
-  const maxEntries = options.maxEntries ?? 10_000
-  const now = options.now ?? Date.now
-  const cache = new Map<string, { expiresAt: number; result: Promise<Principal | undefined> }>()
-
-  const lookup = async (tokenHash: string): Promise<Principal | undefined> => {
-    const app = await findActiveAppByHash(db, tokenHash)
-    return app && { tokenId: app.id, userId: null, admin: false, appId: app.id }
-  }
-
-  const authenticate: Authenticate = (token) => {
-    // Only the shape of an application token can be one: no query for user tokens or junk.
-    if (!isAppTokenFormat(token)) return Promise.resolve(undefined)
-    const tokenHash = hashApiToken(token)
-    if (cacheMs <= 0) return lookup(tokenHash)
-    const at = now()
-    const cached = cache.get(tokenHash)
-    if (cached && cached.expiresAt > at) return cached.result
-    // Deleting before setting moves the entry to the end, so the first key is the oldest.
-    cache.delete(tokenHash)
-    const entry = { expiresAt: at + cacheMs, result: lookup(tokenHash) }
-    cache.set(tokenHash, entry)
-    while (cache.size > maxEntries) {
-      const oldest = cache.keys().next().value
-      if (oldest === undefined) break
-      cache.delete(oldest)
-    }
-    // A failed lookup must not be remembered: the next request asks again.
-    entry.result.catch(() => {
-      if (cache.get(tokenHash) === entry) cache.delete(tokenHash)
-    })
-    return entry.result
-  }
-  return Object.assign(authenticate, { clear: () => cache.clear() })
+  return createCachedAuthenticator(
+    {
+      // Only the shape of an application token can be one: no query for user tokens or junk.
+      accepts: isAppTokenFormat,
+      async lookup(tokenHash) {
+        const app = await findActiveAppByHash(db, tokenHash)
+        return app && { tokenId: app.id, userId: null, admin: false, appId: app.id }
+      },
+    },
+    options,
+  )
 }

@@ -1,0 +1,419 @@
+/**
+ * What `bench/api.bench.ts` and `bench/events.bench.ts` share: the run's namespaces and
+ * the services' environment, the failure that ends a run, the service processes, the
+ * autocannon rounds against the empty Fastify baseline and their statistics, the printed
+ * table, the results file, and the cleanup. Everything a function needs is passed in.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { loadavg } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { sql } from 'kysely'
+import { closeDb, type Db, migrateToLatest } from '../src/platform/db/index.ts'
+import { createAdmin, type KafkaSettings } from '../src/platform/kafka.ts'
+import { closeRedis, type Redis } from '../src/platform/redis.ts'
+
+/** The repository's root, where the service processes run. */
+export const repoRoot = fileURLToPath(new URL('../', import.meta.url))
+
+// ---------------------------------------------------------------------------------------
+// Namespaces and the services' environment.
+
+/** A rate limit too high to trigger: the limiter stays on (a Redis counter per request) but never refuses. */
+export const NEVER_REFUSED_LIMIT = '100000000'
+
+/** A random suffix naming this run's schema, topic and consumer groups. */
+export const runSuffix = (): string => randomBytes(5).toString('hex')
+
+/** `redisUrl` pointing at database `db` instead of its own. */
+export const redisDbUrl = (redisUrl: string, db: number): string => `${redisUrl.replace(/\/\d*$/, '')}/${db}`
+
+/** The environment of every service process: `base`, this run's namespaces, quiet logs, a limit never reached, then `extra`. */
+export function serviceEnvFor(
+  base: NodeJS.ProcessEnv,
+  namespace: { schema: string; redisUrl: string },
+  extra: Record<string, string>,
+): NodeJS.ProcessEnv {
+  return {
+    ...base,
+    DATABASE_SCHEMA: namespace.schema,
+    REDIS_URL: namespace.redisUrl,
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_MAX: NEVER_REFUSED_LIMIT,
+    ...extra,
+  }
+}
+
+/** Empties the run's Redis database and creates its schema, migrated. */
+export async function prepareNamespace(db: Db, redis: Redis, schema: string): Promise<void> {
+  await redis.flushdb()
+  await migrateToLatest(db, schema)
+}
+
+/** Node flags that make a process write a V8 CPU profile into `dir` when it stops; none without `dir`. */
+export const cpuProfileFlags = (dir: string | undefined): string[] => (dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [])
+
+// ---------------------------------------------------------------------------------------
+// Failure: any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
+
+export interface Failure {
+  /** The error that ended the run, if one did. */
+  failed: Error | undefined
+  /** Stops the load round in progress; set while one runs. */
+  stopLoad: (() => void) | undefined
+  /** Ends the run with `err` (the first one wins) and stops any load in progress. */
+  fail(err: Error): void
+  /** `promise`, unless the run fails first. */
+  guard<T>(promise: Promise<T>): Promise<T>
+}
+
+/** The run's failure, also on Ctrl-C. */
+export function createFailure(): Failure {
+  const failure = Promise.withResolvers<never>()
+  failure.promise.catch(() => {})
+  const state: Failure = {
+    failed: undefined,
+    stopLoad: undefined,
+    fail(err) {
+      if (state.failed) return
+      state.failed = err
+      state.stopLoad?.()
+      failure.reject(err)
+    },
+    guard: (promise) => Promise.race([promise, failure.promise]),
+  }
+  process.once('SIGINT', () => state.fail(new Error('interrupted')))
+  return state
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes.
+
+export interface Child {
+  name: string
+  process: ChildProcess
+  exited: Promise<unknown>
+  stopping: boolean
+  /** The last lines it printed, for a failure report. */
+  tail: string[]
+  stdout: string
+}
+
+/** What `bourse api` prints once it listens; the URL is the first group. */
+export const API_LISTENING = /api listening on (http:\/\/\S+)/
+/** What `bench/empty-server.ts` prints once it listens; the URL is the first group. */
+export const EMPTY_LISTENING = /listening on (http:\/\/\S+)/
+
+export interface Processes {
+  /** Starts `node [nodeFlags] args` in the repository; its exiting unasked fails the run. */
+  start(name: string, args: string[], env: NodeJS.ProcessEnv, nodeFlags?: string[]): Child
+  /** Resolves with the first group of the first match of `pattern` in the child's stdout. */
+  waitForUrl(child: Child, pattern: RegExp, timeoutMs?: number): Promise<string>
+  /** Stops every process started. */
+  stopAll(): Promise<unknown>
+}
+
+/** The run's child processes, reporting to `failure`. */
+export function createProcesses(failure: Pick<Failure, 'fail' | 'guard'>): Processes {
+  const children: Child[] = []
+  return {
+    start(name, args, env, nodeFlags = []) {
+      const proc = spawn(process.execPath, [...nodeFlags, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
+      const child: Child = { name, process: proc, exited: once(proc, 'exit'), stopping: false, tail: [], stdout: '' }
+      const keep = (text: string) => {
+        child.tail.push(...text.split('\n').filter((line) => line !== ''))
+        child.tail.splice(0, Math.max(0, child.tail.length - 40))
+      }
+      proc.stdout.setEncoding('utf8').on('data', (text: string) => {
+        child.stdout += text
+        keep(text)
+      })
+      proc.stderr.setEncoding('utf8').on('data', keep)
+      proc.on('exit', (code, signal) => {
+        if (!child.stopping) failure.fail(new Error(`${name} exited (${code ?? signal}) during the run:\n${child.tail.join('\n')}`))
+      })
+      children.push(child)
+      return child
+    },
+    async waitForUrl(child, pattern, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const match = pattern.exec(child.stdout)
+        if (match) return match[1]!
+        if (Date.now() > deadline) throw new Error(`${child.name} printed nothing matching ${pattern} in ${timeoutMs} ms`)
+        await failure.guard(sleep(20))
+      }
+    },
+    stopAll: () => Promise.all(children.map(stopChild)),
+  }
+}
+
+/** Starts `bourse api` on a free port. */
+export const startApi = (processes: Processes, env: NodeJS.ProcessEnv, nodeFlags: string[] = []): Child =>
+  processes.start('bourse api', ['src/cli.ts', 'api', '--port', '0'], env, nodeFlags)
+
+/** Starts the empty Fastify baseline, `bench/empty-server.ts`, on a free port. */
+export const startEmptyServer = (processes: Processes): Child =>
+  processes.start('empty server', ['bench/empty-server.ts'], process.env)
+
+/** SIGTERM, then SIGKILL after 15 s. */
+export async function stopChild(child: Child): Promise<void> {
+  child.stopping = true
+  if (child.process.exitCode !== null || child.process.signalCode !== null) return
+  child.process.kill('SIGTERM')
+  const timer = setTimeout(() => child.process.kill('SIGKILL'), 15_000)
+  await child.exited
+  clearTimeout(timer)
+}
+
+/** Throws unless the response says the rate limit is on with `expected` as its limit. */
+export function assertRateLimitOn(response: Response, expected: number): void {
+  const limit = response.headers.get('x-ratelimit-limit')
+  if (limit !== expected.toString()) throw new Error(`rate limit not on (x-ratelimit-limit: ${limit})`)
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics.
+
+/** The middle value (the upper one of an even count). */
+export const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+/** Nearest-rank percentile of ascending `sorted`. */
+export const percentile = (sorted: number[], q: number): number => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!
+/** Rounded to one decimal. */
+export const round1 = (n: number): number => Math.round(n * 10) / 10
+
+/** Clock ticks per second of /proc times. */
+const clockTicks = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+  } catch {
+    return 100
+  }
+})()
+
+/** CPU time (user + system, ms) a process has used, from /proc; undefined where there is none. */
+export function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // After "pid (name) ", utime and stime are the 12th and 13th fields.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks
+  } catch {
+    return undefined
+  }
+}
+
+/** The machine's 1-minute load average: how much other work moved the numbers. */
+export const loadAverage1m = (): number => loadavg()[0]!
+
+// ---------------------------------------------------------------------------------------
+// Load rounds against the empty route.
+
+export interface LoadRound {
+  requestsPerSecond: number
+  p50Ms: number
+  p99Ms: number
+  requests: number
+  /** CPU time of the server process per answered request (µs); null without /proc. */
+  serverCpuUsPerRequest: number | null
+}
+
+export interface LoadTarget {
+  url: string
+  /** The process serving `url`, whose CPU time is measured. */
+  server: Child
+  headers: Record<string, string>
+  body: string
+  connections: number
+  seconds: number
+}
+
+/** One autocannon round of POSTs to the target; throws unless every answer was 2xx. */
+export async function loadRound(target: LoadTarget, failure: Failure): Promise<LoadRound> {
+  const { url, server, headers, body, connections, seconds } = target
+  const cpuBefore = cpuMs(server.process.pid)
+  const result = await failure.guard(
+    new Promise<autocannon.Result>((resolve, reject) => {
+      const instance = autocannon(
+        { url, method: 'POST', headers, body, connections, pipelining: 1, duration: seconds },
+        (err: unknown, res) => (err ? reject(err as Error) : resolve(res)),
+      )
+      failure.stopLoad = () => instance.stop()
+    }),
+  )
+  failure.stopLoad = undefined
+  const cpuAfter = cpuMs(server.process.pid)
+  const bad = result.non2xx + result.errors + result.timeouts
+  if (bad > 0 || result['2xx'] === 0) {
+    throw new Error(
+      `${url}: ${result['2xx']} answers 2xx, ${result.non2xx} not (4xx ${result['4xx']}, 5xx ${result['5xx']}), ` +
+        `${result.errors} errors, ${result.timeouts} timeouts`,
+    )
+  }
+  return {
+    requestsPerSecond: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    requests: result['2xx'],
+    serverCpuUsPerRequest:
+      cpuBefore === undefined || cpuAfter === undefined ? null : Math.round(((cpuAfter - cpuBefore) * 1000) / result['2xx']),
+  }
+}
+
+export interface Alternation<T> {
+  /** The warm-up rounds, not compared. */
+  warmup: { baseline: T; subject: T }
+  baselineRounds: T[]
+  subjectRounds: T[]
+}
+
+/** Warms up the baseline then the subject, then runs `rounds` pairs of rounds, baseline first, each pair passed to `onRound`. */
+export async function alternateRounds<T extends LoadRound>(
+  baseline: (seconds: number) => Promise<T>,
+  subject: (seconds: number) => Promise<T>,
+  options: { rounds: number; seconds: number; warmupSeconds: number },
+  onRound: (round: number, baseline: T, subject: T) => void,
+): Promise<Alternation<T>> {
+  const warmup = { baseline: await baseline(options.warmupSeconds), subject: await subject(options.warmupSeconds) }
+  const baselineRounds: T[] = []
+  const subjectRounds: T[] = []
+  for (let round = 1; round <= options.rounds; round++) {
+    baselineRounds.push(await baseline(options.seconds))
+    subjectRounds.push(await subject(options.seconds))
+    onRound(round, baselineRounds.at(-1)!, subjectRounds.at(-1)!)
+  }
+  return { warmup, baselineRounds, subjectRounds }
+}
+
+/** A round's latencies and server CPU, as a progress line shows them. */
+export const roundDetails = (r: LoadRound): string =>
+  `(p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.serverCpuUsPerRequest ?? '?'} µs CPU/req)`
+
+export interface Summary {
+  requestsPerSecond: number
+  p50Ms: number
+  p99Ms: number
+  serverCpuUsPerRequest: number | null
+}
+
+/** The medians of the rounds (req/s whole; CPU null if any round lacks it). */
+export function summarize(rounds: LoadRound[]): Summary {
+  return {
+    requestsPerSecond: Math.round(median(rounds.map((r) => r.requestsPerSecond))),
+    p50Ms: median(rounds.map((r) => r.p50Ms)),
+    p99Ms: median(rounds.map((r) => r.p99Ms)),
+    serverCpuUsPerRequest: rounds.some((r) => r.serverCpuUsPerRequest === null)
+      ? null
+      : median(rounds.map((r) => r.serverCpuUsPerRequest!)),
+  }
+}
+
+/**
+ * The subject's req/s over the baseline's, and the baseline's CPU per request over the
+ * subject's: what the ratio would be if each server had a core of its own (null without it).
+ */
+export function compareSummaries(baseline: Summary, subject: Summary): { ratio: number; cpuRatio: number | null } {
+  const ratio = subject.requestsPerSecond / baseline.requestsPerSecond
+  const cpuRatio =
+    baseline.serverCpuUsPerRequest && subject.serverCpuUsPerRequest
+      ? baseline.serverCpuUsPerRequest / subject.serverCpuUsPerRequest
+      : null
+  return { ratio, cpuRatio }
+}
+
+/** Each round's subject req/s over its baseline's, to three decimals. */
+export const roundRatios = (subjectRounds: LoadRound[], baselineRounds: LoadRound[]): number[] =>
+  subjectRounds.map((r, i) => Number((r.requestsPerSecond / baselineRounds[i]!.requestsPerSecond).toFixed(3)))
+
+// ---------------------------------------------------------------------------------------
+// Output.
+
+/** A line of the printed table: what, and its value. */
+export type Row = [string, string]
+
+/** The table row of the round settings. */
+export const settingsRow = (connections: number, rounds: number, seconds: number): Row => [
+  'connections / rounds / seconds per round',
+  `${connections} / ${rounds} / ${seconds}`,
+]
+
+/** The table rows of the empty Fastify baseline. */
+export const baselineRows = (baseline: Summary): Row[] => [
+  ['empty Fastify, baseline, median (req/s)', String(baseline.requestsPerSecond)],
+  ['empty Fastify p50 / p99, median (ms)', `${baseline.p50Ms} / ${baseline.p99Ms}`],
+]
+
+/** The table rows comparing the CPU per request of the baseline and of the subject, called `name`. */
+export const cpuRows = (name: string, baseline: Summary, subject: Summary, cpuRatio: number | null): Row[] => [
+  [
+    `server CPU per request, empty / ${name} (µs)`,
+    `${baseline.serverCpuUsPerRequest ?? '?'} / ${subject.serverCpuUsPerRequest ?? '?'}`,
+  ],
+  [`empty / ${name} CPU per request (ratio on a core each)`, cpuRatio?.toFixed(2) ?? '?'],
+]
+
+/** Prints the rows as two aligned columns, after a blank line. */
+export function printTable(rows: Row[]): void {
+  const width = Math.max(...rows.map(([k]) => k.length))
+  process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n`)
+}
+
+/** Writes `result` to bench/results/<name>.json and says so. */
+export async function writeResult(name: string, result: object): Promise<void> {
+  await writeFile(new URL(`./results/${name}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
+  process.stdout.write(`\nwritten to bench/results/${name}.json\n`)
+}
+
+// ---------------------------------------------------------------------------------------
+// Cleanup.
+
+/** One cleanup step: what it cleans, and how. */
+export type CleanupStep = [string, () => Promise<unknown>]
+
+/** Removes the run's namespaces (schema, topic and its dead-letter topics, `groups`, Redis database) and closes the connections. */
+export function namespaceCleanup(ns: {
+  db: Db
+  schema: string
+  kafka: KafkaSettings
+  topic: string
+  groups: string[]
+  redis: Redis
+}): CleanupStep[] {
+  return [
+    ['schema', () => sql`drop schema if exists ${sql.id(ns.schema)} cascade`.execute(ns.db)],
+    ['postgres', () => closeDb(ns.db)],
+    [
+      'kafka',
+      async () => {
+        const admin = createAdmin(ns.kafka)
+        try {
+          const mine = (await admin.listTopics()).filter((t) => t === ns.topic || t.startsWith(`${ns.topic}.`))
+          if (mine.length > 0) await admin.deleteTopics({ topics: mine })
+          const groups = await admin.listGroups()
+          const ours = ns.groups.filter((g) => groups.has(g))
+          if (ours.length > 0) await admin.deleteGroups({ groups: ours })
+        } finally {
+          await admin.close()
+        }
+      },
+    ],
+    ['redis', () => ns.redis.flushdb()],
+    ['redis connection', () => closeRedis(ns.redis)],
+  ]
+}
+
+/** Runs each step on its own: one failing (reported on stderr) does not keep the others from cleaning up. */
+export async function runCleanup(steps: CleanupStep[]): Promise<void> {
+  for (const [step, run] of steps) {
+    try {
+      await run()
+    } catch (err) {
+      process.stderr.write(`cleanup of ${step} failed: ${(err as Error).message}\n`)
+    }
+  }
+}
