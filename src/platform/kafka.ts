@@ -117,3 +117,30 @@ export async function partitionBounds(
   const starts = earliest.get(topic) ?? []
   return ends.map((end, partition) => ({ partition, start: starts[partition] ?? 0n, end }))
 }
+
+/** What a consuming service opens: an admin client, a producer (dead letters) and its group consumer. */
+export interface ConsumerServiceClients {
+  admin: Admin
+  producer: StringProducer
+  consumer: StringConsumer
+}
+
+/**
+ * Opens the Kafka clients of a consuming service and registers their close steps
+ * (consumer last opened, first closed), so a service registering its running work after
+ * this call has that work finish before the clients close.
+ */
+export function openConsumerServiceClients(
+  settings: KafkaSettings,
+  group: string,
+  instanceId: string | undefined,
+  lifecycle: { onClose(name: string, close: () => unknown): void },
+): ConsumerServiceClients {
+  const admin = createAdmin(settings)
+  lifecycle.onClose('kafka admin', () => admin.close())
+  const producer = createProducer(settings)
+  lifecycle.onClose('kafka producer', () => producer.close())
+  const consumer = createConsumer(settings, group, instanceId === undefined ? {} : { instanceId })
+  lifecycle.onClose('kafka consumer', () => consumer.close(true))
+  return { admin, producer, consumer }
+}

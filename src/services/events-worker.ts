@@ -2,7 +2,7 @@
 import { createEventsWorker } from '../events/events.consumer.ts'
 import { kafkaBrokers } from '../platform/config.ts'
 import { closeDb, createDb, migrateToLatest } from '../platform/db/index.ts'
-import { createAdmin, createConsumer, createProducer, ensureTopic } from '../platform/kafka.ts'
+import { ensureTopic, openConsumerServiceClients } from '../platform/kafka.ts'
 import { createServiceContext, intOption, parseCommand, runCommand } from './context.ts'
 
 const spec = {
@@ -41,13 +41,7 @@ export function run(argv: string[]): Promise<number> {
     // and commits first, then the connections it used are closed.
     const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: 4, log })
     lifecycle.onClose('postgres', () => closeDb(db))
-    const admin = createAdmin(settings)
-    lifecycle.onClose('kafka admin', () => admin.close())
-    const producer = createProducer(settings)
-    lifecycle.onClose('kafka producer', () => producer.close())
-    const instanceId = args.values['instance-id']
-    const consumer = createConsumer(settings, args.values.group, instanceId === undefined ? {} : { instanceId })
-    lifecycle.onClose('kafka consumer', () => consumer.close(true))
+    const { admin, producer, consumer } = openConsumerServiceClients(settings, args.values.group, args.values['instance-id'], lifecycle)
 
     try {
       await migrateToLatest(db, config.DATABASE_SCHEMA)

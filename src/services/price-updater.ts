@@ -2,7 +2,7 @@
 import { createPriceUpdater } from '../market/price-updater.consumer.ts'
 import { createStockHistoryRepository } from '../market/stock-history.repository.ts'
 import { kafkaBrokers } from '../platform/config.ts'
-import { createAdmin, createConsumer, createProducer, ensureTopic } from '../platform/kafka.ts'
+import { ensureTopic, openConsumerServiceClients } from '../platform/kafka.ts'
 import { closeRedis, createRedis } from '../platform/redis.ts'
 import { createServiceContext, intOption, parseCommand, runCommand } from './context.ts'
 
@@ -45,13 +45,7 @@ export function run(argv: string[]): Promise<number> {
 
     const redis = createRedis(config.REDIS_URL, log, 'price-updater')
     lifecycle.onClose('redis', () => closeRedis(redis))
-    const admin = createAdmin(settings)
-    lifecycle.onClose('kafka admin', () => admin.close())
-    const producer = createProducer(settings)
-    lifecycle.onClose('kafka producer', () => producer.close())
-    const instanceId = args.values['instance-id']
-    const consumer = createConsumer(settings, group, instanceId === undefined ? {} : { instanceId })
-    lifecycle.onClose('kafka consumer', () => consumer.close(true))
+    const { admin, producer, consumer } = openConsumerServiceClients(settings, group, args.values['instance-id'], lifecycle)
 
     const deadLetterTopic = args.values['dead-letter-topic'] ?? `${topic}.dead-letter`
     await ensureTopic(admin, topic, config.MARKET_TOPIC_PARTITIONS, log)

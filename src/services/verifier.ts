@@ -2,7 +2,7 @@
 import { createStockHistoryRepository } from '../market/index.ts'
 import { kafkaBrokers } from '../platform/config.ts'
 import { closeDb, createDb, migrateToLatest } from '../platform/db/index.ts'
-import { createAdmin, createConsumer, createProducer, ensureTopic } from '../platform/kafka.ts'
+import { ensureTopic, openConsumerServiceClients } from '../platform/kafka.ts'
 import { closeRedis, createRedis } from '../platform/redis.ts'
 import { createVerificationClient } from '../trading/verification.client.ts'
 import { createOrderVerifier } from '../trading/verifier.consumer.ts'
@@ -45,13 +45,7 @@ export function run(argv: string[]): Promise<number> {
     lifecycle.onClose('postgres', () => closeDb(db))
     const redis = createRedis(config.REDIS_URL, log, 'verifier')
     lifecycle.onClose('redis', () => closeRedis(redis))
-    const admin = createAdmin(settings)
-    lifecycle.onClose('kafka admin', () => admin.close())
-    const producer = createProducer(settings)
-    lifecycle.onClose('kafka producer', () => producer.close())
-    const instanceId = args.values['instance-id']
-    const consumer = createConsumer(settings, args.values.group, instanceId === undefined ? {} : { instanceId })
-    lifecycle.onClose('kafka consumer', () => consumer.close(true))
+    const { admin, producer, consumer } = openConsumerServiceClients(settings, args.values.group, args.values['instance-id'], lifecycle)
     const client = createVerificationClient({ url: config.VERIFY_URL, maxConnections: maxInFlight, log })
     lifecycle.onClose('verification client', () => client.close())
 
