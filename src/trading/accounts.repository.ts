@@ -1,5 +1,4 @@
 /** Users, holdings and transactions in PostgreSQL (the source of truth). */
-import { randomUUID } from 'node:crypto'
 import type { Db } from '../platform/db/index.ts'
 import type { HoldingRow, TransactionRow, UserRow } from '../platform/db/schema.ts'
 import { decodeCursor, encodeCursor } from '../platform/db/keyset.ts'
@@ -77,9 +76,4 @@ export async function listTransactions(
   const items = rows.slice(0, page.limit)
   const last = items[items.length - 1]
   return { items, nextCursor: rows.length > page.limit && last ? encodeCursor([String(last.id)]) : null }
-}
-
-/** A random id for a user-less record such as a token. */
-export function newId(): string {
-  return randomUUID()
 }

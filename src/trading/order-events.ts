@@ -16,10 +16,7 @@ export async function publishOrderStatus(redis: Redis, view: OrderView): Promise
   await redis.publish(orderChannel(view.order_id), JSON.stringify(view))
 }
 
-/**
- * Subscribes `subscriber` (a connection in subscriber mode, shared by every stream) to
- * an order's changes. Returns a function that unsubscribes.
- */
+/** Order status subscriptions multiplexed on one Redis connection in subscriber mode. */
 export interface OrderStatusHub {
   /** Calls `listener` with each published view of the order until the returned function is called. */
   subscribe(orderId: string, listener: (view: OrderView) => void): Promise<() => Promise<void>>

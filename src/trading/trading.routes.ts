@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
-import { assertActsFor, assertAdmin, principalOf, requireAuth } from '../auth/index.ts'
+import { assertActsFor, assertAdmin, type Principal, principalOf, requireAuth } from '../auth/index.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, WebhookDeliveryRow } from '../platform/db/schema.ts'
 import { BadRequest, ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
@@ -86,13 +86,24 @@ function pageCursor<T>(load: () => Promise<T>): Promise<T> {
   })
 }
 
+/**
+ * Whose records a list shows: the `user` asked for, else the token's own user. Without
+ * either, only an admin may list everyone's (an application token may not).
+ */
+function listedUser(principal: Principal, asked: string | undefined): string | undefined {
+  const user = asked ?? principal.userId ?? undefined
+  if (user === undefined) assertAdmin(principal)
+  else assertActsFor(principal, user)
+  return user
+}
+
 /** The routes, as a plugin to register under the API. */
 export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebox {
   const { db } = deps
   const heartbeatMs = deps.heartbeatMs ?? 15_000
 
   /** The order, if the caller may see it (404 otherwise, 403 for another user's order). */
-  const visibleOrder = async (principal: ReturnType<typeof principalOf>, id: string): Promise<OrderRow> => {
+  const visibleOrder = async (principal: Principal, id: string): Promise<OrderRow> => {
     const order = await findOrder(db, id)
     if (!order) throw new NotFound(`order ${id} does not exist`, { field: 'params.id' })
     assertActsFor(principal, order.user_id)
@@ -202,8 +213,8 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         const send = (view: OrderView) => {
           if (closed) return
           const key = `${view.status}:${view.updated_at}`
-          // Statuses only move forward; a stale or repeated one (publish racing the read) is skipped.
-          if (key === lastSent || (lastSent !== '' && isFinal(lastSent.split(':')[0] as OrderView['status']))) return
+          // A repeated view (a publish racing the read) is skipped; after a final one the stream is closed.
+          if (key === lastSent) return
           lastSent = key
           res.write(`event: status\nid: ${view.status}\ndata: ${JSON.stringify(view)}\n\n`)
           if (isFinal(view.status)) finish()
@@ -248,11 +259,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         },
       },
       async (request) => {
-        const principal = principalOf(request)
-        const user = request.query.user ?? principal.userId ?? undefined
-        // Without a user, only an admin may list everyone's (an application token may not).
-        if (user === undefined) assertAdmin(principal)
-        else assertActsFor(principal, user)
+        const user = listedUser(principalOf(request), request.query.user)
         const page = await pageCursor(() =>
           listOrders(db, { userId: user, cursor: request.query.cursor, limit: request.query.limit ?? 50 }),
         )
@@ -352,11 +359,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         },
       },
       async (request) => {
-        const principal = principalOf(request)
-        const user = request.query.user ?? principal.userId ?? undefined
-        // Without a user, only an admin may list everyone's (an application token may not).
-        if (user === undefined) assertAdmin(principal)
-        else assertActsFor(principal, user)
+        const user = listedUser(principalOf(request), request.query.user)
         const page = await pageCursor(() =>
           listDeadLetters(db, {
             ...(user !== undefined && { userId: user }),
