@@ -11,6 +11,7 @@
 import { sql, type Transaction } from 'kysely'
 import { type Database, type Db, notifyChannel } from '../../platform/db/index.ts'
 import type { WebhookDeliveryRow } from '../../platform/db/schema.ts'
+import { decodeCursor, encodeCursor } from '../../platform/db/keyset.ts'
 
 /** A claimed delivery with the signing secret of its user. */
 export type ClaimedDelivery = WebhookDeliveryRow & {
@@ -245,26 +246,11 @@ export interface ListDeadLettersOptions {
 
 // The cursor holds created_at in microseconds since the epoch (a JS Date would drop the
 // microseconds PostgreSQL keeps, and rows of one millisecond would be skipped or repeated).
-function encodeCursor(micros: string, id: string): string {
-  return Buffer.from(JSON.stringify([micros, id])).toString('base64url')
-}
-
-function decodeCursor(cursor: string): [string, string] {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-    if (
-      Array.isArray(value) &&
-      value.length === 2 &&
-      typeof value[0] === 'string' &&
-      /^-?\d{1,20}$/.test(value[0]) &&
-      typeof value[1] === 'string'
-    ) {
-      return [value[0], value[1]]
-    }
-  } catch {
-    // reported below
-  }
-  throw new InvalidCursorError('invalid cursor')
+// Encoded by the shared keyset cursor (src/platform/db/keyset.ts).
+function decodeDeadLetterCursor(cursor: string): [string, string] {
+  const [micros, id] = decodeCursor(cursor, 2) ?? []
+  if (micros === undefined || id === undefined || !/^-?\d{1,20}$/.test(micros)) throw new InvalidCursorError('invalid cursor')
+  return [micros, id]
 }
 
 /** Dead letters, newest first, a keyset page at a time. Throws {@link InvalidCursorError}. */
@@ -276,7 +262,7 @@ export async function listDeadLetters(db: Db, options: ListDeadLettersOptions): 
     .where('status', '=', 'dead')
   if (options.userId !== undefined) query = query.where('user_id', '=', options.userId)
   if (options.cursor !== undefined) {
-    const [micros, id] = decodeCursor(options.cursor)
+    const [micros, id] = decodeDeadLetterCursor(options.cursor)
     query = query.where(
       sql<boolean>`(created_at, id) < (timestamptz 'epoch' + ${micros}::bigint * interval '1 microsecond', ${id})`,
     )
@@ -291,7 +277,7 @@ export async function listDeadLetters(db: Db, options: ListDeadLettersOptions): 
   const last = page.at(-1)
   return {
     items: page.map(({ created_us: _, ...row }) => row),
-    nextCursor: more && last ? encodeCursor(last.created_us, last.id) : undefined,
+    nextCursor: more && last ? encodeCursor([last.created_us, last.id]) : undefined,
   }
 }
 
