@@ -7,9 +7,10 @@ import { createPriceUpdater } from '../../src/market/price-updater.consumer.ts'
 import { readRedisFixture } from '../../src/market/redis-fixture.ts'
 import { createStockHistoryRepository } from '../../src/market/stock-history.repository.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
+import { partitionForKey } from '../../src/platform/kafka-partitions.ts'
 import { createConsumer, createProducer } from '../../src/platform/kafka.ts'
 import { createLogger } from '../../src/platform/logger.ts'
-import { closeTestRedis, createTestTopic, openTestRedis, testConfig, uniqueName } from '../helpers/infra.ts'
+import { closeTestRedis, createTestTopic, openTestRedis, testConfig, uniqueName, waitFor } from '../helpers/infra.ts'
 import { applyToModel, type ModelStock, originalFixtures, produceTicks, readStocks, readTicks } from '../helpers/market.ts'
 
 const settings = { brokers: kafkaBrokers(testConfig()) }
@@ -112,6 +113,22 @@ test('poison messages go to the dead-letter topic with the reason and the rest i
   assert.match(reasons[3]!, /does not match/)
 })
 
+/** Starts one updater instance that runs until stopped; its consumer is exposed for its assignments. */
+function startUpdater(topic: string, group: string, options: { batchSize?: number } = {}) {
+  const consumer = createConsumer(settings, group)
+  const producer = createProducer(settings)
+  const stop = new AbortController()
+  const updater = createPriceUpdater(
+    { consumer, producer, history: createStockHistoryRepository(redis, { materializeIntervalMs: 50 }), log },
+    { topic, group, deadLetterTopic: `${topic}.dead-letter`, idleMs: 100, ...options },
+  )
+  const done = updater.run(stop.signal).finally(async () => {
+    await consumer.close(true)
+    await producer.close()
+  })
+  return { consumer, done, stop: () => stop.abort() }
+}
+
 test('two instances in one group share the partitions and apply every tick once', async () => {
   const topic = await topicWith(3)
   const ticks = Array.from({ length: 60_000 }, (_, i) => ({
@@ -121,13 +138,38 @@ test('two instances in one group share the partitions and apply every tick once'
     ),
     price: i,
   }))
+  const perPartition = new Map<number, number>()
+  for (const tick of ticks) {
+    const partition = partitionForKey(tick.stock, 3)
+    perPartition.set(partition, (perPartition.get(partition) ?? 0) + 1)
+  }
+  assert.equal(perPartition.size, 3, 'the ticks reach every partition')
+  // Both instances join before any tick exists, so the group's assignment gives each of
+  // them partitions with ticks to apply, however fast the other one is.
+  const a = startUpdater(topic, 'g3', { batchSize: 300 })
+  const b = startUpdater(topic, 'g3', { batchSize: 300 })
+  await waitFor(
+    () => {
+      const [ofA, ofB] = [a.consumer.assignments, b.consumer.assignments]
+      const held = (assigned: typeof ofA) => assigned?.reduce((n, { partitions }) => n + partitions.length, 0) ?? 0
+      return held(ofA) > 0 && held(ofB) > 0 && held(ofA) + held(ofB) === 3
+    },
+    { what: 'both instances to hold partitions' },
+  )
   await produceTicks(topic, ticks)
-  const [a, b] = await Promise.all([
-    runUpdater(topic, 'g3', { batchSize: 300 }),
-    runUpdater(topic, 'g3', { batchSize: 300 }),
-  ])
-  assert.ok(a.messages > 0 && b.messages > 0, `both instances consumed (${a.messages}, ${b.messages})`)
-  assert.equal(a.messages + b.messages - a.replayed - b.replayed, ticks.length)
+  const history = createStockHistoryRepository(redis)
+  await waitFor(
+    async () => {
+      const applied = await history.appliedOffsets('g3', topic)
+      return [...perPartition].every(([partition, count]) => applied.get(partition) === BigInt(count - 1))
+    },
+    { what: 'every tick applied' },
+  )
+  a.stop()
+  b.stop()
+  const [ofA, ofB] = await Promise.all([a.done, b.done])
+  assert.ok(ofA.messages > 0 && ofB.messages > 0, `both instances consumed (${ofA.messages}, ${ofB.messages})`)
+  assert.equal(ofA.messages + ofB.messages - ofA.replayed - ofB.replayed, ticks.length)
   const model = applyToModel(new Map(), ticks)
   const stored = await readStocks(redis, model.keys())
   for (const [stock, expected] of model) {
