@@ -52,6 +52,11 @@ const testRoutes: RoutePlugin = async (app) => {
     async (request) => ({ limit: request.query.limit, type: typeof request.query.limit }),
   )
   app.get('/items/:id', { schema: { params: Type.Object({ id: Type.Integer() }) } }, async (request) => ({ id: request.params.id }))
+  app.post(
+    '/labels',
+    { schema: { body: Type.Object({ label: Type.String({ maxLength: 4 }) }) } },
+    async (request) => ({ length: request.body.label.length }),
+  )
   // A shared schema, referenced by $id from a body.
   app.addSchema({ $id: 'StockName', type: 'string', pattern: '^stock\\d+$' })
   app.post(
@@ -105,6 +110,18 @@ describe('errors and validation', () => {
     const res = await app.inject({ method: 'POST', url: '/orders', payload: { stock: 'stock1', quantity: 5 } })
     assert.equal(res.statusCode, 201)
     assert.deepEqual(res.json(), { stock: 'stock1', quantity: 5 })
+  })
+
+  test('string lengths are counted in UTF-16 code units, and Ajv says nothing about it', async () => {
+    const send = (label: string) => app.inject({ method: 'POST', url: '/labels', payload: { label } })
+    assert.equal((await send('abcd')).statusCode, 200)
+    assert.equal((await send('😀😀')).statusCode, 200, 'two emoji are four code units')
+    for (const label of ['abcde', '😀😀😀', 'ééééé']) {
+      const res = await send(label)
+      assert.equal(res.statusCode, 400, label)
+      assert.equal(res.json().error.details[0].field, 'body.label')
+    }
+    assert.ok(!logLines.some((line) => line.includes('DEPRECATED')), 'no deprecation warning in the log')
   })
 
   test('a JSON body is not coerced: "5" for an integer is a 400 naming the field', async () => {
@@ -254,6 +271,18 @@ describe('rate limit', () => {
     // Unknown routes count too, so scanning is limited as well.
     assert.equal((await app.inject({ method: 'GET', url: '/nowhere', remoteAddress })).statusCode, 429)
     assert.equal(await redis.get('bourse:rl:ip:10.1.0.1'), '5')
+  })
+
+  test('requests of one caller arriving at once: exactly RATE_LIMIT_MAX pass', async () => {
+    const remoteAddress = '10.3.0.1'
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => app.inject({ method: 'GET', url: '/items?limit=1', remoteAddress })),
+    )
+    const statuses = answers.map((res) => res.statusCode).sort()
+    assert.deepEqual(statuses, [200, 200, 200, 429, 429, 429, 429, 429, 429, 429])
+    const remaining = answers.filter((res) => res.statusCode === 200).map((res) => res.headers['x-ratelimit-remaining'])
+    assert.deepEqual(remaining.sort(), ['0', '1', '2'])
+    assert.equal(await redis.get('bourse:rl:ip:10.3.0.1'), '10')
   })
 
   test('/health and /docs are exempt', async () => {
