@@ -108,6 +108,8 @@ export interface StockHistoryRepository {
    * the history's length.
    */
   readLatestPrice(stock: string): Promise<number | null | undefined>
+  /** {@link readLatestPrice} for many stocks in one Redis call (one answer per stock, in order). */
+  readLatestPrices(stocks: readonly string[]): Promise<Array<number | null | undefined>>
   /** Every stock with a history. */
   listStocks(): Promise<string[]>
   /** The last applied offset per partition for a group and topic. */
@@ -190,6 +192,16 @@ export function createStockHistoryRepository(
     if (!(name in r)) redis.defineCommand(name, { numberOfKeys: 0, lua })
   }
 
+  const readLatestPrices = async (stocks: readonly string[]): Promise<Array<number | null | undefined>> => {
+    if (stocks.length === 0) return []
+    const flat = (await r.latestPrice(...stocks)) as Array<number | string>
+    return stocks.map((_, i) => {
+      if (flat[2 * i] === 0) return undefined
+      const value = flat[2 * i + 1] === '' ? NaN : Number(flat[2 * i + 1])
+      return Number.isFinite(value) ? value : null
+    })
+  }
+
   return {
     async applyTicks(ticks, offsets) {
       const key = offsets ? offsetsKey(offsets.group, offsets.topic) : ''
@@ -256,12 +268,10 @@ export function createStockHistoryRepository(
       }
     },
     async readLatestPrice(stock) {
-      const [known, price] = (await r.latestPrice(stock)) as [number, string?]
-      if (known === 0) return undefined
-      if (price === undefined) return null
-      const value = Number(price)
-      return Number.isFinite(value) ? value : null
+      const [price] = await readLatestPrices([stock])
+      return price
     },
+    readLatestPrices,
     async listStocks() {
       return (await redis.smembers('bourse:stocks')).sort()
     },

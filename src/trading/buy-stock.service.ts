@@ -4,6 +4,7 @@
  */
 import { NotFound } from '../platform/http/errors.ts'
 import type { Redis } from '../platform/redis.ts'
+import { createTurnLoader } from '../platform/turn-loader.ts'
 import { fromUnits, toUnits } from './money.ts'
 import type { BuyStockBody, BuyStockDecision } from './trading.schemas.ts'
 
@@ -18,9 +19,9 @@ export function decideBuy(credit: number, price: number, quantity: number): BuyS
   }
 }
 
-/** Where BuyStock reads prices: the market domain's latest price. */
+/** Where BuyStock reads prices: the market domain's latest prices. */
 export interface PriceReader {
-  readLatestPrice(stock: string): Promise<number | null | undefined>
+  readLatestPrices(stocks: readonly string[]): Promise<Array<number | null | undefined>>
 }
 
 /** The credit of a `userN` contract JSON, or undefined when it has none. */
@@ -39,11 +40,17 @@ export interface BuyStockService {
   check(request: BuyStockBody): Promise<BuyStockDecision>
 }
 
-/** Creates the service on a Redis connection and the market's price reader. */
+/**
+ * Creates the service on a Redis connection and the market's price reader. The checks
+ * of one turn of the event loop read their users with one MGET and their prices with
+ * one script call.
+ */
 export function createBuyStockService(deps: { redis: Redis; prices: PriceReader }): BuyStockService {
+  const readUser = createTurnLoader((users) => deps.redis.mget(users))
+  const readPrice = createTurnLoader((stocks) => deps.prices.readLatestPrices(stocks))
   return {
     async check(request) {
-      const [userJson, price] = await Promise.all([deps.redis.get(request.user), deps.prices.readLatestPrice(request.stockname)])
+      const [userJson, price] = await Promise.all([readUser(request.user), readPrice(request.stockname)])
       if (userJson === null) throw new NotFound(`user ${request.user} does not exist`, { field: 'body.user' })
       const credit = creditOf(userJson)
       // A key that is not an account (no credit) is not a user we can trade for.

@@ -283,7 +283,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         const user = await findUser(db, request.params.user)
         if (!user) throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
         const holdings = await listHoldings(db, user.id)
-        const prices = await Promise.all(holdings.map((h) => deps.prices.readLatestPrice(h.stock)))
+        const prices = await deps.prices.readLatestPrices(holdings.map((h) => h.stock))
         let total = 0n
         const items = holdings.map((h, i) => {
           const price = prices[i] ?? null

@@ -55,6 +55,21 @@ describe('the Redis contract', () => {
     assert.deepEqual(await get('stock1'), { performance: 0, time: ['090000', '090001'], price: [10.5, ''] })
   })
 
+  test('latest prices: the last non-empty one, null without any, undefined for an unknown stock, in the order asked', async () => {
+    await history.applyTicks([
+      { stock: 'stock1', time: '090000', price: 10.5 },
+      { stock: 'stock1', time: '090001', price: 11 },
+      { stock: 'stock1', time: '090002', price: null },
+      { stock: 'stock2', time: '090000', price: null },
+      { stock: 'stock3', time: '090000', price: 7 },
+    ])
+    assert.deepEqual(await history.readLatestPrices(['stock3', 'nope', 'stock1', 'stock2', 'stock1']), [7, undefined, 11, null, 11])
+    assert.deepEqual(await history.readLatestPrices([]), [])
+    assert.equal(await history.readLatestPrice('stock1'), 11)
+    assert.equal(await history.readLatestPrice('stock2'), null)
+    assert.equal(await history.readLatestPrice('nope'), undefined)
+  })
+
   test('replaying the same ticks changes nothing', async () => {
     const ticks = readTicks(originalFixtures.prices)
     await history.applyTicks(ticks)
