@@ -58,7 +58,15 @@ export function encodeEventMessage(message: AcceptedEvent): string {
  * vouches that it is a JSON array with one element per id.
  */
 export function encodeEventBatchMessage(header: EventBatchHeader, eventsJson: string): string {
-  return `{"v":2,"app_id":${JSON.stringify(header.app_id)},"received_at":${JSON.stringify(header.received_at)},"ids":${JSON.stringify(header.ids)},"events":${eventsJson}}`
+  return `${eventBatchMessageHead(header, JSON.stringify(header.ids))}${eventsJson}}`
+}
+
+/**
+ * The text of a version 2 message before its events' JSON (which a `}` then closes), for
+ * `idsJson`, the JSON of the events' ids.
+ */
+export function eventBatchMessageHead(header: Omit<EventBatchHeader, 'ids'>, idsJson: string): string {
+  return `{"v":2,"app_id":${JSON.stringify(header.app_id)},"received_at":${JSON.stringify(header.received_at)},"ids":${idsJson},"events":`
 }
 
 /** The bytes {@link encodeEventBatchMessage} adds to the events' JSON for `header` (UTF-8). */

@@ -120,6 +120,14 @@ describe('POST /api/events accepts', () => {
     assert.deepEqual((await messagesWithIds(ids)).get(ids[0]!)?.message.event, event)
   })
 
+  it('carries text beyond ASCII byte for byte', async () => {
+    const event = sampleEvent(undefined, { data: { host: 'bücher.example', path: '/ðŸ/日本語/😀', note: 'a\u0000b "q" \\' } })
+    const res = await send(JSON.stringify([event]))
+    assert.equal(res.statusCode, 202, res.body)
+    const { ids } = accepted(res)
+    assert.deepEqual((await messagesWithIds(ids)).get(ids[0]!)?.message.event, event)
+  })
+
   it("keeps an event's own id (as key of the worker's dedup) and mixes it with new ones", async () => {
     const own = randomUUID()
     const res = await send(JSON.stringify([sampleEvent(undefined, { id: own }), sampleEvent()]))
@@ -180,6 +188,13 @@ describe('POST /api/events refuses', () => {
       const res = await send(payload)
       assert.equal(res.statusCode, 400, payload)
       assert.equal(errorOf(res).code, 'malformed_json')
+    }
+    // Prototype keys, also spelled with escapes, as Fastify's own parser refuses them.
+    for (const key of ['"__proto__"', '"\\u005f_proto__"', '"constructor":{"prototype"']) {
+      const payload = JSON.stringify({ ...valid, data: { x: 'KEY' } }).replace('"x":"KEY"', `${key}:{"polluted":true}${key.includes('constructor') ? '}' : ''}`)
+      const res = await send(payload)
+      assert.equal(res.statusCode, 400, `${payload}: ${res.body}`)
+      assert.equal(({} as Record<string, unknown>).polluted, undefined)
     }
     assert.equal(sum(await endOffsets(api.topic)), offsets, 'nothing reached the topic')
   })
