@@ -7,7 +7,10 @@
  * A. BuyStock throughput and latency, with authentication and the Redis rate limit on
  *    (a limit too high to trigger), against an empty Fastify route in another process of
  *    the same Node (`bench/empty-server.ts`) measured in the same run: autocannon, the
- *    same body and headers, alternating rounds after a warm-up, compared by medians.
+ *    same bodies and headers, alternating rounds after a warm-up, compared by medians.
+ *    The load comes from BENCH_CALLERS distinct callers, one per connection in turn: user
+ *    N with its own token (so its own rate-limit budget) asks about one of BENCH_STOCKS
+ *    stocks. BENCH_CALLERS=1 is one busy caller on every connection.
  *    Every answer must be 2xx. Target: BuyStock at least 0.6 of the empty route's req/s.
  *    Also the server process's CPU time per request (Linux /proc), which other load on
  *    the machine disturbs much less than req/s: it says what a request costs.
@@ -23,7 +26,7 @@
  *    not yet optimized, HTTP connections and parser, each PostgreSQL connection's first
  *    plans) that are not the delay this part measures. 0 measures from cold.
  *
- * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
+ * Options (env): BENCH_CONNECTIONS (50), BENCH_CALLERS (50), BENCH_STOCKS (10), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
  * BENCH_WARMUP_SECONDS (5), BENCH_ORDERS (1000; 0 skips B), BENCH_VERIFY_MAX_MS (2000),
  * BENCH_WARMUP_ORDERS (200), BENCH_REDIS_DB (10, flushed before and after), BENCH_CPU_PROF
  * (a directory: the API process writes a V8 CPU profile there when it stops),
@@ -91,6 +94,8 @@ const WARMUP_ORDERS = Number(process.env.BENCH_WARMUP_ORDERS ?? 200)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 10)
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
 const SKIP_THROUGHPUT = process.env.BENCH_SKIP_THROUGHPUT === '1'
+const CALLERS = Math.max(1, Number(process.env.BENCH_CALLERS ?? 50))
+const STOCKS = Math.max(1, Number(process.env.BENCH_STOCKS ?? 10))
 const RATIO_TARGET = 0.6
 const CALLBACK_P99_TARGET_MS = 50
 /** Orders the bench places at once (the API's order route, not what is measured). */
@@ -291,15 +296,25 @@ try {
   // Seed: the schema, user1 (credit for every order) with its Redis projection, a priced
   // stock1, a token for user1. Then the orders topic, so the API finds it.
   await prepareNamespace(db, redis, schema)
-  const users = await createAccounts(db, [{ id: 'user1', credit: 1_000_000_000 }])
+  const userIds = Array.from({ length: CALLERS }, (_, i) => `user${i + 1}`)
+  const users = await createAccounts(
+    db,
+    userIds.map((id) => ({ id, credit: 1_000_000_000 })),
+  )
   for (const user of users) await projectUser(redis, user)
-  await createStockHistoryRepository(redis).seedStock('stock1', {
-    id: 1,
-    price: [STOCK_PRICE / 2, STOCK_PRICE, ''],
-    time: ['09:00', '09:01', '09:02'],
-    performance: 0,
-  })
-  const { token } = await createApiToken(db, { userId: 'user1' })
+  const stocks = Array.from({ length: STOCKS }, (_, i) => `stock${i + 1}`)
+  const histories = createStockHistoryRepository(redis)
+  for (const [i, stock] of stocks.entries()) {
+    await histories.seedStock(stock, {
+      id: i + 1,
+      price: [STOCK_PRICE / 2, STOCK_PRICE, ''],
+      time: ['09:00', '09:01', '09:02'],
+      performance: 0,
+    })
+  }
+  const tokens: string[] = []
+  for (const userId of userIds) tokens.push((await createApiToken(db, { userId })).token)
+  const token = tokens[0]!
   const admin = createAdmin(kafka)
   try {
     await admin.createTopics({ topics: [topic], partitions: 3, replicas: 1 })
@@ -328,11 +343,16 @@ try {
     const empty = startEmptyServer(processes)
     const emptyUrl = await processes.waitForUrl(empty, EMPTY_LISTENING)
     process.stdout.write(
-      `A. BuyStock vs empty Fastify: ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s ` +
+      `A. BuyStock vs empty Fastify: ${CONNECTIONS} connections, ${CALLERS} callers, ${STOCKS} stocks, ${ROUNDS} rounds of ${SECONDS} s ` +
         `after ${WARMUP_SECONDS} s warm-up each\n`,
     )
+    // Caller i: user i+1 with its own token (its own rate-limit budget), buying one of the stocks.
+    const callers = userIds.map((user, i) => ({
+      headers: { ...headers, authorization: `Bearer ${tokens[i]}` },
+      body: JSON.stringify({ user, stockname: stocks[i % stocks.length], quantity: 1 }),
+    }))
     const load = (url: string, server: Child, seconds: number) =>
-      loadRound({ url: `${url}/api/buy-stock`, server, headers, body, connections: CONNECTIONS, seconds }, failure)
+      loadRound({ url: `${url}/api/buy-stock`, server, headers, body, connections: CONNECTIONS, seconds, callers }, failure)
     const rounds = await alternateRounds(
       (seconds) => load(emptyUrl, empty, seconds),
       (seconds) => load(apiUrl, api, seconds),
@@ -474,6 +494,8 @@ try {
     cpus: availableParallelism(),
     loadAverage1m: { atStart: round1(loadAtStart), atEnd: round1(loadAverage1m()) },
     connections: CONNECTIONS,
+    callers: CALLERS,
+    stocks: STOCKS,
     rounds: ROUNDS,
     roundSeconds: SECONDS,
     warmupSeconds: WARMUP_SECONDS,

@@ -24,7 +24,8 @@
  * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
  * BENCH_WARMUP_SECONDS (3), BENCH_BATCH (50 events per request), BENCH_PARTITIONS (3),
  * BENCH_REDIS_DB (9, flushed before and after), BENCH_WORKER_TIMEOUT_S (600), BENCH_CPU_PROF (a
- * directory: the API and worker processes write V8 CPU profiles there when they stop).
+ * directory: the API and worker processes write V8 CPU profiles there when they stop),
+ * BENCH_SKIP_WORKER (1 stops after A, printing its ratio and writing no result file).
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -84,6 +85,7 @@ const PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? 3)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 9)
 const WORKER_TIMEOUT_S = Number(process.env.BENCH_WORKER_TIMEOUT_S ?? 600)
 const profileFlags = cpuProfileFlags(process.env.BENCH_CPU_PROF)
+const SKIP_WORKER = process.env.BENCH_SKIP_WORKER === '1'
 const RATIO_TARGET = 0.5
 const SEED_TARGET_EVENTS_PER_SECOND = 100
 
@@ -274,107 +276,110 @@ try {
   const baseline = summarizeIntake(baselineRounds)
   const intake = summarizeIntake(intakeRounds)
   const { ratio, cpuRatio } = compareSummaries(baseline, intake)
+  if (SKIP_WORKER) {
+    process.stdout.write(`intake / empty req/s ${ratio.toFixed(2)} (target >= ${RATIO_TARGET}), CPU ratio ${cpuRatio?.toFixed(2)}\n`)
+  } else {
+    // B. Everything the intake accepted, stored by the worker.
+    // One message per request (version 2: the request's events; the body is far under the
+    // 768 KiB a message holds), so BATCH events per message.
+    const messages = await topicMessages()
+    const total = messages * BATCH
+    // Requests still in flight when autocannon stopped may have been taken too, unanswered.
+    if (total < answered * BATCH) throw new Error(`the topic holds ${total} events, but ${answered * BATCH} were acknowledged`)
+    const expectedErrors = total / BATCH
+    process.stdout.write(`\nB. ${total} accepted events in ${topic}: raw consume, then bourse events-worker, then raw consume\n`)
+    // Messages/s, as events/s (BATCH events per message), to compare with the worker.
+    const rawBefore = BATCH * (await guard(rawConsume(1, messages)))
+    const workerStarted = performance.now()
+    const worker = processes.start('bourse events-worker', ['src/cli.ts', 'events-worker', '--group', workerGroup], serviceEnv, profileFlags)
+    let firstRowAt: number | undefined
+    let stored = 0
+    for (let deadline = Date.now() + WORKER_TIMEOUT_S * 1000; ; await guard(sleep(250))) {
+      const { rows } = await sql<{ events: string; errors: string }>`
+        select (select count(*) from events) as events, (select count(*) from event_errors) as errors`.execute(db)
+      stored = Number(rows[0]!.events) + Number(rows[0]!.errors)
+      if (stored > 0 && firstRowAt === undefined) firstRowAt = performance.now()
+      if (stored >= total) break
+      if (Date.now() > deadline) throw new Error(`the worker stored ${stored} of ${total} events in ${WORKER_TIMEOUT_S} s`)
+    }
+    const workerDone = performance.now()
+    await stopChild(worker)
+    const counts = (
+      await sql<{ events: string; errors: string; unvalidated: string }>`
+        select (select count(*) from events) as events, (select count(*) from event_errors) as errors,
+          (select count(*) from events where not validated) as unvalidated`.execute(db)
+    ).rows[0]!
+    if (Number(counts.errors) !== expectedErrors || Number(counts.events) !== total - expectedErrors) {
+      throw new Error(`stored ${counts.events} events and ${counts.errors} errors; expected ${total - expectedErrors} and ${expectedErrors}`)
+    }
+    const rawAfter = BATCH * (await guard(rawConsume(2, messages)))
+    const rawRate = Math.max(rawBefore, rawAfter)
+    const workerRate = total / ((workerDone - workerStarted) / 1000)
+    const workerSteadyRate = firstRowAt === undefined ? workerRate : total / ((workerDone - firstRowAt) / 1000)
 
-  // B. Everything the intake accepted, stored by the worker.
-  // One message per request (version 2: the request's events; the body is far under the
-  // 768 KiB a message holds), so BATCH events per message.
-  const messages = await topicMessages()
-  const total = messages * BATCH
-  // Requests still in flight when autocannon stopped may have been taken too, unanswered.
-  if (total < answered * BATCH) throw new Error(`the topic holds ${total} events, but ${answered * BATCH} were acknowledged`)
-  const expectedErrors = total / BATCH
-  process.stdout.write(`\nB. ${total} accepted events in ${topic}: raw consume, then bourse events-worker, then raw consume\n`)
-  // Messages/s, as events/s (BATCH events per message), to compare with the worker.
-  const rawBefore = BATCH * (await guard(rawConsume(1, messages)))
-  const workerStarted = performance.now()
-  const worker = processes.start('bourse events-worker', ['src/cli.ts', 'events-worker', '--group', workerGroup], serviceEnv, profileFlags)
-  let firstRowAt: number | undefined
-  let stored = 0
-  for (let deadline = Date.now() + WORKER_TIMEOUT_S * 1000; ; await guard(sleep(250))) {
-    const { rows } = await sql<{ events: string; errors: string }>`
-      select (select count(*) from events) as events, (select count(*) from event_errors) as errors`.execute(db)
-    stored = Number(rows[0]!.events) + Number(rows[0]!.errors)
-    if (stored > 0 && firstRowAt === undefined) firstRowAt = performance.now()
-    if (stored >= total) break
-    if (Date.now() > deadline) throw new Error(`the worker stored ${stored} of ${total} events in ${WORKER_TIMEOUT_S} s`)
+    const rows: Row[] = [
+      settingsRow(CONNECTIONS, ROUNDS, SECONDS),
+      ['events per request / body bytes', `${BATCH} / ${Buffer.byteLength(body)}`],
+      ...baselineRows(baseline),
+      ['intake, durable acks, median (req/s)', String(intake.requestsPerSecond)],
+      ['intake, durable acks, median (events/s)', String(intake.eventsPerSecond)],
+      ['intake p50 / p99, median (ms)', `${intake.p50Ms} / ${intake.p99Ms}`],
+      [`intake / empty req/s (target >= ${RATIO_TARGET})`, ratio.toFixed(2)],
+      [
+        `intake events/s / seed target ${SEED_TARGET_EVENTS_PER_SECOND}`,
+        (intake.eventsPerSecond / SEED_TARGET_EVENTS_PER_SECOND).toFixed(0),
+      ],
+      ...cpuRows('intake', baseline, intake, cpuRatio),
+      ['events acknowledged (202) / in the topic', `${answered * BATCH} / ${total}`],
+      ['events stored: events + errors', `${counts.events} + ${counts.errors}`],
+      ['raw consume, baseline, before / after (msg/s x events per msg)', `${Math.round(rawBefore)} / ${Math.round(rawAfter)}`],
+      ['worker, start to last row (events/s)', String(Math.round(workerRate))],
+      ['worker, first row to last row (events/s)', String(Math.round(workerSteadyRate))],
+      ['worker (first to last row) / raw consume', (workerSteadyRate / rawRate).toFixed(2)],
+      ['worker start to last row (s)', ((workerDone - workerStarted) / 1000).toFixed(1)],
+    ]
+    printTable(rows)
+    const result = {
+      benchmark: 'events',
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: availableParallelism(),
+      connections: CONNECTIONS,
+      rounds: ROUNDS,
+      roundSeconds: SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      eventsPerRequest: BATCH,
+      bodyBytes: Buffer.byteLength(body),
+      partitions: PARTITIONS,
+      rateLimitMax: serviceConfig.EVENTS_RATE_LIMIT_MAX,
+      intake: {
+        baselineRounds: baselineRounds.map(rounded),
+        intakeRounds: intakeRounds.map(rounded),
+        roundRatios: roundRatios(intakeRounds, baselineRounds),
+        baseline,
+        intake,
+        ratio: Number(ratio.toFixed(3)),
+        ratioTarget: RATIO_TARGET,
+        cpuRatio: cpuRatio === null ? null : Number(cpuRatio.toFixed(3)),
+        seedTargetEventsPerSecond: SEED_TARGET_EVENTS_PER_SECOND,
+      },
+      worker: {
+        acknowledged: answered * BATCH,
+        accepted: total,
+        storedEvents: Number(counts.events),
+        storedErrors: Number(counts.errors),
+        unvalidated: Number(counts.unvalidated),
+        batchSize: serviceConfig.EVENTS_BATCH_SIZE,
+        startToLastRowSeconds: round1((workerDone - workerStarted) / 1000),
+        eventsPerSecond: Math.round(workerRate),
+        steadyEventsPerSecond: Math.round(workerSteadyRate),
+        rawConsumeBefore: Math.round(rawBefore),
+        rawConsumeAfter: Math.round(rawAfter),
+        ratioToRawConsume: Number((workerSteadyRate / rawRate).toFixed(3)),
+      },
+    }
+    await writeResult('events', result)
   }
-  const workerDone = performance.now()
-  await stopChild(worker)
-  const counts = (
-    await sql<{ events: string; errors: string; unvalidated: string }>`
-      select (select count(*) from events) as events, (select count(*) from event_errors) as errors,
-        (select count(*) from events where not validated) as unvalidated`.execute(db)
-  ).rows[0]!
-  if (Number(counts.errors) !== expectedErrors || Number(counts.events) !== total - expectedErrors) {
-    throw new Error(`stored ${counts.events} events and ${counts.errors} errors; expected ${total - expectedErrors} and ${expectedErrors}`)
-  }
-  const rawAfter = BATCH * (await guard(rawConsume(2, messages)))
-  const rawRate = Math.max(rawBefore, rawAfter)
-  const workerRate = total / ((workerDone - workerStarted) / 1000)
-  const workerSteadyRate = firstRowAt === undefined ? workerRate : total / ((workerDone - firstRowAt) / 1000)
-
-  const rows: Row[] = [
-    settingsRow(CONNECTIONS, ROUNDS, SECONDS),
-    ['events per request / body bytes', `${BATCH} / ${Buffer.byteLength(body)}`],
-    ...baselineRows(baseline),
-    ['intake, durable acks, median (req/s)', String(intake.requestsPerSecond)],
-    ['intake, durable acks, median (events/s)', String(intake.eventsPerSecond)],
-    ['intake p50 / p99, median (ms)', `${intake.p50Ms} / ${intake.p99Ms}`],
-    [`intake / empty req/s (target >= ${RATIO_TARGET})`, ratio.toFixed(2)],
-    [
-      `intake events/s / seed target ${SEED_TARGET_EVENTS_PER_SECOND}`,
-      (intake.eventsPerSecond / SEED_TARGET_EVENTS_PER_SECOND).toFixed(0),
-    ],
-    ...cpuRows('intake', baseline, intake, cpuRatio),
-    ['events acknowledged (202) / in the topic', `${answered * BATCH} / ${total}`],
-    ['events stored: events + errors', `${counts.events} + ${counts.errors}`],
-    ['raw consume, baseline, before / after (msg/s x events per msg)', `${Math.round(rawBefore)} / ${Math.round(rawAfter)}`],
-    ['worker, start to last row (events/s)', String(Math.round(workerRate))],
-    ['worker, first row to last row (events/s)', String(Math.round(workerSteadyRate))],
-    ['worker (first to last row) / raw consume', (workerSteadyRate / rawRate).toFixed(2)],
-    ['worker start to last row (s)', ((workerDone - workerStarted) / 1000).toFixed(1)],
-  ]
-  printTable(rows)
-  const result = {
-    benchmark: 'events',
-    date: new Date().toISOString(),
-    node: process.version,
-    cpus: availableParallelism(),
-    connections: CONNECTIONS,
-    rounds: ROUNDS,
-    roundSeconds: SECONDS,
-    warmupSeconds: WARMUP_SECONDS,
-    eventsPerRequest: BATCH,
-    bodyBytes: Buffer.byteLength(body),
-    partitions: PARTITIONS,
-    rateLimitMax: serviceConfig.EVENTS_RATE_LIMIT_MAX,
-    intake: {
-      baselineRounds: baselineRounds.map(rounded),
-      intakeRounds: intakeRounds.map(rounded),
-      roundRatios: roundRatios(intakeRounds, baselineRounds),
-      baseline,
-      intake,
-      ratio: Number(ratio.toFixed(3)),
-      ratioTarget: RATIO_TARGET,
-      cpuRatio: cpuRatio === null ? null : Number(cpuRatio.toFixed(3)),
-      seedTargetEventsPerSecond: SEED_TARGET_EVENTS_PER_SECOND,
-    },
-    worker: {
-      acknowledged: answered * BATCH,
-      accepted: total,
-      storedEvents: Number(counts.events),
-      storedErrors: Number(counts.errors),
-      unvalidated: Number(counts.unvalidated),
-      batchSize: serviceConfig.EVENTS_BATCH_SIZE,
-      startToLastRowSeconds: round1((workerDone - workerStarted) / 1000),
-      eventsPerSecond: Math.round(workerRate),
-      steadyEventsPerSecond: Math.round(workerSteadyRate),
-      rawConsumeBefore: Math.round(rawBefore),
-      rawConsumeAfter: Math.round(rawAfter),
-      ratioToRawConsume: Number((workerSteadyRate / rawRate).toFixed(3)),
-    },
-  }
-  await writeResult('events', result)
 } catch (err) {
   process.exitCode = 1
   throw err

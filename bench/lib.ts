@@ -231,16 +231,28 @@ export interface LoadTarget {
   body: string
   connections: number
   seconds: number
+  /**
+   * Each connection's own headers and body, given to the connections in turn (connection i
+   * gets entry i modulo their number): distinct callers. @defaultValue every connection sends `headers` and `body`
+   */
+  callers?: ReadonlyArray<{ headers: Record<string, string>; body: string }>
 }
 
 /** One autocannon round of POSTs to the target; throws unless every answer was 2xx. */
 export async function loadRound(target: LoadTarget, failure: Failure): Promise<LoadRound> {
-  const { url, server, headers, body, connections, seconds } = target
+  const { url, server, headers, body, connections, seconds, callers } = target
+  let nextCaller = 0
+  const setupClient = callers?.length
+    ? (client: autocannon.Client) => {
+        const caller = callers[nextCaller++ % callers.length]!
+        client.setHeadersAndBody(caller.headers, caller.body)
+      }
+    : undefined
   const cpuBefore = cpuMs(server.process.pid)
   const result = await failure.guard(
     new Promise<autocannon.Result>((resolve, reject) => {
       const instance = autocannon(
-        { url, method: 'POST', headers, body, connections, pipelining: 1, duration: seconds },
+        { url, method: 'POST', headers, body, connections, pipelining: 1, duration: seconds, ...(setupClient && { setupClient }) },
         (err: unknown, res) => (err ? reject(err as Error) : resolve(res)),
       )
       failure.stopLoad = () => instance.stop()
