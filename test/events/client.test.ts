@@ -165,8 +165,8 @@ describe('retries', () => {
 
     received = []
     // The first answer comes after the client's timeout.
-    script = (n) => (n === 0 ? { status: 202, delayMs: 500 } : { status: 202 })
-    const timeouts = client({ timeoutMs: 100 })
+    script = (n) => (n === 0 ? { status: 202, delayMs: 3000 } : { status: 202 })
+    const timeouts = client({ timeoutMs: 1000 })
     timeouts.track(event(2))
     await timeouts.flush()
     assert.equal(received.length, 2)

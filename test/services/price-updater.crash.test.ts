@@ -53,8 +53,10 @@ test(`price updater killed ${KILLS} times with SIGKILL during a ${TICKS}-tick in
   for (let kill = 0; kill < KILLS; kill++) {
     const child = startCli([...args, '--batch-size', String(200 + Math.floor(Math.random() * 800))], env)
     const start = await applied()
-    const target = Math.min(start + 1000 + Math.floor(Math.random() * 5000), TICKS - 1000)
-    await waitFor(async () => (await applied()) >= target, { timeoutMs: 60_000, what: `progress to ${target}` })
+    // Small steps, closely polled, and a reserve: however fast the updater runs between
+    // two polls, every kill lands mid-ingest.
+    const target = Math.min(start + 500 + Math.floor(Math.random() * 2500), TICKS - 20_000)
+    await waitFor(async () => (await applied()) >= target, { timeoutMs: 60_000, intervalMs: 5, what: `progress to ${target}` })
     child.kill('SIGKILL')
     await once(child, 'exit')
     killedAt.push(await applied())

@@ -26,7 +26,7 @@ async function post(url: string, body: string): Promise<{ status: number; json: 
 }
 
 test('answers {"result": 0} after a whole number of seconds within the bounds, times the scale', async () => {
-  const { sim, url } = await startSim({ timeScale: 0.002, minSeconds: 10, maxSeconds: 40, seed: 7 })
+  const { sim, url } = await startSim({ timeScale: 0.01, minSeconds: 10, maxSeconds: 40, seed: 7 })
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/verify$/)
   // Warm up (connections, JIT) so the timings below measure the simulated delay.
   await Promise.all(Array.from({ length: 60 }, () => post(url, '{"user":"warmup"}')))
@@ -37,11 +37,11 @@ test('answers {"result": 0} after a whole number of seconds within the bounds, t
     assert.equal(answer.status, 200)
     assert.deepEqual(answer.json, { result: 0 })
     // Timers never fire early by more than their 1 ms rounding; the upper bound allows for a busy machine.
-    assert.ok(answer.ms >= 20 - 1, `answered after ${answer.ms} ms, before the 20 ms minimum`)
-    assert.ok(answer.ms <= 80 + 250, `answered after ${answer.ms} ms, long after the 80 ms maximum`)
+    assert.ok(answer.ms >= 100 - 1, `answered after ${answer.ms} ms, before the 100 ms minimum`)
+    assert.ok(answer.ms <= 400 + 1000, `answered after ${answer.ms} ms, long after the 400 ms maximum`)
   }
   const times = answers.map((a) => a.ms).sort((a, b) => a - b)
-  assert.ok(times.at(-1)! - times[0]! > 30, `the delays spread over the range (${times[0]} to ${times.at(-1)} ms)`)
+  assert.ok(times.at(-1)! - times[0]! > 150, `the delays spread over the range (${times[0]} to ${times.at(-1)} ms)`)
   assert.deepEqual({ ...sim.stats }, { received: 120, pending: 0, verified: 120, failed: 0, badRequests: 0, abandoned: 0 })
 })
 
@@ -81,8 +81,8 @@ test('bad requests get 400, other paths 404 and other methods 405; GET /health a
 })
 
 test('holds thousands of requests at once, then answers them all', async () => {
-  // Each answer after 2 s: opening 2000 connections takes well under one.
-  const { sim, url } = await startSim({ timeScale: 2, minSeconds: 1, maxSeconds: 1 })
+  // Each answer after 3 s: opening 2000 connections takes well under one, even on a busy machine.
+  const { sim, url } = await startSim({ timeScale: 3, minSeconds: 1, maxSeconds: 1 })
   const client = createVerificationClient({ url, maxConnections: 2000 })
   closers.push(() => client.close())
   const deadline = Date.now() + 30_000

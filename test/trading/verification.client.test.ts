@@ -72,7 +72,9 @@ test('an API that does not answer gives timeout at the deadline, and the request
   const deadline = started + 300
   assert.equal(await verifier.verify({ orderId: 'o1', user: 'user1' }, deadline), 'timeout')
   const elapsed = Date.now() - started
-  assert.ok(elapsed >= 300 - 2 && elapsed < 300 + 200, `timed out after ${elapsed} ms`)
+  // The upper bound leaves room for a busy machine, and stays under the backup timeouts
+  // (the time left plus a second), so only the deadline's own abort passes.
+  assert.ok(elapsed >= 300 - 2 && elapsed < 300 + 800, `timed out after ${elapsed} ms`)
   await waitFor(() => closedByClient === 1, { what: 'the server to see the request aborted' })
   assert.equal(await verifier.verify({ orderId: 'o2', user: 'user1' }, Date.now() - 1), 'timeout', 'a past deadline')
 })
@@ -112,7 +114,7 @@ test('5xx until the deadline is a timeout, at the deadline', async () => {
   const started = Date.now()
   assert.equal(await client(url).verify({ orderId: 'o1', user: 'user1' }, started + 400), 'timeout')
   const elapsed = Date.now() - started
-  assert.ok(elapsed >= 400 - 2 && elapsed < 400 + 200, `timed out after ${elapsed} ms`)
+  assert.ok(elapsed >= 400 - 2 && elapsed < 400 + 800, `timed out after ${elapsed} ms`)
   assert.ok(calls >= 3, `retried (${calls} calls)`)
 })
 

@@ -215,7 +215,8 @@ describe('one verifier, answers decided by user', () => {
   let verifier: ReturnType<typeof startVerifier>
   let subscriber: Redis
   const published = new Map<string, OrderView[]>()
-  const TIMEOUT_MS = 600
+  // Long enough that an answered verification never times out on a busy machine.
+  const TIMEOUT_MS = 2000
 
   before(async () => {
     topic = await ordersTopic(3)
@@ -411,17 +412,22 @@ test('committed offsets never pass an unfinished order, and a restart reads from
 test('two verifiers in one group: a rebalance while orders verify loses none and executes none twice', async () => {
   const topic = await ordersTopic(3)
   await seedUser('shared1', 1_000_000)
-  // Answers after up to 1.5 s, so orders are in flight when the partitions move.
-  const api = await startVerifyApi((request) => {
-    setTimeout(() => request.answer(0), Math.random() * 1500)
-  })
-  const first = startVerifier(topic, api.url)
+  // No answer until the second verifier has orders: nothing can be committed before the
+  // partitions move, however slowly it joins. Then answers come after up to 1.5 s, so
+  // orders are in flight on both sides.
+  const held: HeldVerification[] = []
+  let released = false
+  const answerLater = (request: HeldVerification) => setTimeout(() => request.answer(0), Math.random() * 1500)
+  const api = await startVerifyApi((request) => (released ? answerLater(request) : held.push(request)))
+  const first = startVerifier(topic, api.url, { timeoutMs: 60_000 })
   const batch = () => Array.from({ length: 60 }, () => order({ user: 'shared1', side: 'buy', quantity: 1 }))
   const orders = batch()
   await produce(topic, orders)
   await waitFor(() => first.verifier.stats.received > 0, { what: 'the first verifier to consume' })
-  const second = startVerifier(topic, api.url, { group: first.group })
+  const second = startVerifier(topic, api.url, { group: first.group, timeoutMs: 60_000 })
   await waitFor(() => second.verifier.stats.received > 0, { what: 'the second verifier to get partitions' })
+  released = true
+  for (const request of held) answerLater(request)
   const more = batch()
   await produce(topic, more)
   for (const o of [...orders, ...more]) assert.equal((await finalOrder(o.id)).status, 'filled')
@@ -448,7 +454,7 @@ test('a shutdown abandons stalled verifications uncommitted; after a restart the
   await seedUser('restart1', 1000)
   const stuck = order({ user: 'restart1', side: 'buy', quantity: 1 })
   const api = await startVerifyApi(() => {}) // never answers
-  const first = startVerifier(topic, api.url, { timeoutMs: 1000, shutdownGraceMs: 100 })
+  const first = startVerifier(topic, api.url, { timeoutMs: 2500, shutdownGraceMs: 100 })
   await produce(topic, [stuck])
   await waitFor(() => api.requests.length === 1, { what: 'the verification to start' })
   await first.stop()
@@ -457,9 +463,9 @@ test('a shutdown abandons stalled verifications uncommitted; after a restart the
   assert.equal((await committedOffsets(first.group, topic)).get(0) ?? 0n, 0n, 'not committed')
 
   // Past the original deadline, the restarted verifier rejects it without asking again.
-  const deadline = row.verification_started_at!.getTime() + 1000
+  const deadline = row.verification_started_at!.getTime() + 2500
   await waitFor(() => Date.now() > deadline, { what: 'the original deadline to pass' })
-  const second = startVerifier(topic, api.url, { group: first.group, timeoutMs: 1000 })
+  const second = startVerifier(topic, api.url, { group: first.group, timeoutMs: 2500 })
   const final = await finalOrder(stuck.id)
   assert.deepEqual([final.status, final.reason], ['rejected', 'verification_timeout'])
   assert.equal(api.requests.length, 1, 'no second verification request')

@@ -162,7 +162,9 @@ test('the backoff doubles between attempts', async () => {
 test('a delivery failing past its retry period becomes a dead letter; a replay delivers it', async () => {
   receiver.answer = () => 500
   const { sender } = startSender({ random: () => 1, retryBaseMs: 50 })
-  const { id, payload } = await insertDelivery(t.db, { userId: 'u1', url: receiver.url, retryForMs: 300, notifySchema: t.schema })
+  await waitFor(() => sender.stats.listening, { what: 'LISTEN' })
+  // Attempts after 0, 50, 150, 350 and 750 ms: the next would fall past the second.
+  const { id, payload } = await insertDelivery(t.db, { userId: 'u1', url: receiver.url, retryForMs: 1000, notifySchema: t.schema })
   await waitFor(async () => (await statusOf(id)) === 'dead', { what: 'a dead letter' })
   const dead = await row(id)
   assert.ok(dead.attempts >= 2, `attempts: ${dead.attempts}`)
