@@ -29,7 +29,7 @@
  * Options (env): BENCH_CONNECTIONS (50), BENCH_CALLERS (50), BENCH_STOCKS (10), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
  * BENCH_WARMUP_SECONDS (5), BENCH_ORDERS (1000; 0 skips B), BENCH_VERIFY_MAX_MS (2000),
  * BENCH_WARMUP_ORDERS (200), BENCH_REDIS_DB (10, flushed before and after), BENCH_CPU_PROF
- * (a directory: the API process writes a V8 CPU profile there when it stops),
+ * (a directory: the API, verifier and callback sender write V8 CPU profiles there when they stop),
  * BENCH_SKIP_THROUGHPUT (1 skips A).
  */
 import { once } from 'node:events'
@@ -390,8 +390,9 @@ try {
       `\nB. ${ORDERS} orders in flight: verification held until all wait, then answered after 0-${VERIFY_MAX_MS} ms\n`,
     )
     const pipelineEnv = { ...serviceEnv, VERIFY_URL: verifyUrl, VERIFY_TIMEOUT_MS: '600000' }
-    const verifier = processes.start('bourse verifier', ['src/cli.ts', 'verifier', '--group', group], pipelineEnv)
-    const sender = processes.start('bourse callback-sender', ['src/cli.ts', 'callback-sender'], pipelineEnv)
+    const profile = cpuProfileFlags(CPU_PROF_DIR)
+    const verifier = processes.start('bourse verifier', ['src/cli.ts', 'verifier', '--group', group], pipelineEnv, profile)
+    const sender = processes.start('bourse callback-sender', ['src/cli.ts', 'callback-sender'], pipelineEnv, profile)
     // The sender is ready when its LISTEN connection is up: from then on a committed
     // callback wakes it at once.
     const listenQuery = `LISTEN "${notifyChannel('webhooks', schema)}"`
