@@ -8,8 +8,8 @@
  * `webhook-id`). Results are only written to pending deliveries, so a late result from a
  * sender whose lease ran out can never turn a delivered callback back into a pending one.
  */
-import { sql, type Transaction } from 'kysely'
-import { type Database, type Db, notifyChannel } from '../../platform/db/index.ts'
+import { sql } from 'kysely'
+import { type Db, notifyChannel } from '../../platform/db/index.ts'
 import type { WebhookDeliveryRow } from '../../platform/db/schema.ts'
 import { decodeCursor, encodeCursor } from '../../platform/db/keyset.ts'
 
@@ -197,11 +197,11 @@ export interface EnqueueOptions {
 
 /**
  * Writes callbacks to the outbox, due now, and wakes the senders, in one statement. An
- * order that already has its callback keeps it. In a transaction: the senders are woken
- * when it commits, and not at all if it rolls back.
+ * order that already has its callback keeps it. On a transaction (`db` may be one): the
+ * senders are woken when it commits, and not at all if it rolls back.
  */
 export async function enqueueDeliveries(
-  trx: Transaction<Database>,
+  db: Db,
   deliveries: readonly NewDelivery[],
   options: EnqueueOptions,
 ): Promise<void> {
@@ -217,7 +217,7 @@ export async function enqueueDeliveries(
       on conflict (order_id) do nothing
     )
     select pg_notify(${notifyChannel('webhooks', options.schema)}, '')
-  `.execute(trx)
+  `.execute(db)
 }
 
 /** Thrown for a dead-letter page cursor that this module did not make. */
