@@ -8,7 +8,9 @@ export type { Redis }
 export interface RedisOptions {
   /**
    * Send the commands issued in one tick in one write: for many small concurrent requests
-   * (the API) this saves a syscall per command. @defaultValue false
+   * (the API) this saves a syscall per command. Scripts (`defineCommand`) must then be
+   * defined before the first command is sent: a pipeline opened earlier in the same turn
+   * lacks a command defined after it. @defaultValue false
    */
   autoPipelining?: boolean
 }

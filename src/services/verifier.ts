@@ -4,6 +4,7 @@ import { kafkaBrokers } from '../platform/config.ts'
 import { closeDb, createDb, migrateToLatest } from '../platform/db/index.ts'
 import { ensureTopic, openConsumerServiceClients } from '../platform/kafka.ts'
 import { closeRedis, createRedis } from '../platform/redis.ts'
+import { defineUserProjection } from '../trading/user-projection.ts'
 import { createVerificationClient } from '../trading/verification.client.ts'
 import { createOrderVerifier } from '../trading/verifier.consumer.ts'
 import { createServiceContext, intOption, parseCommand, runCommand } from './context.ts'
@@ -43,7 +44,9 @@ export function run(argv: string[]): Promise<number> {
     // commits first, then the connections it used are closed.
     const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: 20, log })
     lifecycle.onClose('postgres', () => closeDb(db))
-    const redis = createRedis(config.REDIS_URL, log, 'verifier')
+    // Thousands of orders in flight publish their states and read prices in bursts: one write per turn.
+    const redis = createRedis(config.REDIS_URL, log, 'verifier', { autoPipelining: true })
+    defineUserProjection(redis)
     lifecycle.onClose('redis', () => closeRedis(redis))
     const { admin, producer, consumer } = openConsumerServiceClients(settings, args.values.group, args.values['instance-id'], lifecycle)
     const client = createVerificationClient({ url: config.VERIFY_URL, maxConnections: maxInFlight, log })

@@ -26,6 +26,15 @@ function scripted(redis: Redis): ProjectingRedis {
   return r
 }
 
+/**
+ * Defines the projection's script on a connection before it sends anything. Required on
+ * a connection with auto-pipelining: a pipeline that ioredis opened earlier in the same
+ * turn of the event loop lacks a command defined after it, and the call fails.
+ */
+export function defineUserProjection(redis: Redis): void {
+  scripted(redis)
+}
+
 /** The contract JSON of a user row. */
 export function userContractJson(user: Pick<UserRow, 'id' | 'contract_id' | 'credit'>): string {
   return JSON.stringify({ id: user.contract_id ?? user.id, credit: decimalNumber(user.credit) })
