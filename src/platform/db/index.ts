@@ -40,6 +40,10 @@ export function createDb(options: DbOptions): Db {
     // The schema is validated by the config (identifier characters only).
     options: `-c search_path=${schema}`,
     application_name: 'bourse',
+    // Idle connections stay a minute (pg-pool closes them after 10 s): a service quiet
+    // between bursts (orders placed, then verified together) would otherwise open new ones,
+    // each costing milliseconds, just when the burst comes.
+    idleTimeoutMillis: 60_000,
   })
   pool.on('error', (err) => options.log?.warn({ err }, 'postgres idle connection error'))
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
