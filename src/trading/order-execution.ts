@@ -2,28 +2,19 @@
  * Moving an order to its states in PostgreSQL. Each order reaches exactly one final state:
  * the final update locks the order row first and does nothing when the order is already
  * final, so a verifier replaying an order after a crash (or a second copy of its message)
- * can never execute it twice. The money, the shares, the transaction record and the
- * final state are written by one statement, atomically.
+ * can never execute it twice. The money, the shares, the transaction record, the final
+ * state and the callback to deliver are written by one statement, atomically.
  *
  * Orders are finished in batches ({@link finishOrders}, {@link createOrderFinisher}): one
- * call of the `bourse_finish_orders` function (migration 0003, which holds the state
- * changes and their locking order), committed on its own, then one statement writing every
- * callback of the batch with one NOTIFY. The users' row locks are held for that one
- * statement only: thousands of orders of one user do not queue on them, each batch
- * holding them over a round trip, not four.
- *
- * A crash between the two statements leaves final orders without their callbacks. The
- * verifier commits an order's Kafka offset only once both are written, so it reads the
- * order again, finds it final, and writes the missing callback then ({@link ensureCallback}),
- * under the same `order_id`: a callback is never lost and never written twice.
+ * call of the `bourse_finish_orders` function (migrations 0003 and 0004, which hold the
+ * state changes, their locking order and the callbacks' bodies), which also wakes the
+ * callback senders with one NOTIFY. The users' row locks are held for that one statement:
+ * thousands of orders of one user do not queue on them.
  */
 import { sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
+import { type Db, notifyChannel } from '../platform/db/index.ts'
 import type { OrderRow, RejectReason, UserRow } from '../platform/db/schema.ts'
 import { toUnits, unitsText } from './money.ts'
-import { orderView } from './order-view.ts'
-import { createWebhookId } from './webhooks/webhook-signing.ts'
-import { enqueueDeliveries, type NewDelivery } from './webhooks/webhook.repository.ts'
 
 /** How a verification ended. */
 export type VerificationOutcome =
@@ -111,8 +102,8 @@ type FinishedRow = { item_n: number; item_changed: boolean } & { [K in keyof Ord
 }
 
 /**
- * Applies verification outcomes to orders, each once: the state changes in one statement,
- * then every callback of the orders it changed in one more (with one NOTIFY).
+ * Applies verification outcomes to orders, each once, in one statement: the state
+ * changes and the callbacks of the orders it changed (with one NOTIFY).
  * Resolves to one result per item, in the items' order; undefined where the order does
  * not exist (nothing is written for it). Items of one user are applied in their order
  * here (it decides which of two buys a credit covers).
@@ -131,22 +122,21 @@ async function finishInputs(
   inputs: readonly FinishInput[],
   callbacks: CallbackSettings,
 ): Promise<Array<FinishResult | undefined>> {
-  // One statement, committed on its own: the users' row locks are held for its round trip only.
   const { rows } = await sql<FinishedRow>`
     select f.item_n, f.item_changed, (f.order_row).*,
       (f.user_row).id as u_id, (f.user_row).contract_id as u_contract_id, (f.user_row).credit as u_credit,
       (f.user_row).webhook_secret as u_webhook_secret, (f.user_row).version as u_version,
       (f.user_row).created_at as u_created_at, (f.user_row).updated_at as u_updated_at
-    from bourse_finish_orders(${JSON.stringify(inputs)}::jsonb) as f
+    from bourse_finish_orders(
+      ${JSON.stringify(inputs)}::jsonb, ${notifyChannel('webhooks', callbacks.schema)}, ${callbacks.retryForMs}::double precision
+    ) as f
   `.execute(db)
   const results = Array.from<FinishResult | undefined>({ length: inputs.length })
-  const deliveries: NewDelivery[] = []
   for (const row of rows) {
     const { item_n, item_changed, u_id, u_contract_id, u_credit, u_webhook_secret, u_version, u_created_at, u_updated_at, ...columns } =
       row
     if (columns.id === null) continue
-    const order = columns as OrderRow
-    const result: FinishResult = { order, changed: item_changed }
+    const result: FinishResult = { order: columns as OrderRow, changed: item_changed }
     if (u_id !== null) {
       result.user = {
         id: u_id,
@@ -159,37 +149,8 @@ async function finishInputs(
       }
     }
     results[item_n] = result
-    if (item_changed && order.callback_url !== null) deliveries.push(callbackOf(order))
   }
-  // If this fails, or the process dies first, the orders are final without their
-  // callbacks: finishing them again finds them unchanged, and the caller then writes the
-  // callbacks with ensureCallback.
-  await enqueueDeliveries(db, deliveries, callbacks)
   return results
-}
-
-/**
- * Writes the callback of a final order if it has none yet (its first write may have been
- * cut short by a crash, see the module comment), and wakes the senders. An order that has
- * its callback keeps it, `webhook-id` and all; an order without a callback URL, or not
- * final, gets none.
- */
-export async function ensureCallback(db: Db, order: OrderRow, callbacks: CallbackSettings): Promise<void> {
-  if (order.callback_url === null || (order.status !== 'filled' && order.status !== 'rejected')) return
-  await enqueueDeliveries(db, [callbackOf(order)], callbacks)
-}
-
-/** The callback telling the order's final state (its `webhook-id` stays the same on every attempt). */
-function callbackOf(order: OrderRow): NewDelivery {
-  const type = `order.${order.status}`
-  return {
-    id: createWebhookId(),
-    order_id: order.id,
-    user_id: order.user_id,
-    url: order.callback_url!,
-    event_type: type,
-    payload: JSON.stringify({ type, timestamp: new Date().toISOString(), data: orderView(order) }),
-  }
 }
 
 /** Options of {@link createOrderFinisher}. */

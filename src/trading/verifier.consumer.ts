@@ -12,10 +12,9 @@
  * when it and every order before it in its partition has reached its final state and
  * that state was projected and published. The commit per partition is therefore the
  * lowest offset still in flight (or the last received + 1 when none is). After a crash
- * the orders from there on are consumed again: those already final only get their
- * callback (if a crash came before it was written), projection and status written again
- * (`startVerification` and the finishing never change a final order), the others are
- * verified again against their original deadline.
+ * the orders from there on are consumed again: those already final are only projected
+ * and published again (`startVerification` and the finishing never change a final
+ * order), the others are verified again against their original deadline.
  *
  * Finishing: the outcomes of verifications that end close together are applied by one
  * statement (`createOrderFinisher`), so orders of one user do not queue one by one on
@@ -42,7 +41,6 @@ import { publishOrderStatus } from './order-events.ts'
 import {
   type CallbackSettings,
   createOrderFinisher,
-  ensureCallback,
   type OrderFinisherOptions,
   startVerification,
   type VerificationOutcome,
@@ -310,10 +308,9 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
   }
 
   /**
-   * The order is final already (a replay after a crash, or a second copy): its callback,
-   * projection and status may not have been written before the crash, so write them again
-   * from PostgreSQL's current rows (a callback already written is kept, the projection
-   * keeps the newest version).
+   * The order is final already (a replay after a crash, or a second copy): its projection
+   * and status may not have been written before the crash, so write them again from
+   * PostgreSQL's current rows (the projection keeps the newest version).
    */
   const replayFinal = async (orderId: string) => {
     stats.replayed++
@@ -322,7 +319,6 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
       log.warn({ orderId }, 'order vanished (its user was deleted?)')
       return
     }
-    await retrying('writing callback', orderId, () => ensureCallback(db, order, callbacks))
     const user = order.status === 'filled' ? await retrying('reading user', orderId, () => findUser(db, order.user_id)) : undefined
     await afterFinal(order, user)
   }

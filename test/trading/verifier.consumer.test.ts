@@ -9,7 +9,6 @@ import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
-import { sql } from 'kysely'
 import { createStockHistoryRepository } from '../../src/market/index.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
 import { closeDb, createDb, type Db } from '../../src/platform/db/index.ts'
@@ -320,26 +319,6 @@ describe('one verifier, answers decided by user', () => {
     const transactions = await testDb.db.selectFrom('transactions').selectAll().where('order_id', '=', buy.id).execute()
     assert.equal(transactions.length, 1)
     assert.equal(await userCredit('user3'), 800)
-  })
-
-  test('an order made final just before a crash, its callback not yet written, gets the callback when read again', async () => {
-    const buy = order({ user: 'user3', side: 'buy', quantity: 1, callback_url: 'http://127.0.0.1:9/callbacks' })
-    await insertOrder(testDb.db, orderRowFromMessage(buy))
-    // What a crash between the finishing statement and the callback's leaves behind.
-    await sql`select * from bourse_finish_orders(${JSON.stringify([{ n: 0, order_id: buy.id, verified: true, price: '100', reason: null }])}::jsonb)`.execute(testDb.db)
-    const creditBefore = await userCredit('user3')
-    const replayedBefore = verifier.verifier.stats.replayed
-    await produce(topic, [buy])
-    await waitFor(() => verifier.verifier.stats.replayed === replayedBefore + 1, { what: 'the order to be read again' })
-    const delivery = await waitFor(
-      () => testDb.db.selectFrom('webhook_deliveries').selectAll().where('order_id', '=', buy.id).executeTakeFirst(),
-      { what: 'the callback written' },
-    )
-    assert.equal(delivery.event_type, 'order.filled')
-    assert.equal((JSON.parse(delivery.payload) as { data: { status: string } }).data.status, 'filled')
-    assert.equal(await userCredit('user3'), creditBefore, 'executed once')
-    const transactions = await testDb.db.selectFrom('transactions').selectAll().where('order_id', '=', buy.id).execute()
-    assert.equal(transactions.length, 1)
   })
 
   test('poison messages and orders of unknown users go to the dead-letter topic with the reason', async () => {

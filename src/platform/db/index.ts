@@ -8,6 +8,7 @@ import type { Logger } from '../logger.ts'
 import * as accounts from './migrations/0001_accounts.ts'
 import * as events from './migrations/0002_events.ts'
 import * as finishOrders from './migrations/0003_finish_orders.ts'
+import * as callbacksInFinish from './migrations/0004_callbacks_in_finish.ts'
 import type { Database } from './schema.ts'
 
 export type { Database } from './schema.ts'
@@ -18,6 +19,7 @@ const migrations: Record<string, Migration> = {
   '0001_accounts': accounts,
   '0002_events': events,
   '0003_finish_orders': finishOrders,
+  '0004_callbacks_in_finish': callbacksInFinish,
 }
 
 /** Options for {@link createDb}. */

@@ -175,51 +175,6 @@ export async function notifyDeliveries(db: Db, schema: string): Promise<void> {
   await sql`select pg_notify(${notifyChannel('webhooks', schema)}, '')`.execute(db)
 }
 
-/** A callback to write to the outbox, for {@link enqueueDeliveries}. */
-export interface NewDelivery {
-  /** The `webhook-id`. */
-  id: string
-  order_id: string
-  user_id: string
-  url: string
-  event_type: string
-  /** The exact body to send. */
-  payload: string
-}
-
-/** Settings of {@link enqueueDeliveries}. */
-export interface EnqueueOptions {
-  /** How long a failing delivery is retried before it is a dead letter, in ms. */
-  retryForMs: number
-  /** Schema of the tables, naming the channel that wakes the senders. */
-  schema: string
-}
-
-/**
- * Writes callbacks to the outbox, due now, and wakes the senders, in one statement. An
- * order that already has its callback keeps it. On a transaction (`db` may be one): the
- * senders are woken when it commits, and not at all if it rolls back.
- */
-export async function enqueueDeliveries(
-  db: Db,
-  deliveries: readonly NewDelivery[],
-  options: EnqueueOptions,
-): Promise<void> {
-  if (deliveries.length === 0) return
-  const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((d) => d[key])
-  await sql`
-    with inserted as (
-      insert into webhook_deliveries (id, order_id, user_id, url, event_type, payload, status, expires_at)
-      select d.id, d.order_id, d.user_id, d.url, d.event_type, d.payload, 'pending', ${afterMs(options.retryForMs)}
-      from unnest(${column('id')}::text[], ${column('order_id')}::uuid[], ${column('user_id')}::text[],
-        ${column('url')}::text[], ${column('event_type')}::text[], ${column('payload')}::text[])
-        as d(id, order_id, user_id, url, event_type, payload)
-      on conflict (order_id) do nothing
-    )
-    select pg_notify(${notifyChannel('webhooks', options.schema)}, '')
-  `.execute(db)
-}
-
 /** Thrown for a dead-letter page cursor that this module did not make. */
 export class InvalidCursorError extends Error {
   override name = 'InvalidCursorError'
