@@ -174,7 +174,10 @@ describe('one order at a time (finishOrder)', () => {
       const result = await finishOrder(t.db, id, { verified: false, reason }, callbacks())
       assert.deepEqual([result.changed, result.order.status, result.order.reason, result.user], [true, 'rejected', reason, undefined])
       assert.ok(result.order.finished_at)
-      assert.equal((await deliveryOf(id))?.event_type, 'order.rejected')
+      const delivery = await deliveryOf(id)
+      assert.equal(delivery?.event_type, 'order.rejected')
+      // Nulls (price, amount) and the reason as the API shows them.
+      assert.deepEqual((JSON.parse(delivery!.payload) as { data: unknown }).data, orderView(await stored(id)))
     }
     assert.deepEqual(await user('u3'), before)
   })
