@@ -32,7 +32,7 @@
  * BENCH_WARMUP_SECONDS (5), BENCH_ORDERS (1000; 0 skips B), BENCH_BURSTS (3), BENCH_VERIFY_MAX_MS (2000),
  * BENCH_WARMUP_ORDERS (200), BENCH_REDIS_DB (10, flushed before and after), BENCH_CPU_PROF
  * (a directory: the API, verifier and callback sender write V8 CPU profiles there when they stop),
- * BENCH_SKIP_THROUGHPUT (1 skips A).
+ * BENCH_SKIP_THROUGHPUT (1 skips A), BENCH_SETTLE_SECONDS (5: the pause between A and B).
  */
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -92,6 +92,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5)
 const ORDERS = Number(process.env.BENCH_ORDERS ?? 1000)
 const BURSTS = Math.max(1, Number(process.env.BENCH_BURSTS ?? 3))
+const SETTLE_SECONDS = Number(process.env.BENCH_SETTLE_SECONDS ?? 5)
 const VERIFY_MAX_MS = Number(process.env.BENCH_VERIFY_MAX_MS ?? 2000)
 const WARMUP_ORDERS = Number(process.env.BENCH_WARMUP_ORDERS ?? 200)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 10)
@@ -399,6 +400,9 @@ try {
   let callbacks: Record<string, unknown> | undefined
 
   if (ORDERS > 0) {
+    // Part A's load leaves work behind (the API's garbage, the kernel's sockets in
+    // TIME_WAIT): part B starts once the machine has had a few quiet seconds.
+    if (!SKIP_THROUGHPUT) await guard(sleep(SETTLE_SECONDS * 1000))
     const verifyUrl = `${await listen(verification.server)}/verify`
     const callbackUrl = `${await listen(receiver.server)}/callbacks`
     process.stdout.write(
