@@ -4,7 +4,7 @@
  * `${id}.${timestamp}.${body}` keyed with the user's secret, so a receiver can check that
  * the body came from Bourse, unaltered, and recently (its timestamp is signed too).
  */
-import { createHmac, createSecretKey, type KeyObject, randomBytes, randomUUID } from 'node:crypto'
+import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto'
 
 const secretPrefix = 'whsec_'
 
@@ -19,11 +19,6 @@ export interface WebhookHeaders {
 /** A new signing secret: `whsec_` and the base64 of 24 random bytes. */
 export function createWebhookSecret(): string {
   return `${secretPrefix}${randomBytes(24).toString('base64')}`
-}
-
-/** A new message id, `msg_` and a UUID without dashes; a delivery keeps it on every attempt. */
-export function createWebhookId(): string {
-  return `msg_${randomUUID().replaceAll('-', '')}`
 }
 
 /**

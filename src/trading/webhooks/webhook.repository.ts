@@ -171,7 +171,7 @@ export async function nextDueAt(db: Db): Promise<Date | undefined> {
 }
 
 /** Wakes the callback senders of `schema`; inside a transaction, once it commits. */
-export async function notifyDeliveries(db: Db, schema: string): Promise<void> {
+async function notifyDeliveries(db: Db, schema: string): Promise<void> {
   await sql`select pg_notify(${notifyChannel('webhooks', schema)}, '')`.execute(db)
 }
 

@@ -8,7 +8,12 @@ import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'nod
 import type { AddressInfo } from 'node:net'
 import { sql } from 'kysely'
 import { type Db, notifyChannel } from '../../../src/platform/db/index.ts'
-import { createWebhookId, createWebhookSecret } from '../../../src/trading/webhooks/webhook-signing.ts'
+import { createWebhookSecret } from '../../../src/trading/webhooks/webhook-signing.ts'
+
+/** A webhook id of the form the finishing statement gives (migration 0004): `msg_` and 32 hex digits. */
+export function createWebhookId(): string {
+  return `msg_${randomUUID().replaceAll('-', '')}`
+}
 
 /** Creates a user with a fresh webhook secret; resolves to the secret. */
 export async function insertUser(db: Db, id: string): Promise<string> {

@@ -132,7 +132,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
             where id = o.id returning * into o;
         end if;
         if o.callback_url is not null then
-          -- The webhook-id as createWebhookId makes it: msg_ and 32 hex digits.
+          -- The webhook-id: msg_ and 32 hex digits.
           insert into webhook_deliveries (id, order_id, user_id, url, event_type, payload, status, expires_at)
             values (
               'msg_' || replace(gen_random_uuid()::text, '-', ''), o.id, o.user_id, o.callback_url, 'order.' || o.status,
