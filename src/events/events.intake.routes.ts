@@ -387,7 +387,9 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
         }
 
         const ids = events.map((event) => event.id ?? randomUUID())
-        const idsJson = JSON.stringify(ids)
+        // Every id is a UUID (the schema's pattern, or randomUUID's): nothing to escape, and
+        // joining is cheaper than JSON.stringify, the hottest line of the route in profiles.
+        const idsJson = `["${ids.join('","')}"]`
         const header = { app_id: appId, received_at: new Date().toISOString() }
         const messages = eventMessages(header, { list: ids, json: idsJson }, events, { text, bytes: rawBytes, isArray }, sizes)
         try {
