@@ -10,6 +10,9 @@
  * shows it (`bourse_order_view`, the SQL twin of `orderView` in `src/trading/order-view.ts`:
  * a test holds them equal). Timestamps are ISO 8601 in UTC with milliseconds, truncated,
  * as the API reads them.
+ *
+ * The function's body repeats 0003's: a migration is never edited once released, so each
+ * one states its whole function rather than patching the text of another.
  */
 import { type Kysely, sql } from 'kysely'
 import { up as createFinishOrdersV1 } from './0003_finish_orders.ts'
