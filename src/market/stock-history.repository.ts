@@ -103,12 +103,10 @@ export interface StockHistoryRepository {
   /** The price list of a stock, read from the history (always current), with its version. */
   readPrices(stock: string): Promise<{ prices: Array<number | ''>; version: number }>
   /**
-   * The last non-empty entry of a stock's price list (its latest price): `undefined` for
-   * an unknown stock, `null` for a stock that has no price yet. Costs the same whatever
-   * the history's length.
+   * The last non-empty entry of each stock's price list (its latest price), in one Redis
+   * call, one answer per stock in order: `undefined` for an unknown stock, `null` for a
+   * stock that has no price yet. Costs the same whatever the histories' length.
    */
-  readLatestPrice(stock: string): Promise<number | null | undefined>
-  /** {@link readLatestPrice} for many stocks in one Redis call (one answer per stock, in order). */
   readLatestPrices(stocks: readonly string[]): Promise<Array<number | null | undefined>>
   /** Every stock with a history. */
   listStocks(): Promise<string[]>
@@ -266,10 +264,6 @@ export function createStockHistoryRepository(
         prices: text === null || text === '' ? [] : (JSON.parse(`[${text}]`) as Array<number | ''>),
         version: Number(version ?? 0),
       }
-    },
-    async readLatestPrice(stock) {
-      const [price] = await readLatestPrices([stock])
-      return price
     },
     readLatestPrices,
     async listStocks() {

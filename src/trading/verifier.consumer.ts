@@ -36,6 +36,7 @@ import type { OrderRow, UserRow } from '../platform/db/schema.ts'
 import type { StringConsumer, StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import type { Redis } from '../platform/redis.ts'
+import { createTurnLoader } from '../platform/turn-loader.ts'
 import { findUser } from './accounts.repository.ts'
 import { publishOrderStatus } from './order-events.ts'
 import {
@@ -63,7 +64,7 @@ export interface OrderVerifierDeps {
   /** Receives the `userN` projections and the status messages. */
   redis: Redis
   /** The market's latest prices (`createStockHistoryRepository(redis)`). */
-  prices: { readLatestPrice(stock: string): Promise<number | null | undefined> }
+  prices: { readLatestPrices(stocks: readonly string[]): Promise<Array<number | null | undefined>> }
   client: Pick<VerificationClient, 'verify'>
   log: Logger
 }
@@ -284,22 +285,11 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
   }
 
   /**
-   * The price reads of a stock asked for in one turn of the event loop share one Redis
-   * call, sent after all of them were asked: each order still gets a price read after its
+   * The price reads asked for in one turn of the event loop share one Redis call, sent
+   * after all of them were asked: each order still gets a price read after its
    * verification ended, and a burst of verifications ending together costs one read.
    */
-  const priceReads = new Map<string, Promise<number | null | undefined>>()
-  const readPrice = (stock: string): Promise<number | null | undefined> => {
-    let read = priceReads.get(stock)
-    if (!read) {
-      read = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        priceReads.delete(stock)
-        return prices.readLatestPrice(stock)
-      })
-      priceReads.set(stock, read)
-    }
-    return read
-  }
+  const readPrice = createTurnLoader((stocks) => prices.readLatestPrices(stocks))
 
   /** Projects the user (after a fill) and publishes the final state: what the user sees. */
   const afterFinal = async (order: OrderRow, user: UserRow | undefined) => {
