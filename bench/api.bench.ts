@@ -356,7 +356,7 @@ try {
     [`load average (1 min) at start, ${availableParallelism()} cores`, loadAtStart.toFixed(1)],
   ]
   if (!SKIP_THROUGHPUT) {
-    const empty = startEmptyServer(processes)
+    const empty = startEmptyServer(processes, cpuProfileFlags(CPU_PROF_DIR))
     const emptyUrl = await processes.waitForUrl(empty, EMPTY_LISTENING)
     process.stdout.write(
       `A. BuyStock vs empty Fastify: ${CONNECTIONS} connections, ${CALLERS} callers, ${STOCKS} stocks, ${ROUNDS} rounds of ${SECONDS} s ` +

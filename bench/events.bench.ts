@@ -237,7 +237,7 @@ try {
   }
 
   const api = startApi(processes, serviceEnv, profileFlags)
-  const empty = startEmptyServer(processes)
+  const empty = startEmptyServer(processes, profileFlags)
   const apiUrl = await processes.waitForUrl(api, API_LISTENING)
   const emptyUrl = await processes.waitForUrl(empty, EMPTY_LISTENING)
 

@@ -158,8 +158,8 @@ export const startApi = (processes: Processes, env: NodeJS.ProcessEnv, nodeFlags
   processes.start('bourse api', ['src/cli.ts', 'api', '--port', '0'], env, nodeFlags)
 
 /** Starts the empty Fastify baseline, `bench/empty-server.ts`, on a free port. */
-export const startEmptyServer = (processes: Processes): Child =>
-  processes.start('empty server', ['bench/empty-server.ts'], process.env)
+export const startEmptyServer = (processes: Processes, nodeFlags: string[] = []): Child =>
+  processes.start('empty server', ['bench/empty-server.ts'], process.env, nodeFlags)
 
 /** SIGTERM, then SIGKILL after 15 s. */
 export async function stopChild(child: Child): Promise<void> {

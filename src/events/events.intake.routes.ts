@@ -19,7 +19,6 @@
  * produce requests (`createSendBatcher`), each request answered once its own message is
  * acknowledged.
  */
-import { randomUUID } from 'node:crypto'
 import { errorCodes, type FastifyError, type FastifyRequest } from 'fastify'
 import secureJsonParse from 'secure-json-parse'
 import Type from 'typebox'
@@ -37,6 +36,7 @@ import {
 import type { StringProducer } from '../platform/kafka.ts'
 import { createSendBatcher, type SendBatcher } from '../platform/kafka-send-batcher.ts'
 import type { Logger } from '../platform/logger.ts'
+import { eventIdsJson } from './event-ids.ts'
 import { encodeEventBatchMessage, eventBatchMessageHead, eventBatchOverheadBytes } from './event-message.ts'
 import { type IncomingEvent, IncomingEvents, MAX_EVENT_BYTES, MAX_EVENTS_PER_REQUEST } from './events.schemas.ts'
 
@@ -107,29 +107,32 @@ const TOO_DEEP = 1
 /** {@link inspectData}: holds a number whose JSON may be longer than the text it was parsed from. */
 const LONG_NUMBER = 2
 
+/** {@link inspectData}'s flags for one value met inside `data`. */
+function inspectValue(value: unknown, depth: number, limit: number): number {
+  if (typeof value === 'object') return value === null ? 0 : inspectData(value, limit, depth + 1)
+  // Only a number whose JSON is over 3 characters can serialize longer than it was written.
+  return typeof value === 'number' && !(Number.isInteger(value) && value > -100 && value < 1000) ? LONG_NUMBER : 0
+}
+
 /**
- * Walks an event's `data` once (iteratively, so any depth is safe): {@link TOO_DEEP} when
- * it nests arrays and objects deeper than `limit` levels (`data` itself is level 1),
- * {@link LONG_NUMBER} when it holds a number serialized in more than 3 characters. Only
- * such a number can serialize longer than it was written (`1e3` is `1000`), since the
- * shortest exponent form is 3 characters.
+ * Walks an event's `data` once: {@link TOO_DEEP} when it nests arrays and objects deeper
+ * than `limit` levels (`data` itself is level 1), {@link LONG_NUMBER} when it holds a
+ * number serialized in more than 3 characters. Only such a number can serialize longer
+ * than it was written (`1e3` is `1000`), since the shortest exponent form is 3 characters.
+ * It recurses, but never deeper than `limit` + 1 calls, whatever the input: it stops at
+ * the first level over the limit. (An explicit stack and `Object.values` per object cost
+ * the intake 5 µs a request of 50 events in profiles; this, under 1 µs.)
  */
-function inspectData(data: unknown, limit: number): number {
+function inspectData(node: object, limit: number, depth = 1): number {
+  if (depth > limit) return TOO_DEEP
   let flags = 0
-  const nodes: unknown[] = [data]
-  const depths: number[] = [1]
-  for (let node = nodes.pop(); node !== undefined; node = nodes.pop()) {
-    const depth = depths.pop()!
-    if (depth > limit) return flags | TOO_DEEP
-    for (const child of Array.isArray(node) ? (node as unknown[]) : Object.values(node as object)) {
-      if (typeof child === 'object') {
-        if (child !== null) {
-          nodes.push(child)
-          depths.push(depth + 1)
-        }
-      } else if (typeof child === 'number' && !(Number.isInteger(child) && child > -100 && child < 1000)) {
-        flags |= LONG_NUMBER
-      }
+  if (Array.isArray(node)) {
+    for (let i = 0; i < node.length && !(flags & TOO_DEEP); i++) flags |= inspectValue(node[i], depth, limit)
+  } else {
+    // A parsed JSON object: plain, its own keys are all there is (and `__proto__` was refused).
+    for (const key in node) {
+      flags |= inspectValue((node as Record<string, unknown>)[key], depth, limit)
+      if (flags & TOO_DEEP) break
     }
   }
   return flags
@@ -233,12 +236,12 @@ interface OutgoingMessage {
  */
 function eventMessages(
   header: { app_id: string; received_at: string },
-  ids: { list: string[]; json: string },
+  idsJson: string,
   events: IncomingEvent[],
   raw: { text: string; bytes: number; isArray: boolean },
   sizes: number[] | undefined,
 ): OutgoingMessage[] {
-  const head = eventBatchMessageHead(header, ids.json)
+  const head = eventBatchMessageHead(header, idsJson)
   // The head, the body (in brackets when it is one event) and the closing brace.
   const wholeBytes = Buffer.byteLength(head) + raw.bytes + (raw.isArray ? 1 : 3)
   if (wholeBytes <= MAX_SEND_BYTES) {
@@ -246,11 +249,12 @@ function eventMessages(
   }
   // An event's JSON, a comma, and its id in `ids` (`"<36>",`).
   const perEvent = (i: number) => (sizes?.[i] ?? Buffer.byteLength(JSON.stringify(events[i]))) + 1 + 39
+  const ids = JSON.parse(idsJson) as string[]
   const messages: OutgoingMessage[] = []
   let from = 0
   let bytes = eventBatchOverheadBytes({ ...header, ids: [] })
   const flush = (to: number) => {
-    const chunkIds = ids.list.slice(from, to)
+    const chunkIds = ids.slice(from, to)
     const value = encodeEventBatchMessage({ ...header, ids: chunkIds }, JSON.stringify(events.slice(from, to)))
     messages.push({ value, bytes: Buffer.byteLength(value) })
     from = to
@@ -386,12 +390,10 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
           if (oversized.length > 0) throw eventsTooLarge(oversized)
         }
 
-        const ids = events.map((event) => event.id ?? randomUUID())
-        // Every id is a UUID (the schema's pattern, or randomUUID's): nothing to escape, and
-        // joining is cheaper than JSON.stringify, the hottest line of the route in profiles.
-        const idsJson = `["${ids.join('","')}"]`
-        const header = { app_id: appId, received_at: new Date().toISOString() }
-        const messages = eventMessages(header, { list: ids, json: idsJson }, events, { text, bytes: rawBytes, isArray }, sizes)
+        const now = Date.now()
+        const idsJson = eventIdsJson(events, now)
+        const header = { app_id: appId, received_at: new Date(now).toISOString() }
+        const messages = eventMessages(header, idsJson, events, { text, bytes: rawBytes, isArray }, sizes)
         try {
           await sendAll(messages, events.length)
         } catch (err) {
@@ -402,7 +404,7 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
         }
         // The answer's text is written here, the same as the response schema would make it:
         // its serializer escapes each of up to 500 ids one by one.
-        return reply.code(202).type(JSON_UTF8).send(`{"accepted":${ids.length},"ids":${idsJson}}` as never)
+        return reply.code(202).type(JSON_UTF8).send(`{"accepted":${events.length},"ids":${idsJson}}` as never)
       },
     )
   }

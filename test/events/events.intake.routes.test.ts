@@ -63,7 +63,9 @@ describe('POST /api/events accepts', () => {
     const body = accepted(res)
     assert.equal(body.accepted, 1)
     assert.equal(body.ids.length, 1)
-    assert.match(body.ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    assert.match(body.ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a UUIDv7')
+    const idTime = parseInt(body.ids[0]!.slice(0, 8) + body.ids[0]!.slice(9, 13), 16)
+    assert.ok(idTime >= before && idTime <= Date.now(), 'the id holds the time it was accepted')
     const found = await messagesWithIds(body.ids)
     const { record, message } = found.get(body.ids[0]!)!
     assert.equal(record.key, undefined, 'no key: the producer spreads messages over the partitions')
