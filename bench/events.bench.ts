@@ -15,15 +15,23 @@
  *    (and the seed's own target, 100 events/s). Also each server's CPU time per request
  *    (Linux /proc), which other load on the 2-core machine disturbs much less than req/s.
  *
- * B. Worker: once the intake is stopped, everything it accepted (the topic's end
- *    offsets) is stored by `bourse events-worker`, timed from its start to the last row
+ * B. Worker: once the intake is stopped and the topic was checked to hold every event
+ *    answered 202, its oldest messages are deleted down to the last BENCH_WORKER_EVENTS
+ *    events, which `bourse events-worker` stores, timed from its start to the last row
  *    (`events` + `event_errors`), and from its first row to its last. Baseline: the same
  *    Kafka client consuming the same topic as a new group, doing nothing per message,
  *    before and after the worker (the faster of the two is the baseline).
  *
- * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
- * BENCH_WARMUP_SECONDS (3), BENCH_BATCH (50 events per request), BENCH_PARTITIONS (3),
- * BENCH_REDIS_DB (9, flushed before and after), BENCH_WORKER_TIMEOUT_S (600), BENCH_CPU_PROF (a
+ * The intake's warm-up is longer than the empty route's: it also warms the Kafka broker.
+ * A broker started a moment ago (a JVM) compiles its produce path during its first ~20 s
+ * of this load, taking 40-77% of a core on a 2-core machine where it shares the CPU with
+ * the API (17-20% once warm): measured from its start, the intake's rounds gave 0.46
+ * against 0.54-0.65 a minute later.
+ *
+ * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (5), BENCH_SECONDS (5 per round),
+ * BENCH_WARMUP_SECONDS (3; the empty route's), BENCH_INTAKE_WARMUP_SECONDS (20),
+ * BENCH_BATCH (50 events per request), BENCH_PARTITIONS (3),
+ * BENCH_REDIS_DB (9, flushed before and after), BENCH_WORKER_EVENTS (2,000,000), BENCH_WORKER_TIMEOUT_S (600), BENCH_CPU_PROF (a
  * directory: the API and worker processes write V8 CPU profiles there when they stop),
  * BENCH_SKIP_WORKER (1 stops after A, printing its ratio and writing no result file).
  */
@@ -37,7 +45,7 @@ import { createApp } from '../src/events/apps.repository.ts'
 import type { IncomingEvent } from '../src/events/events.schemas.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
 import { createDb } from '../src/platform/db/index.ts'
-import { createConsumer, partitionBounds } from '../src/platform/kafka.ts'
+import { createAdmin, createConsumer, partitionBounds } from '../src/platform/kafka.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { createRedis } from '../src/platform/redis.ts'
 import {
@@ -77,13 +85,15 @@ import {
 } from './lib.ts'
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3)
+const INTAKE_WARMUP_SECONDS = Number(process.env.BENCH_INTAKE_WARMUP_SECONDS ?? 20)
 const BATCH = Number(process.env.BENCH_BATCH ?? 50)
 const PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? 3)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 9)
 const WORKER_TIMEOUT_S = Number(process.env.BENCH_WORKER_TIMEOUT_S ?? 600)
+const WORKER_EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 2_000_000)
 const profileFlags = cpuProfileFlags(process.env.BENCH_CPU_PROF)
 const SKIP_WORKER = process.env.BENCH_SKIP_WORKER === '1'
 const RATIO_TARGET = 0.5
@@ -179,16 +189,40 @@ function summarizeIntake(rounds: IntakeRound[]) {
 // ---------------------------------------------------------------------------------------
 // B. Worker against raw consumption.
 
-/** Messages in the topic: the sum of its partitions' end offsets (nothing is deleted). */
-async function topicMessages(): Promise<number> {
+/** The topic's partitions, from their first kept offset to their end. */
+async function topicBounds(): Promise<Array<{ partition: number; start: bigint; end: bigint }>> {
   const group = `bench-events-offsets-${suffix}`
   const consumer = createConsumer(kafka, group)
   try {
-    const bounds = await partitionBounds(consumer, topic)
-    return bounds.reduce((sum, b) => sum + Number(b.end - b.start), 0)
+    return await partitionBounds(consumer, topic)
   } finally {
     await consumer.close(true)
   }
+}
+
+/** Messages in the topic: the sum of its partitions' kept offsets. */
+const messagesIn = (bounds: Array<{ start: bigint; end: bigint }>) => bounds.reduce((sum, b) => sum + Number(b.end - b.start), 0)
+
+/**
+ * Deletes the oldest messages of each partition so that about `keep` remain, shared as
+ * the partitions' sizes are (the worker's run then takes minutes, however long part A
+ * ran). Returns the messages left.
+ */
+async function trimTopic(keep: number): Promise<number> {
+  const bounds = await topicBounds()
+  const total = messagesIn(bounds)
+  if (total <= keep) return total
+  const admin = createAdmin(kafka)
+  try {
+    const partitions = bounds.map(({ partition, start, end }) => {
+      const share = BigInt(Math.ceil((Number(end - start) * keep) / total))
+      return { partition, offset: end - share > start ? end - share : start }
+    })
+    await admin.deleteRecords({ topics: [{ name: topic, partitions }] })
+  } finally {
+    await admin.close()
+  }
+  return messagesIn(await topicBounds())
 }
 
 /** Baseline: the same client consuming the topic as a new group, doing nothing per message. */
@@ -253,7 +287,7 @@ try {
 
   process.stdout.write(
     `A. intake (${BATCH} events per request, ${Buffer.byteLength(body)} bytes) vs empty Fastify: ${CONNECTIONS} connections, ` +
-      `${ROUNDS} rounds of ${SECONDS} s after ${WARMUP_SECONDS} s warm-up each\n`,
+      `${ROUNDS} rounds of ${SECONDS} s after a warm-up of ${WARMUP_SECONDS} s (empty) and ${INTAKE_WARMUP_SECONDS} s (intake)\n`,
   )
   // The empty server has one route, POST /api/buy-stock; it parses any JSON body.
   const emptyRoute = `${emptyUrl}/api/buy-stock`
@@ -261,7 +295,7 @@ try {
   const { warmup, baselineRounds, subjectRounds: intakeRounds } = await alternateRounds(
     (seconds) => load(emptyRoute, empty, headers, body, seconds),
     (seconds) => load(intakeRoute, api, headers, body, seconds),
-    { rounds: ROUNDS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS },
+    { rounds: ROUNDS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, subjectWarmupSeconds: INTAKE_WARMUP_SECONDS },
     (round, b, a) =>
       process.stdout.write(
         `round ${round}: empty ${b.requestsPerSecond.toFixed(0)} req/s ${roundDetails(b)}, intake ` +
@@ -282,12 +316,15 @@ try {
     // B. Everything the intake accepted, stored by the worker.
     // One message per request (version 2: the request's events; the body is far under the
     // 768 KiB a message holds), so BATCH events per message.
-    const messages = await topicMessages()
-    const total = messages * BATCH
+    const inTopic = messagesIn(await topicBounds()) * BATCH
     // Requests still in flight when autocannon stopped may have been taken too, unanswered.
-    if (total < answered * BATCH) throw new Error(`the topic holds ${total} events, but ${answered * BATCH} were acknowledged`)
+    if (inTopic < answered * BATCH) throw new Error(`the topic holds ${inTopic} events, but ${answered * BATCH} were acknowledged`)
+    const messages = await trimTopic(Math.ceil(WORKER_EVENTS / BATCH))
+    const total = messages * BATCH
     const expectedErrors = total / BATCH
-    process.stdout.write(`\nB. ${total} accepted events in ${topic}: raw consume, then bourse events-worker, then raw consume\n`)
+    process.stdout.write(
+      `\nB. the last ${total} of the ${inTopic} accepted events in ${topic}: raw consume, then bourse events-worker, then raw consume\n`,
+    )
     // Messages/s, as events/s (BATCH events per message), to compare with the worker.
     const rawBefore = BATCH * (await guard(rawConsume(1, messages)))
     const workerStarted = performance.now()
@@ -330,7 +367,7 @@ try {
         (intake.eventsPerSecond / SEED_TARGET_EVENTS_PER_SECOND).toFixed(0),
       ],
       ...cpuRows('intake', baseline, intake, cpuRatio),
-      ['events acknowledged (202) / in the topic', `${answered * BATCH} / ${total}`],
+      ['events acknowledged (202) / in the topic / kept for the worker', `${answered * BATCH} / ${inTopic} / ${total}`],
       ['events stored: events + errors', `${counts.events} + ${counts.errors}`],
       ['raw consume, baseline, before / after (msg/s x events per msg)', `${Math.round(rawBefore)} / ${Math.round(rawAfter)}`],
       ['worker, start to last row (events/s)', String(Math.round(workerRate))],
@@ -348,6 +385,7 @@ try {
       rounds: ROUNDS,
       roundSeconds: SECONDS,
       warmupSeconds: WARMUP_SECONDS,
+      intakeWarmupSeconds: INTAKE_WARMUP_SECONDS,
       eventsPerRequest: BATCH,
       bodyBytes: Buffer.byteLength(body),
       partitions: PARTITIONS,

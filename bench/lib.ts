@@ -284,14 +284,21 @@ export interface Alternation<T> {
   subjectRounds: T[]
 }
 
-/** Warms up the baseline then the subject, then runs `rounds` pairs of rounds, baseline first, each pair passed to `onRound`. */
+/**
+ * Warms up the baseline then the subject, then runs `rounds` pairs of rounds, baseline
+ * first, each pair passed to `onRound`. The subject's warm-up lasts `subjectWarmupSeconds`
+ * (default `warmupSeconds`): longer when it drives a server that must warm up too.
+ */
 export async function alternateRounds<T extends LoadRound>(
   baseline: (seconds: number) => Promise<T>,
   subject: (seconds: number) => Promise<T>,
-  options: { rounds: number; seconds: number; warmupSeconds: number },
+  options: { rounds: number; seconds: number; warmupSeconds: number; subjectWarmupSeconds?: number },
   onRound: (round: number, baseline: T, subject: T) => void,
 ): Promise<Alternation<T>> {
-  const warmup = { baseline: await baseline(options.warmupSeconds), subject: await subject(options.warmupSeconds) }
+  const warmup = {
+    baseline: await baseline(options.warmupSeconds),
+    subject: await subject(options.subjectWarmupSeconds ?? options.warmupSeconds),
+  }
   const baselineRounds: T[] = []
   const subjectRounds: T[] = []
   for (let round = 1; round <= options.rounds; round++) {
