@@ -104,7 +104,7 @@ export function run(argv: string[]): Promise<number> {
     if (!args) return 0
     const port = intOption('port', args.values.port, 0, 65535)
     const { config, log, lifecycle } = createServiceContext('api')
-    const redis = createRedis(config.REDIS_URL, log, 'api', { autoPipelining: true })
+    const redis = createRedis(config.REDIS_URL, log, 'api')
     lifecycle.onClose('redis', () => closeRedis(redis))
     const subscriber = createRedis(config.REDIS_URL, log, 'api-subscriber')
     lifecycle.onClose('redis subscriber', () => closeRedis(subscriber))
