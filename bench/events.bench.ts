@@ -403,6 +403,8 @@ try {
       },
       worker: {
         acknowledged: answered * BATCH,
+        inTopic,
+        // The events the worker stored: the last ones of the topic, the older ones deleted.
         accepted: total,
         storedEvents: Number(counts.events),
         storedErrors: Number(counts.errors),
