@@ -71,6 +71,8 @@ export function eventIdsJson(events: ReadonlyArray<{ id?: string | undefined }>,
   for (let i = 0, at = 2; i < count; i++, at += SLOT) {
     const own = events[i]!.id
     if (own !== undefined) {
+      // A shorter or longer text would shift the array's punctuation: refused, not written.
+      if (own.length !== 36) throw new TypeError(`event ${i}'s id is not a UUID: ${JSON.stringify(own)}`)
       out.write(own, at, 'latin1')
     } else if (i > 0) {
       out[at + COUNTER_AT] = HEX_DIGITS[i >> 8]!

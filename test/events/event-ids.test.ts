@@ -30,6 +30,7 @@ test("an event's own id is kept as sent, in its place", () => {
   assert.equal(ids[1], own)
   for (const i of [0, 2, 3]) assert.match(ids[i]!, uuidV7)
   assert.equal(ids[2]!.slice(14, 18), '7002')
+  assert.throws(() => eventIdsJson([{}, { id: 'not-a-uuid' }]), /event 1's id is not a UUID/)
 })
 
 test('requests of the same millisecond get different ids; later ones sort after earlier ones', () => {
