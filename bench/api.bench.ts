@@ -96,7 +96,7 @@ const SETTLE_SECONDS = Number(process.env.BENCH_SETTLE_SECONDS ?? 5)
 const VERIFY_MAX_MS = Number(process.env.BENCH_VERIFY_MAX_MS ?? 2000)
 const WARMUP_ORDERS = Number(process.env.BENCH_WARMUP_ORDERS ?? 200)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 10)
-const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
+const profileFlags = cpuProfileFlags(process.env.BENCH_CPU_PROF)
 const SKIP_THROUGHPUT = process.env.BENCH_SKIP_THROUGHPUT === '1'
 const CALLERS = Math.max(1, Number(process.env.BENCH_CALLERS ?? 50))
 const STOCKS = Math.max(1, Number(process.env.BENCH_STOCKS ?? 10))
@@ -338,7 +338,7 @@ try {
     await admin.close()
   }
 
-  const api = startApi(processes, serviceEnv, cpuProfileFlags(CPU_PROF_DIR))
+  const api = startApi(processes, serviceEnv, profileFlags)
   const apiUrl = await processes.waitForUrl(api, API_LISTENING)
 
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` }
@@ -356,7 +356,7 @@ try {
     [`load average (1 min) at start, ${availableParallelism()} cores`, loadAtStart.toFixed(1)],
   ]
   if (!SKIP_THROUGHPUT) {
-    const empty = startEmptyServer(processes, cpuProfileFlags(CPU_PROF_DIR))
+    const empty = startEmptyServer(processes, profileFlags)
     const emptyUrl = await processes.waitForUrl(empty, EMPTY_LISTENING)
     process.stdout.write(
       `A. BuyStock vs empty Fastify: ${CONNECTIONS} connections, ${CALLERS} callers, ${STOCKS} stocks, ${ROUNDS} rounds of ${SECONDS} s ` +
@@ -409,9 +409,8 @@ try {
       `\nB. ${BURSTS} bursts of ${ORDERS} orders in flight: verification held until all wait, then answered after 0-${VERIFY_MAX_MS} ms\n`,
     )
     const pipelineEnv = { ...serviceEnv, VERIFY_URL: verifyUrl, VERIFY_TIMEOUT_MS: '600000' }
-    const profile = cpuProfileFlags(CPU_PROF_DIR)
-    const verifier = processes.start('bourse verifier', ['src/cli.ts', 'verifier', '--group', group], pipelineEnv, profile)
-    const sender = processes.start('bourse callback-sender', ['src/cli.ts', 'callback-sender'], pipelineEnv, profile)
+    const verifier = processes.start('bourse verifier', ['src/cli.ts', 'verifier', '--group', group], pipelineEnv, profileFlags)
+    const sender = processes.start('bourse callback-sender', ['src/cli.ts', 'callback-sender'], pipelineEnv, profileFlags)
     // The sender is ready when its LISTEN connection is up: from then on a committed
     // callback wakes it at once.
     const listenQuery = `LISTEN "${notifyChannel('webhooks', schema)}"`

@@ -7,8 +7,9 @@ export type { Redis }
 /** Options of {@link createRedis}. */
 export interface RedisOptions {
   /**
-   * Send the commands issued in one tick in one write: for many small concurrent requests
-   * (the API) this saves a syscall per command. Scripts (`defineCommand`) must then be
+   * Send the commands issued in one tick in one write: for a client issuing many commands
+   * per tick (the verifier's bursts) this saves a syscall per command. A client whose calls
+   * are already one per turn (the API) only pays for a pipeline around each. Scripts (`defineCommand`) must then be
    * defined before the first command is sent: a pipeline opened earlier in the same turn
    * lacks a command defined after it. @defaultValue false
    */
