@@ -23,6 +23,8 @@ export const ConfigSchema = Type.Object({
   // An enum, not a union of literals: typebox stops reporting errors after a failed union,
   // which would hide the variables after a bad LOG_LEVEL.
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  /** Time between two heartbeats of a long-running service; an instance silent for three is gone from `bourse status` (ms). @defaultValue 5000 */
+  HEARTBEAT_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 600_000 }),
   /** Kafka topic carrying price ticks. @defaultValue main_topic */
   MARKET_TOPIC: Type.String({ pattern: '^[A-Za-z0-9._-]{1,249}$' }),
   /** Partitions given to the market topic when Bourse creates it. @defaultValue 3 */
@@ -98,6 +100,7 @@ const defaults: Record<keyof Config, string> = {
   KAFKA_BROKERS: '127.0.0.1:9092',
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/bourse',
   LOG_LEVEL: 'info',
+  HEARTBEAT_INTERVAL_MS: '5000',
   MARKET_TOPIC: 'main_topic',
   MARKET_TOPIC_PARTITIONS: '3',
   PERFORMANCE_COST_MS: '3000',

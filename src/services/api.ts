@@ -1,13 +1,12 @@
 /** `bourse api`: the HTTP API (BuyStock, orders, portfolios), OpenAPI docs at /docs. */
-import { readFileSync } from 'node:fs'
 import { sql } from 'kysely'
 import { type Authenticate, createTokenAuthenticator } from '../auth/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
-import { type Config, kafkaBrokers } from '../platform/config.ts'
-import { closeDb, createDb, type Db, migrateToLatest } from '../platform/db/index.ts'
+import type { Config } from '../platform/config.ts'
+import type { Db } from '../platform/db/index.ts'
 import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
-import { createAdmin, createProducer, ensureTopic, type StringProducer } from '../platform/kafka.ts'
+import type { StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
 import { createBuyStockService } from '../trading/buy-stock.service.ts'
@@ -15,9 +14,9 @@ import { createOrderStatusHub } from '../trading/order-events.ts'
 import { createOrderService } from '../trading/orders.service.ts'
 import { tradingRoutes } from '../trading/trading.routes.ts'
 import { parseAllowedNetworks } from '../trading/webhooks/callback-url.ts'
-import { createServiceContext, intOption, parseCommand, runCommand } from './context.ts'
+import { intOption } from '../platform/command.ts'
+import { bourseVersion as version, defineService } from '../platform/service.ts'
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 
 /** The connections the API runs on; the caller owns and closes them. */
 export interface ApiDeps {
@@ -88,48 +87,39 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
   return app
 }
 
-const spec = {
-  name: 'api',
-  usage: '[--port 8000] [--host 127.0.0.1]',
-  description:
-    'Serves the HTTP API: BuyStock, orders (202 at once; results by callback, status URL and\n' +
-    'Server-Sent Events), portfolios and transactions. OpenAPI and Swagger UI at /docs.',
-  options: { port: { type: 'string' }, host: { type: 'string' } },
-  help: { port: 'Port to listen on (default: PORT, 8000; 0 picks a free one)', host: 'Interface (default: HOST, 127.0.0.1)' },
-} as const
-
-export function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const args = parseCommand(spec, argv)
-    if (!args) return 0
-    const port = intOption('port', args.values.port, 0, 65535)
-    const { config, log, lifecycle } = createServiceContext('api')
-    const redis = createRedis(config.REDIS_URL, log, 'api')
-    lifecycle.onClose('redis', () => closeRedis(redis))
+export const { run } = defineService({
+  spec: {
+    name: 'api',
+    usage: '[--port 8000] [--host 127.0.0.1]',
+    description:
+      'Serves the HTTP API: BuyStock, orders (202 at once; results by callback, status URL and\n' +
+      'Server-Sent Events), portfolios and transactions. OpenAPI and Swagger UI at /docs.',
+    options: { port: { type: 'string' }, host: { type: 'string' } },
+    help: { port: 'Port to listen on (default: PORT, 8000; 0 picks a free one)', host: 'Interface (default: HOST, 127.0.0.1)' },
+  },
+  daemon: 'http',
+  parse: ({ values }, config) => ({
+    port: intOption('port', values.port, 0, 65535) ?? config.PORT,
+    host: values.host ?? config.HOST,
+  }),
+  needs: (_, config) => ({
+    redis: {},
+    db: { max: 20 },
+    producer: true,
+    topics: [
+      { name: config.ORDERS_TOPIC, partitions: config.ORDERS_TOPIC_PARTITIONS },
+      { name: config.EVENTS_TOPIC, partitions: config.EVENTS_TOPIC_PARTITIONS },
+    ],
+  }),
+  async start({ config, log, lifecycle, redis, db, producer }, { port, host }) {
     const subscriber = createRedis(config.REDIS_URL, log, 'api-subscriber')
     lifecycle.onClose('redis subscriber', () => closeRedis(subscriber))
-    const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: 20, log })
-    lifecycle.onClose('postgres', () => closeDb(db))
-    const settings = { brokers: kafkaBrokers(config) }
-    const producer = createProducer(settings)
-    lifecycle.onClose('kafka producer', () => producer.close())
-
-    await migrateToLatest(db, config.DATABASE_SCHEMA)
-    const admin = createAdmin(settings)
-    try {
-      await ensureTopic(admin, config.ORDERS_TOPIC, config.ORDERS_TOPIC_PARTITIONS, log)
-      await ensureTopic(admin, config.EVENTS_TOPIC, config.EVENTS_TOPIC_PARTITIONS, log)
-    } finally {
-      await admin.close()
-    }
     const app = await buildApiApp({ config, log, redis, subscriber, db, producer })
     // Closed first: stop taking requests and finish those in flight before the connections go.
     lifecycle.onClose('http', () => app.close())
-    const address = await app.listen({ port: port ?? config.PORT, host: args.values.host ?? config.HOST })
+    const address = await app.listen({ port, host })
     log.info({ address }, 'api listening')
     process.stdout.write(`api listening on ${address} (docs at ${address}/docs)\n`)
-    await lifecycle.stopping
-    await lifecycle.shutdown()
-    return 0
-  })
-}
+    return {}
+  },
+})

@@ -1,8 +1,9 @@
 /** `bourse apps`: register, list and revoke the applications trusted to send events. */
 import { appNameProblem, type AppSummary, createApp, listApps, revokeApp } from '../events/apps.repository.ts'
-import { closeDb, createDb, type Db, migrateToLatest } from '../platform/db/index.ts'
+import type { Db } from '../platform/db/index.ts'
 import { Conflict } from '../platform/http/errors.ts'
-import { createServiceContext, parseCommand, runCommand, UsageError } from './context.ts'
+import { UsageError } from '../platform/command.ts'
+import { defineService } from '../platform/service.ts'
 
 const spec = {
   name: 'apps',
@@ -69,7 +70,7 @@ async function perform(db: Db, action: Action): Promise<number> {
       }
       process.stdout.write(`${created.token}\n`)
       process.stderr.write(
-        `created application ${JSON.stringify(created.name)} (${created.id}); its token is shown only now, store it safely\n`,
+        `created application ${JSON.stringify(created.name)} (application id ${created.id}); its token is on stdout, shown only now: store it safely\n`,
       )
       return 0
     }
@@ -90,19 +91,9 @@ async function perform(db: Db, action: Action): Promise<number> {
   }
 }
 
-export function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const args = parseCommand(spec, argv)
-    if (!args) return 0
-    const action = parseAction(args.positionals)
-    const { config, log, lifecycle } = createServiceContext('apps')
-    const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, log })
-    lifecycle.onClose('db', () => closeDb(db))
-    try {
-      await migrateToLatest(db, config.DATABASE_SCHEMA)
-      return await perform(db, action)
-    } finally {
-      await lifecycle.shutdown('done')
-    }
-  })
-}
+export const { run } = defineService({
+  spec,
+  parse: ({ positionals }) => parseAction(positionals),
+  needs: () => ({ db: { max: 1 } }),
+  start: ({ db }, action) => perform(db, action),
+})

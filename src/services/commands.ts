@@ -1,10 +1,6 @@
 /** The command table of the CLI: name, one-line summary and lazy module. */
 
-/** What every command module exports. */
-export interface CommandModule {
-  /** Runs the command with its own arguments; resolves to the process exit code. */
-  run(argv: string[]): Promise<number>
-}
+export type { CommandModule } from '../platform/service.ts'
 
 /** One CLI command. */
 export interface CommandEntry {
@@ -31,5 +27,6 @@ export const commands: readonly CommandEntry[] = [
   { name: 'rebuild-projections', summary: 'Rewrite the Redis `userN` keys from the accounts in PostgreSQL', load: () => import('./rebuild-projections.ts') },
   { name: 'performance', summary: 'Recompute the performance metric of changed stocks every minute, on all cores', load: () => import('./performance.ts') },
   { name: 'events-worker', summary: 'Validate events from Kafka and store each once: events or event errors (The Eye)', load: () => import('./events-worker.ts') },
+  { name: 'status', summary: 'List the live instances of every service (from their heartbeats) and the services missing', load: () => import('./status.ts') },
   { name: 'event-types', summary: 'List, show, set or delete the JSON Schemas of event types (list | show | set | delete)', load: () => import('./event-types.ts') },
 ]

@@ -1,15 +1,18 @@
 /**
  * `bourse demo`: the whole system on this machine. Starts what infrastructure is
  * missing, loads the sample users and stocks, sends the sample CSV into Kafka, runs the
- * price updater, the performance service and the trading services (API, verifier,
- * callback sender and the simulated verification API) as their own processes (exactly as
- * `docker compose up` runs them), and shows a live summary until Ctrl-C.
+ * price updater, the performance service, the trading services (API, verifier, callback
+ * sender and the simulated verification API) and the events worker as their own processes
+ * (exactly as `docker compose up` runs them), and shows a live summary until Ctrl-C.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
-import { createServiceContext, parseCommand, runCommand, UsageError } from './context.ts'
+import { UsageError } from '../platform/command.ts'
+import { readHeartbeats } from '../platform/heartbeat.ts'
+import { defineService } from '../platform/service.ts'
+import { type Daemon, daemons } from './daemons.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const cli = fileURLToPath(new URL('../cli.ts', import.meta.url))
@@ -19,9 +22,9 @@ const spec = {
   usage: '[--csv FILE] [--fixture FILE] [--until-idle]',
   description:
     'Starts local infrastructure if needed, loads the sample users and stocks, produces the sample CSV\n' +
-    'into Kafka, runs the price updater, the performance service and the trading API with its verifier\n' +
-    '(verifications take 0.1-10 s: the seed\'s 1-100 s at --time-scale 0.1), prints a token for user1\n' +
-    'and shows a live summary until Ctrl-C.',
+    'into Kafka, runs every service (price updater, performance, the trading API with its verifier and\n' +
+    'callback sender, the simulated verification API, the events worker), prints a token for user1 and\n' +
+    'shows a live summary until Ctrl-C. Verifications take 0.1-10 s: the seed\'s 1-100 s at --time-scale 0.1.',
   options: {
     csv: { type: 'string', default: 'fixtures/sample-prices.csv' },
     fixture: { type: 'string', default: 'fixtures/sample-redis.txt' },
@@ -107,13 +110,14 @@ async function summary(redis: Redis): Promise<string> {
   return rows.join('\n')
 }
 
-export function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const args = parseCommand(spec, argv)
-    if (!args) return 0
-    const scale = Number(args.values['time-scale'])
+export const { run } = defineService({
+  spec,
+  parse: ({ values }) => {
+    const scale = Number(values['time-scale'])
     if (!(scale > 0 && scale <= 1)) throw new UsageError('--time-scale must be a number above 0, at most 1')
-    const { config, log, lifecycle } = createServiceContext('demo')
+    return { scale, csv: values.csv, fixture: values.fixture, untilIdle: values['until-idle'] }
+  },
+  async start({ config, log, lifecycle }, { scale, csv, fixture, untilIdle }) {
     // The stall limit is scaled with the simulated API, as the seed's 60 s is to its 1-100 s.
     const env = {
       ...process.env,
@@ -129,15 +133,17 @@ export function run(argv: string[]): Promise<number> {
     })
     try {
       await step('infra', ['infra', 'up'], env)
-      await step('seed', ['seed', args.values.fixture], env)
-      await step('produce', ['produce', '--csv', args.values.csv], env)
+      // A clean demo: the fixture's credit wins over what earlier runs traded.
+      await step('seed', ['seed', fixture, '--reset-accounts'], env)
+      await step('produce', ['produce', '--csv', csv], env)
       // Seeding reset the histories, so this run reads the topic from its start under a
       // group of its own; the topic holds each row once (the producer resumes).
       const group = `demo-${Date.now()}`
+      // Opened only now: `infra up` may have just started Redis.
       const redis = createRedis(config.REDIS_URL, log, 'demo')
       lifecycle.onClose('redis', () => closeRedis(redis))
 
-      if (args.values['until-idle']) {
+      if (untilIdle) {
         await step('price-updater', ['price-updater', '--group', group, '--until-idle'], env)
         await step('performance', ['performance', '--once'], env)
         process.stdout.write(`${await summary(redis)}\n`)
@@ -148,13 +154,17 @@ export function run(argv: string[]): Promise<number> {
       process.stdout.write('==> bourse tokens create user1 / --admin\n')
       const userToken = await capture(['tokens', 'create', 'user1', '--label', 'demo'], env)
       const adminToken = await capture(['tokens', 'create', '--admin', '--label', 'demo'], env)
-      process.stdout.write('==> running price-updater, performance, api, verify-sim, verifier, callback-sender (Ctrl-C to stop)\n')
-      children.push(startStep('price-updater', ['price-updater', '--group', group], env))
-      children.push(startStep('performance', ['performance'], env))
-      children.push(startStep('verify-sim', ['verify-sim', '--time-scale', String(scale)], env))
-      children.push(startStep('api', ['api'], env))
-      children.push(startStep('verifier', ['verifier'], env))
-      children.push(startStep('callback-sender', ['callback-sender'], env))
+      process.stdout.write(`==> running ${daemons.join(', ')} (Ctrl-C to stop)\n`)
+      const serviceArgs: Record<Daemon, string[]> = {
+        'price-updater': ['--group', group],
+        performance: [],
+        'verify-sim': ['--time-scale', String(scale)],
+        api: [],
+        verifier: [],
+        'callback-sender': [],
+        'events-worker': [],
+      }
+      for (const name of daemons) children.push(startStep(name, [name, ...serviceArgs[name]], env))
       const apiUrl = `http://${config.HOST}:${config.PORT}`
       process.stdout.write(
         [
@@ -166,6 +176,7 @@ export function run(argv: string[]): Promise<number> {
           `  curl -s -H 'authorization: Bearer ${userToken}' -H 'content-type: application/json' \\`,
           `    -d '{"user":"user1","stockname":"stock1","quantity":10,"side":"buy"}' ${apiUrl}/api/orders`,
           `  curl -N -H 'authorization: Bearer ${userToken}' ${apiUrl}/api/orders/ORDER_ID/events`,
+          '  npx bourse status      # every running service, its instance and status',
           '',
         ].join('\n'),
       )
@@ -181,7 +192,10 @@ export function run(argv: string[]): Promise<number> {
       let shown = 0
       const show = async () => {
         const orders = await orderSummary(apiUrl, adminToken).catch(() => 'orders: API not answering yet')
-        const text = `${new Date().toISOString().slice(11, 19)}\n${await summary(redis)}\n${orders}\n`
+        const live = new Set((await readHeartbeats(redis)).map((beat) => beat.service))
+        const missing = daemons.filter((name) => !live.has(name))
+        const services = `services: ${daemons.length - missing.length}/${daemons.length} live${missing.length > 0 ? ` (waiting for ${missing.join(', ')})` : ''}`
+        const text = `${new Date().toISOString().slice(11, 19)}  ${services}\n${await summary(redis)}\n${orders}\n`
         if (tty && shown > 0) process.stdout.write(`\x1b[${shown}F\x1b[J`)
         process.stdout.write(text)
         shown = tty ? text.split('\n').length - 1 : 0
@@ -196,8 +210,6 @@ export function run(argv: string[]): Promise<number> {
     } catch (err) {
       process.stderr.write(`demo: ${(err as Error).message}\n`)
       return 1
-    } finally {
-      await lifecycle.shutdown('done')
     }
-  })
-}
+  },
+})

@@ -2,9 +2,10 @@
 import { readFileSync } from 'node:fs'
 import { deleteEventType, findEventType, listEventTypes, upsertEventType } from '../events/event-types.repository.ts'
 import { InvalidEventTypeError } from '../events/event-validation.ts'
-import { closeDb, createDb, type Db, migrateToLatest } from '../platform/db/index.ts'
+import type { Db } from '../platform/db/index.ts'
 import type { EventTypeRow } from '../platform/db/schema.ts'
-import { createServiceContext, parseCommand, runCommand, UsageError } from './context.ts'
+import { UsageError } from '../platform/command.ts'
+import { defineService } from '../platform/service.ts'
 
 const spec = {
   name: 'event-types',
@@ -133,19 +134,9 @@ async function perform(db: Db, action: Action): Promise<number> {
   }
 }
 
-export function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const args = parseCommand(spec, argv)
-    if (!args) return 0
-    const action = parseAction(args.values, args.positionals)
-    const { config, log, lifecycle } = createServiceContext('event-types')
-    const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: 1, log })
-    lifecycle.onClose('postgres', () => closeDb(db))
-    try {
-      await migrateToLatest(db, config.DATABASE_SCHEMA)
-      return await perform(db, action)
-    } finally {
-      await lifecycle.shutdown('done')
-    }
-  })
-}
+export const { run } = defineService({
+  spec,
+  parse: ({ values, positionals }) => parseAction(values, positionals),
+  needs: () => ({ db: { max: 1 } }),
+  start: ({ db }, action) => perform(db, action),
+})

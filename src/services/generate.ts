@@ -16,18 +16,10 @@ import {
   tickGeneratorProblem,
 } from '../market/tick-generator.ts'
 import { encodeTick, type TickMessage } from '../market/tick-message.ts'
-import { kafkaBrokers } from '../platform/config.ts'
-import { createAdmin, createProducer, ensureTopic } from '../platform/kafka.ts'
 import { partitionForKey } from '../platform/kafka-partitions.ts'
 import { createProgress } from '../platform/progress.ts'
-import {
-  type CommandSpec,
-  createServiceContext,
-  intOption,
-  parseCommand,
-  runCommand,
-  UsageError,
-} from './context.ts'
+import { type CommandSpec, intOption, numberOption, UsageError } from '../platform/command.ts'
+import { defineService } from '../platform/service.ts'
 
 const spec = {
   name: 'generate',
@@ -70,15 +62,6 @@ const spec = {
   },
 } satisfies CommandSpec<Record<string, { type: 'string' }>>
 
-function numberOption(name: string, value: string | undefined, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined
-  const n = Number(value)
-  if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
-    throw new UsageError(`--${name} must be a number from ${min} to ${max} (got ${JSON.stringify(value)})`)
-  }
-  return n
-}
-
 /** CSV text in chunks of about 64 KiB, header first. */
 function* csvChunks(ticks: Iterable<Tick>, onTick: () => void): Generator<string> {
   let chunk = `${PRICE_CSV_HEADER}\n`
@@ -93,12 +76,9 @@ function* csvChunks(ticks: Iterable<Tick>, onTick: () => void): Generator<string
   if (chunk !== '') yield chunk
 }
 
-/** Runs `bourse generate`. */
-export async function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const parsed = parseCommand(spec, argv)
-    if (!parsed) return 0
-    const v = parsed.values
+export const { run } = defineService({
+  spec,
+  parse: ({ values: v }, config) => {
     if (v.out !== undefined && v.topic !== undefined) throw new UsageError('give --out or --topic, not both')
     if (v.preset !== undefined && v.preset !== 'sample') {
       throw new UsageError(`--preset must be "sample" (got ${JSON.stringify(v.preset)})`)
@@ -107,7 +87,6 @@ export async function run(argv: string[]): Promise<number> {
     const startPrices = v['start-prices']
       ?.split(',')
       .map((text, i) => numberOption(`start-prices (entry ${i + 1})`, text.trim(), 0.000001, 1e12) as number)
-    const seed = intOption('seed', v.seed, 0, 0xffff_ffff) ?? preset?.seed ?? randomInt(0, 0xffff_ffff)
     const options: Omit<TickGeneratorOptions, 'random'> = {
       stocks: intOption('stocks', v.stocks, 1, 1_000_000) ?? preset?.stocks ?? 3,
       ticks: intOption('ticks', v.ticks, 0, 1_000_000_000) ?? preset?.ticks ?? 1000,
@@ -119,80 +98,86 @@ export async function run(argv: string[]): Promise<number> {
     }
     const prices = startPrices ?? preset?.startPrices
     if (prices) options.startPrices = prices
-    const batchSize = intOption('batch-size', v['batch-size'], 1, 100_000) ?? 2000
     const problem = tickGeneratorProblem(options)
     if (problem) throw new UsageError(problem)
-
-    const { config, log, lifecycle } = createServiceContext('generate')
-    if (v.seed === undefined && !preset) log.info({ seed }, 'random seed (pass --seed to repeat this run)')
-    const ticks = generateTicks({ ...options, random: createPrng(seed) })
-    const progress = v.out !== undefined || v.topic !== undefined
-    const bar = progress ? createProgress({ label: 'generate', total: options.ticks, log }) : undefined
+    const seed = intOption('seed', v.seed, 0, 0xffff_ffff) ?? preset?.seed
+    return {
+      generator: options,
+      seed: seed ?? randomInt(0, 0xffff_ffff),
+      seedGiven: seed !== undefined,
+      out: v.out,
+      topic: v.topic,
+      partitions: config.MARKET_TOPIC_PARTITIONS,
+      batchSize: intOption('batch-size', v['batch-size'], 1, 100_000) ?? 2000,
+    }
+  },
+  needs: ({ topic, partitions }) => ({
+    producer: topic !== undefined,
+    topics: topic === undefined ? undefined : [{ name: topic, partitions }],
+  }),
+  async start(ctx, { generator, seed, seedGiven, out, topic, batchSize }) {
+    const { log, lifecycle } = ctx
+    if (!seedGiven) log.info({ seed }, 'random seed (pass --seed to repeat this run)')
+    const ticks = generateTicks({ ...generator, random: createPrng(seed) })
+    const progress = out !== undefined || topic !== undefined
+    const bar = progress ? createProgress({ label: 'generate', total: generator.ticks, log }) : undefined
     let done = 0
     const count = () => {
       done++
       if (done % 1000 === 0) bar?.update(done)
     }
-    try {
-      if (v.topic === undefined) {
-        const source = Readable.from(csvChunks(ticks, count))
-        const { signal } = lifecycle
-        try {
-          if (v.out !== undefined) await pipeline(source, createWriteStream(v.out), { signal })
-          else await pipeline(source, process.stdout, { end: false, signal })
-        } catch (err) {
-          if (signal.aborted) {
-            process.stderr.write(`\ninterrupted after ${done} ticks\n`)
-            return 1
-          }
-          // A closed pipe (`bourse generate | head`) is the reader saying it has enough.
-          if (v.out !== undefined || (err as NodeJS.ErrnoException).code !== 'EPIPE') throw err
-        }
-      } else {
-        const topic = v.topic
-        const settings = { brokers: kafkaBrokers(config) }
-        const admin = createAdmin(settings)
-        lifecycle.onClose('kafka admin', () => admin.close())
-        const partitions = await ensureTopic(admin, topic, config.MARKET_TOPIC_PARTITIONS, log)
-        const producer = createProducer(settings)
-        lifecycle.onClose('kafka producer', () => producer.close())
-        // The same partition `bourse produce` computes, so both keep a stock in one partition.
-        const partitionOf = new Map<string, number>()
-        const partitionFor = (stock: string) => {
-          let partition = partitionOf.get(stock)
-          if (partition === undefined) {
-            partition = partitionForKey(stock, partitions)
-            partitionOf.set(stock, partition)
-          }
-          return partition
-        }
-        let sent = 0
-        const sending = (async () => {
-          let batch: Array<TickMessage & { partition: number }> = []
-          for (const tick of ticks) {
-            if (lifecycle.signal.aborted) return false
-            batch.push({ ...encodeTick(topic, tick), partition: partitionFor(tick.stock) })
-            count()
-            if (batch.length >= batchSize) {
-              await producer.send({ messages: batch })
-              sent += batch.length
-              batch = []
-            }
-          }
-          if (batch.length > 0) await producer.send({ messages: batch })
-          return true
-        })()
-        lifecycle.onClose('generate loop', () => sending.catch(() => {}))
-        if (!(await sending)) {
-          process.stderr.write(`\ninterrupted after sending ${sent} ticks\n`)
+    if (topic === undefined) {
+      const source = Readable.from(csvChunks(ticks, count))
+      const { signal } = lifecycle
+      try {
+        if (out !== undefined) await pipeline(source, createWriteStream(out), { signal })
+        else await pipeline(source, process.stdout, { end: false, signal })
+      } catch (err) {
+        if (signal.aborted) {
+          process.stderr.write(`\ninterrupted after ${done} ticks\n`)
           return 1
         }
+        // A closed pipe (`bourse generate | head`) is the reader saying it has enough.
+        if (out !== undefined || (err as NodeJS.ErrnoException).code !== 'EPIPE') throw err
       }
-      bar?.finish(done)
-      if (progress) process.stderr.write(`generated ${done} ticks (seed ${seed})\n`)
-      return 0
-    } finally {
-      await lifecycle.shutdown('done')
+    } else {
+      // Opened by `needs` whenever --topic is given.
+      const { producer, partitions } = ctx
+      const partitionCount = partitions.get(topic)!
+      // The same partition `bourse produce` computes, so both keep a stock in one partition.
+      const partitionOf = new Map<string, number>()
+      const partitionFor = (stock: string) => {
+        let partition = partitionOf.get(stock)
+        if (partition === undefined) {
+          partition = partitionForKey(stock, partitionCount)
+          partitionOf.set(stock, partition)
+        }
+        return partition
+      }
+      let sent = 0
+      const sending = (async () => {
+        let batch: Array<TickMessage & { partition: number }> = []
+        for (const tick of ticks) {
+          if (lifecycle.signal.aborted) return false
+          batch.push({ ...encodeTick(topic, tick), partition: partitionFor(tick.stock) })
+          count()
+          if (batch.length >= batchSize) {
+            await producer.send({ messages: batch })
+            sent += batch.length
+            batch = []
+          }
+        }
+        if (batch.length > 0) await producer.send({ messages: batch })
+        return true
+      })()
+      lifecycle.onClose('generate loop', () => sending.catch(() => {}))
+      if (!(await sending)) {
+        process.stderr.write(`\ninterrupted after sending ${sent} ticks\n`)
+        return 1
+      }
     }
-  })
-}
+    bar?.finish(done)
+    if (progress) process.stderr.write(`generated ${done} ticks (seed ${seed})\n`)
+    return 0
+  },
+})

@@ -5,7 +5,8 @@
  * only what `up` started.
  */
 import { infraDown, infraStatus, infraUp } from '../platform/infra/local-infra.ts'
-import { createServiceContext, intOption, parseCommand, runCommand, UsageError } from './context.ts'
+import { intOption, UsageError } from '../platform/command.ts'
+import { defineService } from '../platform/service.ts'
 
 const actions = ['up', 'down', 'status'] as const
 type Action = (typeof actions)[number]
@@ -29,19 +30,18 @@ const spec = {
 
 const isAction = (value: string | undefined): value is Action => actions.includes(value as Action)
 
-/** Runs `bourse infra`. */
-export async function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const parsed = parseCommand(spec, argv)
-    if (!parsed) return 0
-    const [action, ...extra] = parsed.positionals
+export const { run } = defineService({
+  spec,
+  parse: ({ values, positionals }) => {
+    const [action, ...extra] = positionals
     if (!isAction(action) || extra.length > 0) {
       throw new UsageError(
-        `Usage: bourse infra ${spec.usage}\nexpected one of ${actions.join(', ')} (got ${JSON.stringify(parsed.positionals.join(' '))}); see --help`,
+        `Usage: bourse infra ${spec.usage}\nexpected one of ${actions.join(', ')} (got ${JSON.stringify(positionals.join(' '))}); see --help`,
       )
     }
-    const timeoutS = intOption('timeout', parsed.values.timeout, 1, 3600) ?? 90
-    const { config, log, lifecycle } = createServiceContext('infra')
+    return { action, timeoutMs: (intOption('timeout', values.timeout, 1, 3600) ?? 90) * 1000 }
+  },
+  async start({ config, log, lifecycle }, { action, timeoutMs }) {
     const deps = {
       config,
       log,
@@ -49,12 +49,7 @@ export async function run(argv: string[]): Promise<number> {
       print: (line: string) => process.stdout.write(`${line}\n`),
       printError: (text: string) => process.stderr.write(`${text}\n`),
     }
-    const ok =
-      action === 'up'
-        ? await infraUp(deps, { timeoutMs: timeoutS * 1000 })
-        : action === 'down'
-          ? await infraDown(deps)
-          : await infraStatus(deps)
+    const ok = action === 'up' ? await infraUp(deps, { timeoutMs }) : action === 'down' ? await infraDown(deps) : await infraStatus(deps)
     return ok ? 0 : 1
-  })
-}
+  },
+})

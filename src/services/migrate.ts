@@ -1,6 +1,6 @@
 /** `bourse migrate`: creates or updates the PostgreSQL tables. */
-import { closeDb, createDb, migrateToLatest } from '../platform/db/index.ts'
-import { createServiceContext, parseCommand, runCommand } from './context.ts'
+import { migrateToLatest } from '../platform/db/index.ts'
+import { defineService } from '../platform/service.ts'
 
 const spec = {
   name: 'migrate',
@@ -12,20 +12,13 @@ const spec = {
   help: {},
 } as const
 
-export function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    if (!parseCommand(spec, argv)) return 0
-    const { config, log, lifecycle } = createServiceContext('migrate')
-    const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: 1, log })
-    lifecycle.onClose('postgres', () => closeDb(db))
-    try {
-      const applied = await migrateToLatest(db, config.DATABASE_SCHEMA)
-      process.stdout.write(
-        applied.length === 0 ? 'up to date\n' : `applied ${applied.length}: ${applied.join(', ')}\n`,
-      )
-      return 0
-    } finally {
-      await lifecycle.shutdown('done')
-    }
-  })
-}
+export const { run } = defineService({
+  spec,
+  // Migrating is the whole command, so it is done here rather than by the platform.
+  needs: () => ({ db: { max: 1, migrate: false } }),
+  async start({ config, db }) {
+    const applied = await migrateToLatest(db, config.DATABASE_SCHEMA)
+    process.stdout.write(applied.length === 0 ? 'up to date\n' : `applied ${applied.length}: ${applied.join(', ')}\n`)
+    return 0
+  },
+})

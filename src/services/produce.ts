@@ -9,17 +9,9 @@ import {
   type ProduceCsvResult,
   produceCsv,
 } from '../market/tick-producer.ts'
-import { kafkaBrokers } from '../platform/config.ts'
-import { createAdmin, createConsumer, createProducer, ensureTopic } from '../platform/kafka.ts'
 import { createProgress, type Progress } from '../platform/progress.ts'
-import {
-  type CommandSpec,
-  createServiceContext,
-  intOption,
-  parseCommand,
-  runCommand,
-  UsageError,
-} from './context.ts'
+import { type CommandSpec, intOption, UsageError } from '../platform/command.ts'
+import { defineService } from '../platform/service.ts'
 
 const spec = {
   name: 'produce',
@@ -50,48 +42,37 @@ export function summaryLine(result: ProduceCsvResult, topic: string): string {
   )
 }
 
-/** Runs `bourse produce`. */
-export async function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const parsed = parseCommand(spec, argv)
-    if (!parsed) return 0
-    const csvPath = parsed.values.csv
+export const { run } = defineService({
+  spec,
+  parse: ({ values }, config) => {
+    const csvPath = values.csv
     if (typeof csvPath !== 'string' || csvPath === '') throw new UsageError('--csv FILE is required')
-    const batchSize = intOption('batch-size', parsed.values['batch-size'], 1, 100_000) ?? 2000
-
-    const { config, log, lifecycle } = createServiceContext('produce')
-    const topic = parsed.values.topic ?? config.MARKET_TOPIC
-    const settings = { brokers: kafkaBrokers(config) }
-    try {
-      const admin = createAdmin(settings)
-      lifecycle.onClose('kafka admin', () => admin.close())
-      await ensureTopic(admin, topic, config.MARKET_TOPIC_PARTITIONS, log)
-      const producer = createProducer(settings)
-      lifecycle.onClose('kafka producer', () => producer.close())
-      // Only fetches partition tails and offsets: the group is never joined.
-      const consumer = createConsumer(settings, 'bourse-produce')
-      lifecycle.onClose('kafka consumer', () => consumer.close())
-
-      let progress: Progress | undefined
-      const show = (p: ProduceCsvProgress) => {
-        progress ??= createProgress({ label: 'produce', total: p.totalRows, log })
-        progress.update(p.rows, `sent ${format.format(p.sent)}`)
-      }
-      // Each bad line once, as it is met (over the progress bar on a TTY).
-      const clear = process.stderr.isTTY ? '\r\x1b[K' : ''
-      const onBadLine = (bad: BadLine) => process.stderr.write(`${clear}skipped ${bad.error}\n`)
-      const producing = produceCsv(
-        { producer, consumer, log },
-        { csvPath, topic, batchSize, signal: lifecycle.signal, onProgress: show, onBadLine },
-      )
-      // A signal closes the clients only after the send in flight is acknowledged.
-      lifecycle.onClose('produce loop', () => producing.catch(() => {}))
-      const result = await producing
-      progress?.finish(result.rows, `sent ${format.format(result.sent)}`)
-      process.stdout.write(`${summaryLine(result, topic)}\n`)
-      return result.completed ? 0 : 1
-    } finally {
-      await lifecycle.shutdown('done')
+    return {
+      csvPath,
+      topic: values.topic ?? config.MARKET_TOPIC,
+      batchSize: intOption('batch-size', values['batch-size'], 1, 100_000) ?? 2000,
     }
-  })
-}
+  },
+  // The reader only fetches partition tails and offsets: the group is never joined.
+  needs: ({ topic }, config) => ({ producer: true, reader: true, topics: [{ name: topic, partitions: config.MARKET_TOPIC_PARTITIONS }] }),
+  async start({ log, lifecycle, producer, reader }, options) {
+    let progress: Progress | undefined
+    const show = (p: ProduceCsvProgress) => {
+      progress ??= createProgress({ label: 'produce', total: p.totalRows, log })
+      progress.update(p.rows, `sent ${format.format(p.sent)}`)
+    }
+    // Each bad line once, as it is met (over the progress bar on a TTY).
+    const clear = process.stderr.isTTY ? '\r\x1b[K' : ''
+    const onBadLine = (bad: BadLine) => process.stderr.write(`${clear}skipped ${bad.error}\n`)
+    const producing = produceCsv(
+      { producer, consumer: reader, log },
+      { ...options, signal: lifecycle.signal, onProgress: show, onBadLine },
+    )
+    // A signal closes the clients only after the send in flight is acknowledged.
+    lifecycle.onClose('produce loop', () => producing.catch(() => {}))
+    const result = await producing
+    progress?.finish(result.rows, `sent ${format.format(result.sent)}`)
+    process.stdout.write(`${summaryLine(result, options.topic)}\n`)
+    return result.completed ? 0 : 1
+  },
+})

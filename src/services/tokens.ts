@@ -5,9 +5,10 @@ import {
   listApiTokens,
   revokeApiToken,
 } from '../auth/index.ts'
-import { closeDb, createDb, type Db, migrateToLatest } from '../platform/db/index.ts'
+import type { Db } from '../platform/db/index.ts'
 import { NotFound } from '../platform/http/errors.ts'
-import { createServiceContext, parseCommand, runCommand, UsageError } from './context.ts'
+import { UsageError } from '../platform/command.ts'
+import { defineService } from '../platform/service.ts'
 
 const spec = {
   name: 'tokens',
@@ -103,7 +104,8 @@ async function perform(db: Db, action: Action): Promise<number> {
       }
       const owner = 'userId' in action.owner ? `user ${action.owner.userId}` : 'admin'
       process.stdout.write(`${created.token}\n`)
-      process.stderr.write(`created token ${created.id} (${owner}); it is shown only now, store it safely\n`)
+      // The id comes with its name: printed bare before the token, it read as if it were the token.
+      process.stderr.write(`created a token for ${owner} (token id ${created.id}, for \`bourse tokens revoke\`); the token is on stdout, shown only now: store it safely\n`)
       return 0
     }
     case 'list': {
@@ -123,19 +125,9 @@ async function perform(db: Db, action: Action): Promise<number> {
   }
 }
 
-export function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const args = parseCommand(spec, argv)
-    if (!args) return 0
-    const action = parseAction(args.values, args.positionals)
-    const { config, log, lifecycle } = createServiceContext('tokens')
-    const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, log })
-    lifecycle.onClose('db', () => closeDb(db))
-    try {
-      await migrateToLatest(db, config.DATABASE_SCHEMA)
-      return await perform(db, action)
-    } finally {
-      await lifecycle.shutdown('done')
-    }
-  })
-}
+export const { run } = defineService({
+  spec,
+  parse: ({ values, positionals }) => parseAction(values, positionals),
+  needs: () => ({ db: { max: 1 } }),
+  start: ({ db }, action) => perform(db, action),
+})

@@ -2,8 +2,8 @@
 import { readPriceCsv } from '../market/price-csv.ts'
 import { createStockHistoryRepository } from '../market/stock-history.repository.ts'
 import type { Tick } from '../market/tick.ts'
-import { closeRedis, createRedis } from '../platform/redis.ts'
-import { createServiceContext, intOption, parseCommand, runCommand, UsageError } from './context.ts'
+import { intOption, UsageError } from '../platform/command.ts'
+import { defineService } from '../platform/service.ts'
 
 const spec = {
   name: 'update-prices',
@@ -18,16 +18,14 @@ const spec = {
   help: { csv: 'The price CSV file', 'batch-size': 'Rows written in one atomic Redis step' },
 } as const
 
-export function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const args = parseCommand(spec, argv)
-    if (!args) return 0
-    const file = args.values.csv
-    if (!file) throw new UsageError('update-prices needs --csv FILE')
-    const batchSize = intOption('batch-size', args.values['batch-size'], 1, 100_000) ?? 5000
-    const { config, log, lifecycle } = createServiceContext('update-prices')
-    const redis = createRedis(config.REDIS_URL, log, 'update-prices')
-    lifecycle.onClose('redis', () => closeRedis(redis))
+export const { run } = defineService({
+  spec,
+  parse: ({ values }) => {
+    if (!values.csv) throw new UsageError('update-prices needs --csv FILE')
+    return { file: values.csv, batchSize: intOption('batch-size', values['batch-size'], 1, 100_000)! }
+  },
+  needs: () => ({ redis: {} }),
+  async start({ config, lifecycle, redis }, { file, batchSize }) {
     const history = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
     let batch: Tick[] = []
     let rows = 0
@@ -60,15 +58,11 @@ export function run(argv: string[]): Promise<number> {
     lifecycle.onClose('load', () => loading.catch(() => {}))
     try {
       await loading
-      process.stdout.write(
-        `${file}: ${rows} rows read, ${appended} appended, ${updated} price updates, ${bad} bad lines skipped\n`,
-      )
-      return 0
     } catch (err) {
       process.stderr.write(`update-prices: ${(err as Error).message}\n`)
       return 1
-    } finally {
-      await lifecycle.shutdown('done')
     }
-  })
-}
+    process.stdout.write(`${file}: ${rows} rows read, ${appended} appended, ${updated} price updates, ${bad} bad lines skipped\n`)
+    return 0
+  },
+})

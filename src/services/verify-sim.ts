@@ -1,6 +1,7 @@
 /** `bourse verify-sim`: a stand-in for the external verification API, over real HTTP. */
 import { createVerificationSim } from '../trading/verification-sim.ts'
-import { createServiceContext, intOption, parseCommand, runCommand, UsageError } from './context.ts'
+import { intOption, numberOption, UsageError } from '../platform/command.ts'
+import { defineService } from '../platform/service.ts'
 
 const spec = {
   name: 'verify-sim',
@@ -29,55 +30,34 @@ const spec = {
   },
 } as const
 
-/** A decimal option within bounds, naming it when it is not one. */
-function numberOption(name: string, value: string, min: number, max: number, minExclusive = false): number {
-  const n = Number(value)
-  if (value.trim() === '' || !Number.isFinite(n) || n > max || (minExclusive ? n <= min : n < min)) {
-    const range = minExclusive ? `greater than ${min} and at most ${max}` : `from ${min} to ${max}`
-    throw new UsageError(`--${name} must be a number ${range} (got ${JSON.stringify(value)})`)
-  }
-  return n
-}
-
-export function run(argv: string[]): Promise<number> {
-  return runCommand(async () => {
-    const args = parseCommand(spec, argv)
-    if (!args) return 0
-    const port = intOption('port', args.values.port, 0, 65535)
-    const minSeconds = intOption('min-seconds', args.values['min-seconds'], 0, 86_400)!
-    const maxSeconds = intOption('max-seconds', args.values['max-seconds'], 0, 86_400)!
+export const { run } = defineService({
+  spec,
+  daemon: true,
+  parse: ({ values }) => {
+    const minSeconds = intOption('min-seconds', values['min-seconds'], 0, 86_400)!
+    const maxSeconds = intOption('max-seconds', values['max-seconds'], 0, 86_400)!
     if (maxSeconds < minSeconds) throw new UsageError('--max-seconds must not be below --min-seconds')
-    const timeScale = numberOption('time-scale', args.values['time-scale'], 0, 1000, true)
-    const failRate = numberOption('fail-rate', args.values['fail-rate'], 0, 1)
-    const seed = intOption('seed', args.values.seed, 0, 2 ** 32 - 1)
-    const { log, lifecycle } = createServiceContext('verify-sim')
-
-    const sim = createVerificationSim({
-      host: args.values.host,
+    const port = intOption('port', values.port, 0, 65535)
+    const seed = intOption('seed', values.seed, 0, 2 ** 32 - 1)
+    return {
+      host: values.host,
       ...(port !== undefined && { port }),
-      timeScale,
+      timeScale: numberOption('time-scale', values['time-scale'], 0, 1000, true)!,
       minSeconds,
       maxSeconds,
-      failRate,
+      failRate: numberOption('fail-rate', values['fail-rate'], 0, 1)!,
       ...(seed !== undefined && { seed }),
-    })
+    }
+  },
+  async start({ log, lifecycle }, options) {
+    const sim = createVerificationSim(options)
     lifecycle.onClose('verify-sim', async () => {
       await sim.close()
       log.info({ ...sim.stats }, 'stopped')
     })
-    const progress = setInterval(() => log.info({ ...sim.stats }, 'progress'), 10_000)
-    lifecycle.onClose('progress', () => clearInterval(progress))
-    try {
-      const url = await sim.listen()
-      log.debug({ url, timeScale, minSeconds, maxSeconds, failRate }, 'listening')
-      process.stdout.write(`verify-sim listening on ${url}\n`)
-      await lifecycle.stopping
-      return 0
-    } catch (err) {
-      log.error({ err }, 'verify-sim failed')
-      return 1
-    } finally {
-      await lifecycle.shutdown('done')
-    }
-  })
-}
+    const url = await sim.listen()
+    log.debug({ url, ...options }, 'listening')
+    process.stdout.write(`verify-sim listening on ${url}\n`)
+    return { status: () => ({ ...sim.stats }) }
+  },
+})

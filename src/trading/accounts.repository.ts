@@ -1,4 +1,5 @@
 /** Users, holdings and transactions in PostgreSQL (the source of truth). */
+import { sql } from 'kysely'
 import type { Db } from '../platform/db/index.ts'
 import type { HoldingRow, TransactionRow, UserRow } from '../platform/db/schema.ts'
 import { decodeCursor, encodeCursor } from '../platform/db/keyset.ts'
@@ -37,6 +38,24 @@ export async function createAccounts(db: Db, accounts: readonly NewAccount[]): P
     .onConflict((oc) => oc.column('id').doNothing())
     .returningAll()
     .execute()
+}
+
+/**
+ * Sets existing accounts' credit to the given one (holdings and history stay), bumping
+ * their version so the Redis projection follows. Resolves to the rows changed.
+ */
+export async function resetAccountCredit(db: Db, accounts: readonly NewAccount[]): Promise<UserRow[]> {
+  const changed: UserRow[] = []
+  for (const account of accounts) {
+    const row = await db
+      .updateTable('users')
+      .set({ credit: String(account.credit), version: sql<string>`version + 1` })
+      .where('id', '=', account.id)
+      .returningAll()
+      .executeTakeFirst()
+    if (row) changed.push(row)
+  }
+  return changed
 }
 
 /** A user, or undefined. */

@@ -1,18 +1,8 @@
 /**
- * What every runnable service starts from: validated config, the logger and the
- * process lifecycle, plus argument parsing with `--help` for each command.
+ * Command-line arguments of a `bourse` command: its spec (options with one help line
+ * each), `--help`, and the errors that turn into exit code 2 with the usage.
  */
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
-import { type Config, ConfigError, loadConfig } from '../platform/config.ts'
-import { createLifecycle, type Lifecycle } from '../platform/lifecycle.ts'
-import { createLogger, type Logger } from '../platform/logger.ts'
-
-/** The dependencies a service builds at start and hands down. */
-export interface ServiceContext {
-  config: Config
-  log: Logger
-  lifecycle: Lifecycle
-}
 
 /** Thrown for bad command-line arguments; the CLI prints it with the command's usage. */
 export class UsageError extends Error {
@@ -59,6 +49,9 @@ export function parseCommand<O extends ParseArgsOptionsConfig>(spec: CommandSpec
   }
 }
 
+/** A command line as {@link parseCommand} returns it. */
+export type ParsedCommand<O extends ParseArgsOptionsConfig> = NonNullable<ReturnType<typeof parseCommand<O>>>
+
 /** Reads an integer option, naming it when it is not one. */
 export function intOption(name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined
@@ -69,25 +62,15 @@ export function intOption(name: string, value: string | undefined, min: number, 
   return n
 }
 
-/**
- * Builds the service context. A bad environment prints the problems and exits the
- * process with code 78 (configuration error) before anything connects.
- */
-export function createServiceContext(service: string, env: NodeJS.ProcessEnv = process.env): ServiceContext {
-  let config: Config
-  try {
-    config = loadConfig(env)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`bourse ${service}: ${err.message}\n`)
-      process.exit(78)
-    }
-    throw err
+/** Reads a decimal option within bounds (above `min` when `minExclusive`), naming it when it is not one. */
+export function numberOption(name: string, value: string | undefined, min: number, max: number, minExclusive = false): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n) || n > max || (minExclusive ? n <= min : n < min)) {
+    const range = minExclusive ? `greater than ${min} and at most ${max}` : `from ${min} to ${max}`
+    throw new UsageError(`--${name} must be a number ${range} (got ${JSON.stringify(value)})`)
   }
-  const log = createLogger({ level: config.LOG_LEVEL }).child({ service })
-  const lifecycle = createLifecycle(log)
-  lifecycle.onClose('logger', () => log.flush())
-  return { config, log, lifecycle }
+  return n
 }
 
 /** Runs a command body, turning {@link UsageError} into exit code 2 with the message. */

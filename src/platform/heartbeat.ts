@@ -1,0 +1,134 @@
+/**
+ * Heartbeats: every long-running instance writes who it is and how it is doing to Redis
+ * every interval, under a key that expires after three intervals. An instance that dies,
+ * however it dies, disappears from `bourse status` within that time; one that stops
+ * cleanly removes its key at once.
+ */
+import { hostname } from 'node:os'
+import type { Logger } from './logger.ts'
+import type { Redis } from './redis.ts'
+
+/** Key prefix of the heartbeats; one key per instance. */
+export const heartbeatPrefix = 'bourse:heartbeat:'
+
+/** What one heartbeat says. */
+export interface Heartbeat {
+  service: string
+  instance: string
+  pid: number
+  host: string
+  version: string
+  /** ISO 8601. */
+  started_at: string
+  /** ISO 8601, when this beat was written. */
+  last_beat: string
+  /** How long the key lives without a new beat, in ms. */
+  ttl_ms: number
+  /** The service's own status: consumer lag, queue depth, totals. */
+  status: Record<string, unknown>
+}
+
+/** Options of {@link startHeartbeat}. */
+export interface HeartbeatOptions {
+  service: string
+  instance: string
+  version: string
+  /** Time between beats; the key expires after three. */
+  intervalMs: number
+  /** The service's status at each beat; a failure is logged and the beat sent without it. */
+  status?: () => Record<string, unknown> | Promise<Record<string, unknown>>
+}
+
+/** A beating heart. */
+export interface HeartbeatHandle {
+  /** Writes a beat now (the first is written on start). */
+  beat(): Promise<void>
+  /** Stops beating and removes the key; idempotent. */
+  stop(): Promise<void>
+}
+
+/** The Redis key of one instance's heartbeat. */
+export function heartbeatKey(service: string, instance: string): string {
+  return `${heartbeatPrefix}${service}:${instance}`
+}
+
+/** The instance id used when none is given: host and pid, unique on a host. */
+export function defaultInstanceId(): string {
+  return `${hostname()}-${process.pid}`
+}
+
+/** Starts beating: one beat now, then every `intervalMs`. */
+export async function startHeartbeat(redis: Redis, log: Logger, options: HeartbeatOptions): Promise<HeartbeatHandle> {
+  const key = heartbeatKey(options.service, options.instance)
+  const ttlMs = options.intervalMs * 3
+  const startedAt = new Date().toISOString()
+  let failures = 0
+  const beat = async () => {
+    let status: Record<string, unknown> = {}
+    try {
+      status = (await options.status?.()) ?? {}
+    } catch (err) {
+      status = { error: (err as Error).message }
+    }
+    const heartbeat: Heartbeat = {
+      service: options.service,
+      instance: options.instance,
+      pid: process.pid,
+      host: hostname(),
+      version: options.version,
+      started_at: startedAt,
+      last_beat: new Date().toISOString(),
+      ttl_ms: ttlMs,
+      status,
+    }
+    await redis.set(key, JSON.stringify(heartbeat, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)), 'PX', ttlMs)
+  }
+  const tick = () => {
+    beat().then(
+      () => {
+        if (failures > 0) log.info({ failures }, 'heartbeat written again')
+        failures = 0
+      },
+      (err: unknown) => {
+        // Redis down: the instance looks missing, which is what an operator should see.
+        if (failures++ % 10 === 0) log.warn({ err, failures }, 'heartbeat failed')
+      },
+    )
+  }
+  await beat().catch((err: unknown) => log.warn({ err }, 'first heartbeat failed'))
+  const timer = setInterval(tick, options.intervalMs)
+  timer.unref()
+  let stopping: Promise<void> | undefined
+  return {
+    beat,
+    stop: () =>
+      (stopping ??= (async () => {
+        clearInterval(timer)
+        await redis.del(key).catch((err: unknown) => log.warn({ err }, 'removing heartbeat failed'))
+      })()),
+  }
+}
+
+/** Every live heartbeat, sorted by service and instance. Malformed values are skipped. */
+export async function readHeartbeats(redis: Redis): Promise<Heartbeat[]> {
+  const keys: string[] = []
+  let cursor = '0'
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `${heartbeatPrefix}*`, 'COUNT', 500)
+    cursor = next
+    keys.push(...batch)
+  } while (cursor !== '0')
+  if (keys.length === 0) return []
+  const values = await redis.mget(...keys)
+  const beats: Heartbeat[] = []
+  for (const value of values) {
+    if (value === null) continue // expired between SCAN and MGET
+    try {
+      const parsed = JSON.parse(value) as Heartbeat
+      if (typeof parsed.service === 'string' && typeof parsed.instance === 'string') beats.push(parsed)
+    } catch {
+      // Not ours to interpret.
+    }
+  }
+  return beats.sort((a, b) => a.service.localeCompare(b.service) || a.instance.localeCompare(b.instance))
+}

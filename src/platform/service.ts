@@ -1,0 +1,345 @@
+/**
+ * One shape for every runnable service. A service declares its command-line options,
+ * what it needs (Redis, PostgreSQL, Kafka clients and topics) and how it starts; the
+ * platform parses the options, validates the configuration, opens and migrates what was
+ * declared, registers every close step in order, beats a heartbeat, serves metrics,
+ * logs progress, and turns the outcome into the exit code.
+ *
+ * Order of shutdown: close steps run in reverse order of registration, and the platform
+ * registers the connections before the service's work. So on SIGTERM the work stops
+ * taking more and finishes what is in flight first (consumers commit, the HTTP server
+ * drains), then the heartbeat is removed, then Kafka, Redis and PostgreSQL close, and
+ * the logs are flushed last.
+ */
+import { readFileSync } from 'node:fs'
+import type { ParseArgsOptionsConfig } from 'node:util'
+import { type Config, ConfigError, kafkaBrokers, loadConfig } from './config.ts'
+import { type CommandSpec, intOption, type ParsedCommand, parseCommand, runCommand } from './command.ts'
+import { closeDb, createDb, type Db, migrateToLatest } from './db/index.ts'
+import { defaultInstanceId, type HeartbeatHandle, startHeartbeat } from './heartbeat.ts'
+import { createAdmin, createConsumer, createProducer, ensureTopic, type StringConsumer, type StringProducer } from './kafka.ts'
+import { createLifecycle, type Lifecycle } from './lifecycle.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { createMetrics, type Metrics, startMetricsServer } from './metrics.ts'
+import { closeRedis, createRedis, type Redis, type RedisOptions } from './redis.ts'
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+
+/** Bourse's version (package.json), shown in heartbeats and the API document. */
+export const bourseVersion = version
+
+/** A topic the service ensures exists before it starts. */
+export interface TopicNeed {
+  name: string
+  partitions: number
+}
+
+/** What a service declares it needs; the platform opens it and closes it. */
+export interface ServiceNeeds {
+  /** A Redis connection (`ctx.redis`). */
+  redis?: RedisOptions | undefined
+  /** A PostgreSQL pool (`ctx.db`) with every migration applied. */
+  db?: { max: number; migrate?: boolean } | undefined
+  /** An idempotent Kafka producer (`ctx.producer`); consumers always get one, for dead letters. */
+  producer?: boolean | undefined
+  /** Topics created (if missing) before the start; their partition counts are in `ctx.partitions`. */
+  topics?: readonly TopicNeed[] | undefined
+  /** A Kafka consumer that never joins a group (`ctx.reader`): for offsets and reading partition ranges. */
+  reader?: boolean | undefined
+}
+
+/** A consuming service: the platform adds `--group` and `--instance-id` and opens `ctx.consumer`. */
+export interface ConsumerNeed {
+  /** The default consumer group. */
+  group: string
+}
+
+type Has<N, K extends keyof ServiceNeeds> = N extends { [P in K]: infer V } ? ([V] extends [undefined | false] ? false : true) : false
+
+/** What every service gets. */
+export interface BaseServiceContext {
+  /** The service's name (the command). */
+  name: string
+  /** This instance's id: `--instance-id`, or host and pid. */
+  instance: string
+  config: Config
+  log: Logger
+  lifecycle: Lifecycle
+  /** This service's metrics registry. */
+  metrics: Metrics
+}
+
+/** The context a service starts with: the base, plus what it declared. */
+export type ServiceContext<N extends ServiceNeeds = ServiceNeeds, C extends ConsumerNeed | undefined = undefined> = BaseServiceContext &
+  (Has<N, 'redis'> extends true ? { redis: Redis } : unknown) &
+  (Has<N, 'db'> extends true ? { db: Db } : unknown) &
+  (Has<N, 'producer'> extends true ? { producer: StringProducer } : unknown) &
+  (Has<N, 'reader'> extends true ? { reader: StringConsumer } : unknown) &
+  (Has<N, 'topics'> extends true ? { partitions: ReadonlyMap<string, number> } : unknown) &
+  (C extends ConsumerNeed ? { consumer: StringConsumer; producer: StringProducer; group: string } : unknown)
+
+/** What a started long-running service hands back. */
+export interface RunningService {
+  /**
+   * Settles when the work ends by itself (`--until-idle`, `--once`): fulfilled is exit 0
+   * (or the number it gives), rejected is exit 1. Without it the service runs until a
+   * signal. A shutdown waits for it before the connections close.
+   */
+  done?: Promise<unknown>
+  /** The service's status for its heartbeat and progress lines (consumer totals, queue depth). */
+  status?: () => Record<string, unknown> | Promise<Record<string, unknown>>
+}
+
+/** A service's definition. */
+export interface ServiceDefinition<O extends ParseArgsOptionsConfig, P, N extends ServiceNeeds, C extends ConsumerNeed | undefined> {
+  /** The command line: name, usage, description, options and their help. */
+  spec: CommandSpec<O>
+  /**
+   * Long-running: beats a heartbeat, offers `--instance-id` and `--metrics-port`, logs
+   * progress. `'http'` is a long-running service serving its metrics itself (the API).
+   * @defaultValue false (a command that does its work and exits)
+   */
+  daemon?: boolean | 'http'
+  /** Consumes a Kafka topic as a group. */
+  consumer?: C
+  /**
+   * Reads the parsed command line (and the configuration, for defaults) into what the
+   * service works with, before anything connects: throw UsageError for a bad option, or
+   * for an input file that cannot be used.
+   * @defaultValue the parsed command line as it is
+   */
+  parse?: (args: ParsedCommand<O>, config: Config) => P | Promise<P>
+  /** What to open, from the options and the configuration. */
+  needs?: (options: P, config: Config) => N
+  /** Starts the work: an exit code for a command, or the running service. */
+  start(ctx: ServiceContext<N, C>, options: P): Promise<number | RunningService>
+}
+
+/** What `src/cli.ts` calls. */
+export interface CommandModule {
+  /** Runs the command with its own arguments; resolves to the process exit code. */
+  run(argv: string[]): Promise<number>
+}
+
+/** Options of the platform's own, added to every long-running service. */
+const daemonOptions = {
+  'instance-id': { type: 'string' },
+  'metrics-port': { type: 'string' },
+} as const
+const daemonHelp = {
+  'instance-id': 'Names this instance in heartbeats (default: host and pid)',
+  'metrics-port': 'Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (default: off)',
+}
+
+/** Test seam: where the environment comes from. */
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv
+}
+
+/** Loads the configuration, or prints each bad variable and gives undefined. */
+function configOrReport(name: string, env: NodeJS.ProcessEnv): Config | undefined {
+  try {
+    return loadConfig(env)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`bourse ${name}: ${err.message}\n`)
+      return undefined
+    }
+    throw err
+  }
+}
+
+/** Exit code of a start refused for its configuration (sysexits' EX_CONFIG). */
+export const configErrorExitCode = 78
+
+/** Per-instance consumer lag: for each assigned partition, the end offset minus the group's committed offset. */
+async function consumerLag(consumer: StringConsumer): Promise<Record<string, number> | undefined> {
+  const assignments = consumer.assignments ?? []
+  if (!consumer.isActive() || assignments.length === 0) return undefined
+  const topics = assignments.map((a) => ({ topic: a.topic, partitions: a.partitions }))
+  const [ends, committed] = await Promise.all([
+    consumer.listOffsets({ topics: topics.map((t) => t.topic) }),
+    consumer.listCommittedOffsets({ topics }),
+  ])
+  const lag: Record<string, number> = {}
+  for (const { topic, partitions } of topics) {
+    let total = 0n
+    for (const partition of partitions) {
+      const end = ends.get(topic)?.[partition] ?? 0n
+      const done = committed.get(topic)?.[partition] ?? -1n
+      total += done < 0n ? end : end > done ? end - done : 0n
+    }
+    lag[topic] = Number(total)
+  }
+  return lag
+}
+
+/**
+ * Defines a runnable service: `export const { run } = defineService({ ... })` in
+ * `src/services/<name>.ts` is all a command module holds besides its options and start.
+ */
+export function defineService<
+  O extends ParseArgsOptionsConfig,
+  P = ParsedCommand<O>,
+  N extends ServiceNeeds = ServiceNeeds,
+  C extends ConsumerNeed | undefined = undefined,
+>(
+  definition: ServiceDefinition<O, P, N, C>,
+): CommandModule & { runWith(argv: string[], options: RunOptions): Promise<number> } {
+  const daemon = definition.daemon ?? false
+  const consumerOptions = definition.consumer
+    ? { group: { type: 'string', default: definition.consumer.group } }
+    : {}
+  const spec = {
+    ...definition.spec,
+    options: { ...definition.spec.options, ...consumerOptions, ...(daemon ? daemonOptions : {}) },
+    help: {
+      ...definition.spec.help,
+      ...(daemon && daemonHelp),
+      ...(definition.consumer && {
+        group: 'Consumer group; instances in one group share the partitions',
+        'instance-id': 'Names this instance in heartbeats, and makes it a static group member: a restart gets its partitions back at once',
+      }),
+      ...(daemon === 'http' && { 'metrics-port': 'Serve metrics on their own port too (they are always at /metrics of the API)' }),
+    },
+  } as CommandSpec<O>
+  const name = spec.name
+
+  const runWith = (argv: string[], options: RunOptions) =>
+    runCommand(async () => {
+      const args = parseCommand(spec, argv)
+      if (!args) return 0
+      const values = args.values as Record<string, string | boolean | undefined>
+      const metricsPort = intOption('metrics-port', values['metrics-port'] as string | undefined, 0, 65535)
+      const config = configOrReport(name, options.env ?? process.env)
+      if (!config) return configErrorExitCode
+      const parsed = definition.parse ? await definition.parse(args, config) : (args as P)
+      const instance = (values['instance-id'] as string | undefined) ?? defaultInstanceId()
+      const log = createLogger({ level: config.LOG_LEVEL }).child({ service: name })
+      const lifecycle = createLifecycle(log)
+      lifecycle.onClose('logger', () => log.flush())
+      const metrics = createMetrics({ labels: { service: name } })
+      const needs = (definition.needs?.(parsed, config) ?? {}) as ServiceNeeds
+      const ctx: Record<string, unknown> = { name, instance, config, log, lifecycle, metrics }
+      const brokers = kafkaBrokers(config)
+      let heartbeat: HeartbeatHandle | undefined
+
+      const open = async () => {
+        if (needs.db) {
+          const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: needs.db.max, log })
+          lifecycle.onClose('postgres', () => closeDb(db))
+          ctx.db = db
+          if (needs.db.migrate ?? true) await migrateToLatest(db, config.DATABASE_SCHEMA)
+        }
+        let redis: Redis | undefined
+        if (needs.redis || daemon) {
+          redis = createRedis(config.REDIS_URL, log, name, needs.redis ?? {})
+          lifecycle.onClose('redis', () => closeRedis(redis!))
+          if (needs.redis) ctx.redis = redis
+        }
+        const topics = [...(needs.topics ?? [])]
+        if (topics.length > 0) {
+          const admin = createAdmin({ brokers })
+          const partitions = new Map<string, number>()
+          try {
+            for (const topic of topics) partitions.set(topic.name, await ensureTopic(admin, topic.name, topic.partitions, log))
+          } finally {
+            await admin.close()
+          }
+          ctx.partitions = partitions
+        }
+        if (needs.producer || definition.consumer) {
+          const producer = createProducer({ brokers })
+          lifecycle.onClose('kafka producer', () => producer.close())
+          ctx.producer = producer
+        }
+        if (needs.reader) {
+          const reader = createConsumer({ brokers }, `bourse-${name}`)
+          lifecycle.onClose('kafka reader', () => reader.close())
+          ctx.reader = reader
+        }
+        if (definition.consumer) {
+          const group = values.group as string
+          const instanceId = values['instance-id'] as string | undefined
+          const consumer = createConsumer({ brokers }, group, instanceId === undefined ? {} : { instanceId })
+          lifecycle.onClose('kafka consumer', () => consumer.close(true))
+          ctx.consumer = consumer
+          ctx.group = group
+        }
+        return redis
+      }
+
+      let redis: Redis | undefined
+      try {
+        redis = await open()
+      } catch (err) {
+        log.error({ err }, `${name} could not start`)
+        await lifecycle.shutdown('done')
+        return 1
+      }
+
+      let started: number | RunningService
+      try {
+        started = await definition.start(ctx as ServiceContext<N, C>, parsed)
+      } catch (err) {
+        await lifecycle.shutdown('done')
+        throw err
+      }
+      if (typeof started === 'number') {
+        await lifecycle.shutdown('done')
+        return started
+      }
+
+      const running = started
+      const consumer = ctx.consumer as StringConsumer | undefined
+      const status = async () => ({
+        ...(await running.status?.()),
+        ...(consumer && { lag: await consumerLag(consumer).catch(() => undefined) }),
+      })
+      if (daemon && redis) {
+        heartbeat = await startHeartbeat(redis, log, {
+          service: name,
+          instance,
+          version,
+          intervalMs: config.HEARTBEAT_INTERVAL_MS,
+          status,
+        })
+        lifecycle.onClose('heartbeat', () => heartbeat?.stop())
+      }
+      if (metricsPort !== undefined) {
+        const server = await startMetricsServer(metrics.registry, metricsPort)
+        lifecycle.onClose('metrics server', () => server.close())
+        log.info({ url: `${server.url}/metrics` }, 'serving metrics')
+        process.stdout.write(`${name} metrics at ${server.url}/metrics\n`)
+      }
+      if (running.status) {
+        const progress = setInterval(() => {
+          void Promise.resolve(running.status?.()).then(
+            (s) => log.info(s, 'progress'),
+            (err: unknown) => log.warn({ err }, 'status failed'),
+          )
+        }, 10_000)
+        lifecycle.onClose('progress', () => clearInterval(progress))
+      }
+      const done = running.done
+      if (!done) {
+        await lifecycle.stopping
+        await lifecycle.shutdown()
+        return 0
+      }
+      // Registered last, so closed first: a shutdown lets the work finish before the
+      // connections it uses go.
+      lifecycle.onClose(name, () => done.catch(() => {}))
+      try {
+        const result = await done
+        return typeof result === 'number' ? result : 0
+      } catch (err) {
+        log.error({ err }, `${name} failed`)
+        return 1
+      } finally {
+        await lifecycle.shutdown('done')
+      }
+    })
+
+  return { run: (argv) => runWith(argv, {}), runWith }
+}

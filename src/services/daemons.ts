@@ -1,0 +1,8 @@
+/**
+ * The long-running services, in the order the demo starts them. `bourse status` expects
+ * one live instance of each (its `--expect` changes that); compose runs each too.
+ */
+export const daemons = ['price-updater', 'performance', 'verify-sim', 'api', 'verifier', 'callback-sender', 'events-worker'] as const
+
+/** The name of a long-running service. */
+export type Daemon = (typeof daemons)[number]
