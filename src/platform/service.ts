@@ -291,6 +291,9 @@ export function defineService<
       }
 
       const running = started
+      // Handled here at once: the heartbeat and metrics below take turns before it is awaited,
+      // and a work that fails meanwhile must not be an unhandled rejection.
+      running.done?.catch(() => {})
       const consumer = ctx.consumer as StringConsumer | undefined
       const status = async () => ({
         ...(await running.status?.()),

@@ -194,6 +194,18 @@ describe('bourse seed', () => {
     const again = await runCli(['seed', originalFixtures.redis], testEnv(testDb.env))
     assert.equal(again.code, 0, again.stderr)
     assert.deepEqual(JSON.parse((await redis.get('user1'))!), { id: 1, credit: 12.5 })
+    // It says so, for each such user.
+    assert.match(again.stderr, /user1: the account exists, so the fixture's credit 150000000 was not applied; its credit 12\.5000 is kept/)
+    assert.match(again.stderr, /user2: the account exists/)
+
+    // --reset-accounts: the fixture's credit wins, and the projection follows.
+    const reset = await runCli(['seed', originalFixtures.redis, '--reset-accounts'], testEnv(testDb.env))
+    assert.equal(reset.code, 0, reset.stderr)
+    assert.match(reset.stdout, /2 users \(0 new accounts, 2 reset to the fixture's credit\)/)
+    assert.doesNotMatch(reset.stderr, /was not applied/)
+    const user1 = await testDb.db.selectFrom('users').select(['credit', 'version']).where('id', '=', 'user1').executeTakeFirstOrThrow()
+    assert.deepEqual(user1, { credit: '150000000.0000', version: '3' })
+    assert.deepEqual(JSON.parse((await redis.get('user1'))!), { id: 1, credit: 150000000 })
   })
 
   it('replaces a stock by the fixture when seeded twice', async () => {

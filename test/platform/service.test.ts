@@ -1,0 +1,146 @@
+/**
+ * The service shape, in process against the real Redis and PostgreSQL: options before
+ * connections, what is declared is opened and closed after the work, the heartbeat lives
+ * while the service runs, and outcomes become exit codes.
+ */
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import type { Redis } from 'ioredis'
+import { sql } from 'kysely'
+import { UsageError } from '../../src/platform/command.ts'
+import { heartbeatKey, readHeartbeats } from '../../src/platform/heartbeat.ts'
+import { createMetrics, startMetricsServer } from '../../src/platform/metrics.ts'
+import { defineService } from '../../src/platform/service.ts'
+import { openTestDb, type TestDb } from '../helpers/db.ts'
+import { closeTestRedis, openTestRedis, testEnv } from '../helpers/infra.ts'
+import { family, metricValue, scrapeMetrics } from '../helpers/prometheus.ts'
+
+let redis: Redis
+let testDb: TestDb
+
+before(async () => {
+  redis = await openTestRedis()
+  testDb = await openTestDb()
+})
+after(async () => {
+  await testDb.close()
+  await closeTestRedis(redis)
+})
+
+const env = () => testEnv({ ...testDb.env, HEARTBEAT_INTERVAL_MS: '100', LOG_LEVEL: 'silent' })
+
+test('a bad option is exit 2 before anything is opened', async () => {
+  let opened = false
+  const service = defineService({
+    spec: { name: 'probe', usage: '', description: 'probe', options: { n: { type: 'string' } }, help: {} },
+    parse: ({ values }) => {
+      if (values.n !== '1') throw new UsageError('--n must be 1')
+      return {}
+    },
+    needs: () => {
+      opened = true
+      return { redis: {} }
+    },
+    start: async () => 0,
+  })
+  assert.equal(await service.runWith(['--n', '2'], { env: env() }), 2)
+  assert.equal(await service.runWith(['--nope'], { env: env() }), 2)
+  assert.equal(opened, false)
+})
+
+test('a bad environment is exit 78, naming the variable', async () => {
+  const service = defineService({
+    spec: { name: 'probe', usage: '', description: 'probe', options: {}, help: {} },
+    start: async () => 0,
+  })
+  const written: string[] = []
+  const write = process.stderr.write.bind(process.stderr)
+  process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write
+  try {
+    assert.equal(await service.runWith([], { env: { ...env(), HEARTBEAT_INTERVAL_MS: 'soon' } }), 78)
+  } finally {
+    process.stderr.write = write
+  }
+  assert.match(written.join(''), /HEARTBEAT_INTERVAL_MS/)
+})
+
+test('a command gets what it declared, still open while its own close steps run, and closed after', async () => {
+  let seen: { redis: Redis; closedWithRedisOpen?: boolean } | undefined
+  const service = defineService({
+    spec: { name: 'probe', usage: '', description: 'probe', options: {}, help: {} },
+    needs: () => ({ redis: {}, db: { max: 1 } }),
+    async start({ redis: conn, db, lifecycle }) {
+      const row = await sql<{ n: number }>`select count(*)::int as n from users`.execute(db)
+      assert.equal(row.rows[0]!.n, 0, 'migrated schema')
+      assert.equal(await conn.ping(), 'PONG')
+      const probe: { redis: Redis; closedWithRedisOpen?: boolean } = { redis: conn }
+      lifecycle.onClose('work', () => {
+        probe.closedWithRedisOpen = conn.status === 'ready'
+      })
+      seen = probe
+      return 3
+    },
+  })
+  assert.equal(await service.runWith([], { env: env() }), 3)
+  assert.equal(seen?.closedWithRedisOpen, true, 'the work closes before its connections')
+  await assert.rejects(seen!.redis.ping(), 'Redis closed at the end')
+})
+
+test('a daemon beats a heartbeat with its status while it runs, removes it when done, and a failure is exit 1', async () => {
+  const status = { handled: 0 }
+  let beatWhileRunning: Awaited<ReturnType<typeof readHeartbeats>> = []
+  const service = defineService({
+    spec: { name: 'beating', usage: '', description: 'probe', options: {}, help: {} },
+    daemon: true,
+    async start() {
+      const done = (async () => {
+        for (let i = 0; i < 100; i++) {
+          status.handled = i + 1
+          beatWhileRunning = await readHeartbeats(redis)
+          if (beatWhileRunning.some((b) => Number(b.status.handled) >= 3)) return
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+      })()
+      return { done, status: () => ({ ...status }) }
+    },
+  })
+  assert.equal(await service.runWith(['--instance-id', 'one'], { env: env() }), 0)
+  const beat = beatWhileRunning.find((b) => b.service === 'beating')
+  assert.ok(beat, 'a heartbeat while running')
+  assert.equal(beat.instance, 'one')
+  assert.equal(beat.pid, process.pid)
+  assert.equal(beat.ttl_ms, 300)
+  assert.ok(Number(beat.status.handled) >= 3, 'later beats carry the status as it is then')
+  assert.equal(await redis.exists(heartbeatKey('beating', 'one')), 0, 'removed on a clean end')
+
+  const failing = defineService({
+    spec: { name: 'failing', usage: '', description: 'probe', options: {}, help: {} },
+    daemon: true,
+    start: async () => ({ done: Promise.reject(new Error('broken')) }),
+  })
+  assert.equal(await failing.runWith([], { env: env() }), 1)
+})
+
+test('metrics: a service registry with process metrics and stats read at scrape time, served at /metrics', async () => {
+  const metrics = createMetrics({ labels: { service: 'probe' } })
+  const stats = { applied: 0, inFlight: 0 }
+  metrics.exposeStats('probe', stats, ['inFlight'])
+  const server = await startMetricsServer(metrics.registry, 0)
+  try {
+    const url = `${server.url}/metrics`
+    const first = await scrapeMetrics(url)
+    assert.ok(family(first, 'process_cpu_user_seconds_total'), 'process metrics')
+    assert.ok(family(first, 'bourse_probe_applied_total'))
+    assert.equal(metricValue(first, 'bourse_probe_applied_total', { service: 'probe' }), 0)
+    stats.applied = 42
+    stats.inFlight = 7
+    const second = await scrapeMetrics(url)
+    assert.equal(metricValue(second, 'bourse_probe_applied_total'), 42)
+    assert.equal(metricValue(second, 'bourse_probe_in_flight'), 7)
+    assert.equal(family(second, 'bourse_probe_applied_total')?.type, 'COUNTER')
+    assert.equal(family(second, 'bourse_probe_in_flight')?.type, 'GAUGE')
+    assert.equal((await fetch(`${server.url}/other`)).status, 404)
+  } finally {
+    await server.close()
+  }
+})
