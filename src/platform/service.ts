@@ -86,7 +86,14 @@ export interface RunningService {
    * signal. A shutdown waits for it before the connections close.
    */
   done?: Promise<unknown>
-  /** The service's status for its heartbeat and progress lines (consumer totals, queue depth). */
+  /**
+   * The service's live totals (the object it keeps counting in): shown in its heartbeat
+   * and progress lines, and exported as metrics `bourse_<service>_<field>_total`.
+   */
+  stats?: object
+  /** Fields of `stats` that go up and down (in flight, pending): exported as gauges. */
+  gauges?: readonly string[]
+  /** More status for the heartbeat and progress lines (last cycle, queue depth). */
   status?: () => Record<string, unknown> | Promise<Record<string, unknown>>
 }
 
@@ -295,7 +302,9 @@ export function defineService<
       // and a work that fails meanwhile must not be an unhandled rejection.
       running.done?.catch(() => {})
       const consumer = ctx.consumer as StringConsumer | undefined
+      if (running.stats) metrics.exposeStats(name, running.stats, running.gauges)
       const status = async () => ({
+        ...running.stats,
         ...(await running.status?.()),
         ...(consumer && { lag: await consumerLag(consumer).catch(() => undefined) }),
       })
@@ -315,9 +324,9 @@ export function defineService<
         log.info({ url: `${server.url}/metrics` }, 'serving metrics')
         process.stdout.write(`${name} metrics at ${server.url}/metrics\n`)
       }
-      if (running.status) {
+      if (running.stats || running.status) {
         const progress = setInterval(() => {
-          void Promise.resolve(running.status?.()).then(
+          void status().then(
             (s) => log.info(s, 'progress'),
             (err: unknown) => log.warn({ err }, 'status failed'),
           )

@@ -120,6 +120,6 @@ export const { run } = defineService({
     const address = await app.listen({ port, host })
     log.info({ address }, 'api listening')
     process.stdout.write(`api listening on ${address} (docs at ${address}/docs)\n`)
-    return {}
+    return { status: () => ({ address }) }
   },
 })

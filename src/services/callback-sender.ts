@@ -48,6 +48,6 @@ export const { run } = defineService({
         retryMaxMs: config.CALLBACK_RETRY_MAX_MS,
       },
     )
-    return { done: sender.run(lifecycle.signal), status: () => ({ ...sender.stats }) }
+    return { done: sender.run(lifecycle.signal), stats: sender.stats, gauges: ['inFlight'] }
   },
 })

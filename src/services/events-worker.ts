@@ -35,6 +35,6 @@ export const { run } = defineService({
       { consumer, producer, db, log },
       { ...options, unknownType: config.EVENTS_UNKNOWN_TYPE, futureToleranceMs: config.EVENTS_FUTURE_TOLERANCE_MS },
     )
-    return { done: worker.run(lifecycle.signal), status: () => ({ ...worker.stats }) }
+    return { done: worker.run(lifecycle.signal), stats: worker.stats }
   },
 })

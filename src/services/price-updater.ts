@@ -54,6 +54,6 @@ export const { run } = defineService({
           `${stats.unchanged} unchanged, ${stats.replayed} replays skipped, ${stats.deadLettered} dead-lettered\n`,
       )
     })
-    return { done, status: () => ({ ...updater.stats }) }
+    return { done, stats: updater.stats }
   },
 })

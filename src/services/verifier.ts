@@ -48,6 +48,6 @@ export const { run } = defineService({
         callbacks: { retryForMs: config.CALLBACK_RETRY_FOR_MS, schema: config.DATABASE_SCHEMA },
       },
     )
-    return { done: verifier.run(lifecycle.signal), status: () => ({ ...verifier.stats }) }
+    return { done: verifier.run(lifecycle.signal), stats: verifier.stats, gauges: ['inFlight'] }
   },
 })

@@ -58,6 +58,6 @@ export const { run } = defineService({
     const url = await sim.listen()
     log.debug({ url, ...options }, 'listening')
     process.stdout.write(`verify-sim listening on ${url}\n`)
-    return { status: () => ({ ...sim.stats }) }
+    return { stats: sim.stats, gauges: ['pending'] }
   },
 })
