@@ -7,9 +7,11 @@ import Type from 'typebox'
 import { assertActsFor, assertAdmin, type Principal, principalOf, requireAuth } from '../auth/index.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, WebhookDeliveryRow } from '../platform/db/schema.ts'
-import { BadRequest, ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
+import { mapPage } from '../platform/db/keyset.ts'
+import { ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
+import { PageQuery, pageQueryFields, pageRequest, PageSchema } from '../platform/http/paging.ts'
 import type { Redis } from '../platform/redis.ts'
-import { BadCursorError, findUser, listHoldings, listTransactions } from './accounts.repository.ts'
+import { findUser, listHoldings, listTransactions } from './accounts.repository.ts'
 import type { BuyStockService, PriceReader } from './buy-stock.service.ts'
 import { decimalNumber, fromUnits, toUnits } from './money.ts'
 import type { OrderStatusHub } from './order-events.ts'
@@ -22,13 +24,11 @@ import {
   CreateOrderBody,
   OrderAccepted,
   OrderView,
-  Page,
-  PageQuery,
   Portfolio,
   TransactionView,
   UserName,
 } from './trading.schemas.ts'
-import { InvalidCursorError, listDeadLetters, replayDeadLetter } from './webhooks/webhook.repository.ts'
+import { listDeadLetters, replayDeadLetter } from './webhooks/webhook.repository.ts'
 
 /** What the trading routes need. */
 export interface TradingRoutesDeps {
@@ -75,15 +75,6 @@ function deadLetterView(row: WebhookDeliveryRow) {
     last_status: row.last_status,
     created_at: row.created_at.toISOString(),
   }
-}
-
-function pageCursor<T>(load: () => Promise<T>): Promise<T> {
-  return load().catch((err: unknown) => {
-    if (err instanceof BadCursorError || err instanceof InvalidCursorError) {
-      throw new BadRequest('cursor is not valid', { field: 'querystring.cursor' }, 'invalid_cursor')
-    }
-    throw err
-  })
 }
 
 /**
@@ -252,18 +243,15 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
           summary: 'Orders, newest first, a keyset page at a time',
           description: "A user token sees its own user's orders; an admin token sees every order, or one user's with `user`.",
           querystring: Type.Object(
-            { user: Type.Optional(UserName), ...PageQuery.properties },
+            { user: Type.Optional(UserName), ...pageQueryFields },
             { additionalProperties: false },
           ),
-          response: { 200: Page(OrderView), ...errors(400, 401, 403, 429) },
+          response: { 200: PageSchema(OrderView), ...errors(400, 401, 403, 429) },
         },
       },
       async (request) => {
         const user = listedUser(principalOf(request), request.query.user)
-        const page = await pageCursor(() =>
-          listOrders(db, { userId: user, cursor: request.query.cursor, limit: request.query.limit ?? 50 }),
-        )
-        return { items: page.items.map(orderView), next_cursor: page.nextCursor }
+        return mapPage(await listOrders(db, { userId: user }, pageRequest(request.query)), orderView)
       },
     )
 
@@ -310,7 +298,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
           summary: "A user's transactions, newest first",
           params: UserParams,
           querystring: PageQuery,
-          response: { 200: Page(TransactionView), ...errors(400, 401, 403, 404, 429) },
+          response: { 200: PageSchema(TransactionView), ...errors(400, 401, 403, 404, 429) },
         },
       },
       async (request) => {
@@ -318,10 +306,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         if (!(await findUser(db, request.params.user))) {
           throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
         }
-        const page = await pageCursor(() =>
-          listTransactions(db, request.params.user, { cursor: request.query.cursor, limit: request.query.limit ?? 50 }),
-        )
-        return { items: page.items.map(transactionView), next_cursor: page.nextCursor }
+        return mapPage(await listTransactions(db, request.params.user, pageRequest(request.query)), transactionView)
       },
     )
 
@@ -352,22 +337,15 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
           tags: ['callbacks'],
           summary: 'Callbacks that could not be delivered within the retry window, newest first',
           querystring: Type.Object(
-            { user: Type.Optional(UserName), ...PageQuery.properties },
+            { user: Type.Optional(UserName), ...pageQueryFields },
             { additionalProperties: false },
           ),
-          response: { 200: Page(DeadLetter), ...errors(400, 401, 403, 429) },
+          response: { 200: PageSchema(DeadLetter), ...errors(400, 401, 403, 429) },
         },
       },
       async (request) => {
         const user = listedUser(principalOf(request), request.query.user)
-        const page = await pageCursor(() =>
-          listDeadLetters(db, {
-            ...(user !== undefined && { userId: user }),
-            ...(request.query.cursor !== undefined && { cursor: request.query.cursor }),
-            limit: request.query.limit ?? 50,
-          }),
-        )
-        return { items: page.items.map(deadLetterView), next_cursor: page.nextCursor ?? null }
+        return mapPage(await listDeadLetters(db, { userId: user }, pageRequest(request.query)), deadLetterView)
       },
     )
 

@@ -140,15 +140,3 @@ export const TransactionView = Type.Object({
   created_at: Type.String({ format: 'date-time' }),
 })
 export type TransactionView = Static<typeof TransactionView>
-
-/** A keyset page: `next_cursor` is null on the last page. */
-export const Page = <T extends Type.TSchema>(item: T) =>
-  Type.Object({ items: Type.Array(item), next_cursor: Type.Union([Type.String(), Type.Null()]) })
-
-export const PageQuery = Type.Object(
-  {
-    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-  },
-  { additionalProperties: false },
-)

@@ -121,10 +121,10 @@ function assertIndexed(plan: PlanNode, table: string, indexes: string[] | undefi
 }
 
 /** The cursor of the page after the first of `run`, to plan the query of a later page. */
-async function secondPageCursor(run: (cursor: string | undefined) => Promise<{ nextCursor: string | null }>): Promise<string> {
+async function secondPageCursor(run: (cursor: string | undefined) => Promise<{ next_cursor: string | null }>): Promise<string> {
   const first = await run(undefined)
-  assert.ok(first.nextCursor, 'a first page with a next page')
-  return first.nextCursor
+  assert.ok(first.next_cursor, 'a first page with a next page')
+  return first.next_cursor
 }
 
 describe('query plans on a few thousand rows', () => {

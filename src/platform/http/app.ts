@@ -23,6 +23,7 @@ import Fastify, {
 import Type from 'typebox'
 import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME } from '../../auth/index.ts'
 import type { Config } from '../config.ts'
+import { InvalidCursorError } from '../db/keyset.ts'
 import type { Logger } from '../logger.ts'
 import type { Redis } from '../redis.ts'
 import {
@@ -195,6 +196,10 @@ function errorBody(code: string, message: string, details?: unknown): ErrorRespo
 function describeError(err: unknown, bodyLimit: number): ErrorAnswer {
   if (err instanceof AppError) {
     return { status: err.status, body: errorBody(err.code, err.message, err.details), headers: { ...err.headers } }
+  }
+  if (err instanceof InvalidCursorError) {
+    // Every paged route takes its cursor in the query string (see ./paging.ts).
+    return { status: 400, body: errorBody(err.code, err.message, { field: 'querystring.cursor' }), headers: {} }
   }
   const e = (typeof err === 'object' && err !== null ? err : {}) as {
     code?: unknown
