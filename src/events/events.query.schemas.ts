@@ -4,6 +4,7 @@
  * and the stored events and errors as the API shows them.
  */
 import Type, { type Static } from 'typebox'
+import { EventErrorReason } from '../platform/db/schema.ts'
 import { pageQueryFields } from '../platform/http/paging.ts'
 
 const SESSION_EXAMPLE = 'e2085be5-9137-4e4e-80b5-f1ffddc25423'
@@ -103,12 +104,6 @@ export const EventView = Type.Object(
   },
 )
 export type EventView = Static<typeof EventView>
-
-/** One reason an event was refused. */
-export const EventErrorReason = Type.Object({
-  field: Type.String({ description: 'JSON pointer into the event, e.g. `/data/host`' }),
-  message: Type.String(),
-})
 
 /** A stored event error: the event as it came, and every reason it was refused. */
 export const EventErrorView = Type.Object(

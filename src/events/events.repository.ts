@@ -16,35 +16,17 @@
  */
 import { type Expression, type SqlBool, sql } from 'kysely'
 import type { Db } from '../platform/db/index.ts'
+import type { EventErrorRow, EventRow } from '../platform/db/schema.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
-/** A stored event, timestamps as ISO 8601 text in UTC with microseconds. */
-export interface StoredEvent {
-  id: string
-  app_id: string
-  session_id: string
-  category: string
-  name: string
-  data: unknown
-  /** The event's own timestamp (`occurred_at`). */
-  occurred_at: string
-  received_at: string
-  stored_at: string
-  validated: boolean
-}
+/** The timestamp columns, which the queries read as ISO 8601 text in UTC with microseconds. */
+type TimesAsText<Row, K extends keyof Row> = Omit<Row, K> & { [P in K]: string }
 
-/** A stored event error, timestamps as ISO 8601 text in UTC with microseconds. */
-export interface StoredEventError {
-  id: string
-  app_id: string
-  session_id: string | null
-  category: string | null
-  name: string | null
-  raw: unknown
-  reasons: Array<{ field: string; message: string }>
-  received_at: string
-  stored_at: string
-}
+/** A stored event as the queries read it (`occurred_at` is the event's own timestamp). */
+export type StoredEvent = TimesAsText<EventRow, 'occurred_at' | 'received_at' | 'stored_at'>
+
+/** A stored event error as the queries read it. */
+export type StoredEventError = TimesAsText<EventErrorRow, 'received_at' | 'stored_at'>
 
 /** Filters of {@link listEvents}; each one given narrows the result. */
 export interface EventFilter {
