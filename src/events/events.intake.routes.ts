@@ -22,7 +22,7 @@
 import { errorCodes, type FastifyError, type FastifyRequest } from 'fastify'
 import secureJsonParse from 'secure-json-parse'
 import Type from 'typebox'
-import { principalOf, requireAuth } from '../auth/index.ts'
+import { principalOf, requireAuth } from '../platform/http/auth.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
 import {
   AppError,

@@ -7,7 +7,7 @@
  * errors, an admin token sees everything, a user token nothing (403).
  */
 import type { FastifyRequest } from 'fastify'
-import { type Principal, principalOf, requireAuth } from '../auth/index.ts'
+import { type Principal, principalOf, requireAuth } from '../platform/http/auth.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
 import type { Page } from '../platform/db/keyset.ts'

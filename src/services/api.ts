@@ -1,12 +1,13 @@
 /** `bourse api`: the HTTP API (BuyStock, orders, portfolios), OpenAPI docs at /docs. */
 import { readFileSync } from 'node:fs'
 import { sql } from 'kysely'
-import { type Authenticate, createTokenAuthenticator } from '../auth/index.ts'
+import { createTokenAuthenticator } from '../auth/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
 import { type Config, kafkaBrokers } from '../platform/config.ts'
 import { closeDb, createDb, type Db, migrateToLatest } from '../platform/db/index.ts'
 import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
+import type { Authenticate } from '../platform/http/auth.ts'
 import { createAdmin, createProducer, ensureTopic, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
@@ -65,6 +66,9 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         createTokenAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
         createAppAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
       ),
+      // Applications sending events get a budget of their own: the challenge expects about
+      // 100 events per second from them, far beyond a person's 60 requests per minute.
+      rateLimitMax: (principal) => (principal?.appId !== undefined ? config.EVENTS_RATE_LIMIT_MAX : config.RATE_LIMIT_MAX),
       healthChecks: { postgres: () => sql`select 1`.execute(db) },
       routes: [
         tradingRoutes({

@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
-import { assertActsFor, assertAdmin, type Principal, principalOf, requireAuth } from '../auth/index.ts'
+import { assertActsFor, assertAdmin, type Principal, principalOf, requireAuth } from '../platform/http/auth.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, WebhookDeliveryRow } from '../platform/db/schema.ts'
 import { mapPage } from '../platform/db/keyset.ts'

@@ -21,7 +21,6 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify'
 import Type from 'typebox'
-import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME } from '../../auth/index.ts'
 import type { Config } from '../config.ts'
 import { InvalidCursorError } from '../db/keyset.ts'
 import type { Logger } from '../logger.ts'
@@ -34,6 +33,7 @@ import {
   ServiceUnavailable,
   TooManyRequests,
 } from './errors.ts'
+import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal } from './auth.ts'
 import { coalescingRedisStore } from './rate-limit-store.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
@@ -44,7 +44,7 @@ export type RoutePlugin = FastifyPluginAsyncTypebox
 
 /** What {@link createHttpApp} needs from the service. */
 export interface HttpDeps {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS' | 'EVENTS_RATE_LIMIT_MAX'>
+  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS'>
   log: Logger
   /** Holds the rate-limit counters and is pinged by `/health`. Not closed by the app. */
   redis: Redis
@@ -65,6 +65,12 @@ export interface HttpAppOptions {
    * `src/auth`). @defaultValue every token is unknown, so `requireAuth` always answers 401
    */
   authenticate?: Authenticate
+  /**
+   * How many requests a caller may make per `RATE_LIMIT_WINDOW_MS`, given its principal
+   * (null for a caller without a valid token, counted by address). Called per request:
+   * keep it cheap. @defaultValue `RATE_LIMIT_MAX` for everyone
+   */
+  rateLimitMax?: (principal: Principal | null) => number
   /** More dependencies `/health` checks besides Redis (`postgres: () => ...`); a rejection means down. @defaultValue none */
   healthChecks?: Record<string, () => Promise<unknown>>
   /** How long a health check may take, in ms. @defaultValue 2000 */
@@ -301,6 +307,7 @@ function rateLimitKey(request: FastifyRequest): string {
  */
 export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Promise<HttpApp> {
   const { config, log, redis } = deps
+  const { rateLimitMax } = options
   const serverOptions: FastifyServerOptions = {
     loggerInstance: log,
     bodyLimit: config.BODY_LIMIT_BYTES,
@@ -368,9 +375,8 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     // Applied below as one instance-wide hook rather than per route: instance hooks run
     // before route hooks, so a request is counted before `requireAuth` can refuse it.
     global: false,
-    // Applications sending events get a budget of their own: the challenge expects about
-    // 100 events per second from them, far beyond a person's 60 requests per minute.
-    max: (request) => (request.principal?.appId !== undefined ? config.EVENTS_RATE_LIMIT_MAX : config.RATE_LIMIT_MAX),
+    // The service decides each caller's budget; the platform only counts.
+    max: rateLimitMax === undefined ? config.RATE_LIMIT_MAX : (request) => rateLimitMax(request.principal),
     timeWindow: config.RATE_LIMIT_WINDOW_MS,
     // Counted in Redis: all the hits of one event-loop turn by one call.
     store: coalescingRedisStore(redis, RATE_LIMIT_PREFIX),

@@ -3,8 +3,9 @@ import { after, before, describe, test } from 'node:test'
 import type { Redis } from 'ioredis'
 import { pino } from 'pino'
 import Type from 'typebox'
-import { createApiToken, createTokenAuthenticator, principalOf, requireAuth } from '../../../src/auth/index.ts'
+import { createApiToken, createTokenAuthenticator } from '../../../src/auth/index.ts'
 import { createHttpApp, type HttpApp, type HttpAppOptions, type RoutePlugin } from '../../../src/platform/http/app.ts'
+import { principalOf, requireAuth } from '../../../src/platform/http/auth.ts'
 import { Conflict, ServiceUnavailable } from '../../../src/platform/http/errors.ts'
 import { openTestDb, type TestDb } from '../../helpers/db.ts'
 import { closeTestRedis, openTestRedis, testConfig } from '../../helpers/infra.ts'
@@ -318,6 +319,35 @@ describe('rate limit', () => {
     const keys = await redis.keys('bourse:rl:*')
     assert.ok(keys.some((key) => /^bourse:rl:token:[0-9a-f-]{36}$/.test(key)), keys.join(', '))
     assert.ok(keys.every((key) => !key.includes(a.token) && !key.includes(b.token)), 'no token in a key')
+  })
+})
+
+describe('rate-limit budget chosen by the service', () => {
+  test('rateLimitMax gets the principal (null without a valid token) and sets its budget', async () => {
+    const seen: Array<string | null> = []
+    const app = await build(
+      { RATE_LIMIT_MAX: '1000', RATE_LIMIT_WINDOW_MS: '60000' },
+      {
+        rateLimitMax: (principal) => {
+          seen.push(principal?.userId ?? null)
+          return principal?.userId === 'user2' ? 4 : 2
+        },
+      },
+    )
+    const remoteAddress = '10.4.0.1'
+    const small = await createApiToken(testDb.db, { userId: 'user1' })
+    const large = await createApiToken(testDb.db, { userId: 'user2' })
+    const call = (token?: string) =>
+      app.inject({ method: 'GET', url: '/me', remoteAddress, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } })
+    const statuses = async (token: string | undefined, n: number) => {
+      const out: number[] = []
+      for (let i = 0; i < n; i++) out.push((await call(token)).statusCode)
+      return out
+    }
+    assert.deepEqual(await statuses(small.token, 3), [200, 200, 429])
+    assert.deepEqual(await statuses(large.token, 5), [200, 200, 200, 200, 429])
+    assert.deepEqual(await statuses(undefined, 3), [401, 401, 429])
+    assert.ok(seen.includes('user1') && seen.includes('user2') && seen.includes(null), seen.join(', '))
   })
 })
 

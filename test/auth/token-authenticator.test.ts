@@ -3,17 +3,10 @@ import { createHash } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
 import Type from 'typebox'
-import {
-  assertActsFor,
-  type Authenticate,
-  createApiToken,
-  createTokenAuthenticator,
-  principalOf,
-  requireAuth,
-  revokeApiToken,
-} from '../../src/auth/index.ts'
+import { createApiToken, createTokenAuthenticator, revokeApiToken } from '../../src/auth/index.ts'
 import { closeDb, createDb } from '../../src/platform/db/index.ts'
 import { createHttpApp, type HttpApp, type RoutePlugin } from '../../src/platform/http/app.ts'
+import { assertActsFor, type Authenticate, principalOf, requireAuth } from '../../src/platform/http/auth.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
 import { testConfig, testRedisUrl } from '../helpers/infra.ts'
