@@ -2,6 +2,7 @@
  * The trading API: BuyStock, orders (with their status stream), portfolios, transactions
  * and callback dead letters. Every route needs a bearer token acting for the user named.
  */
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { assertActsFor, assertAdmin, type Principal, principalOf, requireAuth } from '../platform/http/auth.ts'
@@ -181,14 +182,18 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       async (request, reply) => {
         const principal = principalOf(request)
         await visibleOrder(principal, request.params.id)
-        reply.hijack()
-        const res = reply.raw
-        res.writeHead(200, {
+        // Once hijacked, Fastify no longer writes the headers its hooks set on the reply (the
+        // security headers, x-ratelimit-*), so they are written here with the stream's own.
+        const headers: OutgoingHttpHeaders = {
+          ...(reply.getHeaders() as OutgoingHttpHeaders),
           'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
+          'cache-control': 'no-store, no-transform',
           connection: 'keep-alive',
           'x-accel-buffering': 'no',
-        })
+        }
+        reply.hijack()
+        const res = reply.raw
+        res.writeHead(200, headers)
         let lastSent = ''
         let closed = false
         let unsubscribe: (() => Promise<void>) | undefined

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { sql } from 'kysely'
+import { API_SECURITY_HEADERS } from '../../src/platform/http/app.ts'
 import { decodeOrderMessage } from '../../src/trading/order-message.ts'
 import { finishOrder } from '../../src/trading/order-execution.ts'
 import { readTopic } from '../helpers/topic-reader.ts'
@@ -192,6 +193,15 @@ describe('orders', () => {
     const res = await fetch(`${address}/api/orders/${placed.order_id}/events`, { headers: api.auth(api.tokens.user1) })
     assert.equal(res.status, 200)
     assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
+    // The stream is written past Fastify (a hijacked reply), yet keeps the headers every answer has.
+    for (const [name, value] of Object.entries(API_SECURITY_HEADERS)) {
+      if (name === 'cache-control') assert.match(res.headers.get(name) ?? '', /\bno-store\b/)
+      else assert.equal(res.headers.get(name), value, name)
+    }
+    for (const name of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']) {
+      assert.match(res.headers.get(name) ?? '', /^\d+$/, name)
+    }
+    assert.equal(res.headers.get('x-ratelimit-limit'), api.config.RATE_LIMIT_MAX.toString())
     const reading = res.text()
     // Finish the order as the verifier would, then publish its view.
     const { publishOrderStatus } = await import('../../src/trading/order-events.ts')
