@@ -70,6 +70,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       // 100 events per second from them, far beyond a person's 60 requests per minute.
       rateLimitMax: (principal) => (principal?.appId !== undefined ? config.EVENTS_RATE_LIMIT_MAX : config.RATE_LIMIT_MAX),
       healthChecks: { postgres: () => sql`select 1`.execute(db) },
+      readinessChecks: { kafka: () => producer.metadata({ topics: [config.ORDERS_TOPIC], forceUpdate: true }) },
       routes: [
         tradingRoutes({
           db,

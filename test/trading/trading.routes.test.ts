@@ -25,6 +25,19 @@ const post = (url: string, payload: unknown, headers: Record<string, string> = {
 const get = (url: string, headers: Record<string, string> = {}) => api.app.inject({ method: 'GET', url, headers })
 const errorOf = (res: { json: () => unknown }) => (res.json() as { error: { code: string; message: string; details?: unknown } }).error
 
+describe('health', () => {
+  it('GET /readyz checks Redis, PostgreSQL and the Kafka producer; GET /livez and /health answer', async () => {
+    const res = await get('/readyz')
+    assert.equal(res.statusCode, 200, res.body)
+    const body = res.json() as { status: string; checks: Record<string, Array<{ status: string; observedUnit: string }>> }
+    assert.equal(body.status, 'pass')
+    assert.deepEqual(Object.keys(body.checks).sort(), ['kafka:responseTime', 'postgres:responseTime', 'redis:responseTime'])
+    assert.ok(Object.values(body.checks).every(([check]) => check?.status === 'pass' && check.observedUnit === 'ms'))
+    assert.equal((await get('/livez')).statusCode, 200)
+    assert.deepEqual((await get('/health')).json(), { status: 'ok' })
+  })
+})
+
 describe('POST /api/buy-stock', () => {
   const url = '/api/buy-stock'
   it('accepts when the credit covers price x quantity, from Redis, debiting nothing', async () => {

@@ -1,7 +1,7 @@
 /**
  * The Fastify application every HTTP service starts from: TypeBox schemas, one error
  * shape, security headers, OpenAPI at `/docs`, a Redis-backed rate limit, bearer-token
- * authentication and `GET /health`. Domains add routes as plugins; `app.close()` stops
+ * authentication, and the health routes `GET /health`, `/livez` and `/readyz`. Domains add routes as plugins; `app.close()` stops
  * it (the Redis client and the database belong to the caller).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
@@ -20,20 +20,18 @@ import Fastify, {
   type FastifySchemaCompiler,
   type FastifyServerOptions,
 } from 'fastify'
-import Type from 'typebox'
 import type { Config } from '../config.ts'
 import { InvalidCursorError } from '../db/keyset.ts'
 import type { Logger } from '../logger.ts'
 import type { Redis } from '../redis.ts'
 import {
   AppError,
-  ErrorResponseSchema,
   type ErrorResponse,
   type FieldError,
-  ServiceUnavailable,
   TooManyRequests,
 } from './errors.ts'
 import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal } from './auth.ts'
+import { type HealthCheck, healthRoutes } from './health.ts'
 import { coalescingRedisStore } from './rate-limit-store.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
@@ -71,8 +69,13 @@ export interface HttpAppOptions {
    * keep it cheap. @defaultValue `RATE_LIMIT_MAX` for everyone
    */
   rateLimitMax?: (principal: Principal | null) => number
-  /** More dependencies `/health` checks besides Redis (`postgres: () => ...`); a rejection means down. @defaultValue none */
-  healthChecks?: Record<string, () => Promise<unknown>>
+  /**
+   * More dependencies `/health` and `/readyz` check besides Redis (`postgres: () => ...`),
+   * by name; a rejection means down. @defaultValue none
+   */
+  healthChecks?: Record<string, HealthCheck>
+  /** Dependencies only `/readyz` checks, by name (`kafka: () => ...`); `/health` leaves them out. @defaultValue none */
+  readinessChecks?: Record<string, HealthCheck>
   /** How long a health check may take, in ms. @defaultValue 2000 */
   healthTimeoutMs?: number
 }
@@ -270,23 +273,12 @@ export function staticSecurityHeaders(options: HelmetOptions): Record<string, st
   return headers
 }
 
-/** Races a check against a timeout; the slow check's late result is ignored. */
-async function withTimeout(check: () => Promise<unknown>, timeoutMs: number, what: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs)
-  })
-  try {
-    await Promise.race([check(), timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
 /** Paths neither rate-limited nor counted: probes and the documentation. */
 function isExempt(request: FastifyRequest): boolean {
   const url = request.routeOptions.url
-  return url === '/health' || url === '/docs' || (url?.startsWith('/docs/') ?? false)
+  return (
+    url === '/health' || url === '/livez' || url === '/readyz' || url === '/metrics' || url === '/docs' || (url?.startsWith('/docs/') ?? false)
+  )
 }
 
 /**
@@ -393,32 +385,12 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     return reply.code(404).send(errorBody('not_found', `no route ${request.method} ${path.slice(0, 200)}`))
   })
 
-  const healthChecks: Record<string, () => Promise<unknown>> = { redis: () => redis.ping(), ...options.healthChecks }
-  const healthTimeoutMs = options.healthTimeoutMs ?? 2000
-  app.get(
-    '/health',
-    {
-      schema: {
-        summary: 'Whether the service and its dependencies answer',
-        tags: ['system'],
-        response: { 200: Type.Object({ status: Type.Literal('ok') }), 503: ErrorResponseSchema },
-      },
-    },
-    async (request) => {
-      const results = await Promise.allSettled(
-        Object.entries(healthChecks).map(async ([name, check]) => {
-          await withTimeout(check, healthTimeoutMs, name)
-          return name
-        }),
-      )
-      const down = Object.keys(healthChecks).filter((_, i) => results[i]?.status === 'rejected')
-      if (down.length > 0) {
-        const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
-        request.log.warn({ down, reasons: reasons.map(String) }, 'health check failed')
-        throw new ServiceUnavailable(`unavailable: ${down.join(', ')}`, 5)
-      }
-      return { status: 'ok' as const }
-    },
+  await app.register(
+    healthRoutes({
+      checks: { redis: () => redis.ping(), ...options.healthChecks },
+      readinessChecks: options.readinessChecks ?? {},
+      timeoutMs: options.healthTimeoutMs ?? 2000,
+    }),
   )
 
   for (const routes of options.routes ?? []) await app.register(routes)
