@@ -1,6 +1,7 @@
 /** `bourse api`: the HTTP API (BuyStock, orders, portfolios), OpenAPI docs at /docs. */
 import { readFileSync } from 'node:fs'
 import { sql } from 'kysely'
+import { collectDefaultMetrics, Registry } from 'prom-client'
 import { createTokenAuthenticator } from '../auth/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
@@ -35,6 +36,8 @@ export interface ApiDeps {
 export interface ApiOptions {
   /** Keep-alive and re-read interval of order event streams (ms). @defaultValue 15000 */
   heartbeatMs?: number
+  /** Where the API records its request durations, served at `GET /metrics`. @defaultValue none: no metrics */
+  metrics?: Registry
 }
 
 /** The first principal any of the authenticators finds for a token (users' tokens, then applications'). */
@@ -71,6 +74,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       rateLimitMax: (principal) => (principal?.appId !== undefined ? config.EVENTS_RATE_LIMIT_MAX : config.RATE_LIMIT_MAX),
       healthChecks: { postgres: () => sql`select 1`.execute(db) },
       readinessChecks: { kafka: () => producer.metadata({ topics: [config.ORDERS_TOPIC], forceUpdate: true }) },
+      ...(options.metrics && { metrics: options.metrics }),
       routes: [
         tradingRoutes({
           db,
@@ -127,7 +131,9 @@ export function run(argv: string[]): Promise<number> {
     } finally {
       await admin.close()
     }
-    const app = await buildApiApp({ config, log, redis, subscriber, db, producer })
+    const metrics = new Registry()
+    collectDefaultMetrics({ register: metrics })
+    const app = await buildApiApp({ config, log, redis, subscriber, db, producer }, { metrics })
     // Closed first: stop taking requests and finish those in flight before the connections go.
     lifecycle.onClose('http', () => app.close())
     const address = await app.listen({ port: port ?? config.PORT, host: args.values.host ?? config.HOST })

@@ -12,6 +12,7 @@ import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/ty
 import { type AnySchema, Ajv, type ErrorObject, type Options as AjvOptions } from 'ajv'
 import ajvFormats from 'ajv-formats'
 import helmet, { type HelmetOptions } from 'helmet'
+import type { Registry } from 'prom-client'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -32,6 +33,7 @@ import {
 } from './errors.ts'
 import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal } from './auth.ts'
 import { type HealthCheck, healthRoutes } from './health.ts'
+import { httpMetricsPlugin } from './metrics.ts'
 import { coalescingRedisStore } from './rate-limit-store.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
@@ -42,7 +44,7 @@ export type RoutePlugin = FastifyPluginAsyncTypebox
 
 /** What {@link createHttpApp} needs from the service. */
 export interface HttpDeps {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS'>
+  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS' | 'METRICS_TOKEN'>
   log: Logger
   /** Holds the rate-limit counters and is pinged by `/health`. Not closed by the app. */
   redis: Redis
@@ -76,6 +78,11 @@ export interface HttpAppOptions {
   healthChecks?: Record<string, HealthCheck>
   /** Dependencies only `/readyz` checks, by name (`kafka: () => ...`); `/health` leaves them out. @defaultValue none */
   readinessChecks?: Record<string, HealthCheck>
+  /**
+   * Where the app records its request durations; with it, `GET /metrics` serves this
+   * registry (guarded by `METRICS_TOKEN` when set). @defaultValue none: no metrics, no route
+   */
+  metrics?: Registry
   /** How long a health check may take, in ms. @defaultValue 2000 */
   healthTimeoutMs?: number
 }
@@ -384,6 +391,8 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     const path = request.url.split('?')[0] ?? ''
     return reply.code(404).send(errorBody('not_found', `no route ${request.method} ${path.slice(0, 200)}`))
   })
+
+  if (options.metrics) await app.register(httpMetricsPlugin, { registry: options.metrics, token: config.METRICS_TOKEN })
 
   await app.register(
     healthRoutes({
