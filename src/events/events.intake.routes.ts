@@ -344,6 +344,7 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
         onRequest: [requireAuth, requireApp],
         bodyLimit: INTAKE_BODY_LIMIT_BYTES,
         schema: {
+          operationId: 'sendEvents',
           tags: ['events'],
           summary: 'Send events: one, or an array of up to 500; 202 once they are durably queued',
           description:

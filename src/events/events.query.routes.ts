@@ -139,6 +139,7 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listEvents',
           tags: ['events'],
           summary: 'Stored events, newest first, a keyset page at a time',
           description:
@@ -167,6 +168,7 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listSessionEvents',
           tags: ['events'],
           summary: "One session's events in the order they happened (timestamp ascending)",
           description: "An application token sees only its own application's events of the session.",
@@ -188,6 +190,7 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listEventErrors',
           tags: ['events'],
           summary: 'Events the worker refused, with every reason, newest first',
           description:

@@ -19,7 +19,10 @@ import { tradingRoutes } from '../trading/trading.routes.ts'
 import { parseAllowedNetworks } from '../trading/webhooks/callback-url.ts'
 import { createServiceContext, intOption, parseCommand, runCommand } from './context.ts'
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+const { version, license } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string
+  license: string
+}
 
 /** The connections the API runs on; the caller owns and closes them. */
 export interface ApiDeps {
@@ -65,6 +68,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       description:
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
         'portfolios and transactions. Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`).',
+      license: { name: license, identifier: license },
       authenticate: anyOf(
         createTokenAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
         createAppAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),

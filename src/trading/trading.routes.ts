@@ -114,6 +114,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'checkBuyStock',
           tags: ['trading'],
           summary: 'BuyStock: may this user buy this many shares at the latest price?',
           description: "A check only: reads the user's credit and the stock's latest price from Redis; nothing is debited.",
@@ -132,6 +133,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'placeOrder',
           tags: ['orders'],
           summary: 'Place an order: acknowledged at once, verified and executed in the background',
           description:
@@ -157,6 +159,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'getOrder',
           tags: ['orders'],
           summary: 'An order and its current status',
           params: OrderIdParams,
@@ -171,6 +174,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'streamOrderEvents',
           tags: ['orders'],
           summary: "Server-Sent Events: the order's status now and at each change, until it is final",
           description: 'Each event is `event: status` with the order as JSON `data`; the stream ends after the final state.',
@@ -244,6 +248,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listOrders',
           tags: ['orders'],
           summary: 'Orders, newest first, a keyset page at a time',
           description: "A user token sees its own user's orders; an admin token sees every order, or one user's with `user`.",
@@ -265,6 +270,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'getPortfolio',
           tags: ['accounts'],
           summary: 'A portfolio: credit and holdings valued at the latest prices',
           params: UserParams,
@@ -299,6 +305,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listTransactions',
           tags: ['accounts'],
           summary: "A user's transactions, newest first",
           params: UserParams,
@@ -320,6 +327,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'getWebhookSecret',
           tags: ['accounts'],
           summary: "The secret signing this user's callbacks (Standard Webhooks, `whsec_...`)",
           params: UserParams,
@@ -339,6 +347,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listDeadLetters',
           tags: ['callbacks'],
           summary: 'Callbacks that could not be delivered within the retry window, newest first',
           querystring: Type.Object(
@@ -359,6 +368,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'replayDeadLetter',
           tags: ['callbacks'],
           summary: 'Send a dead-lettered callback again (same webhook-id)',
           params: Type.Object({ id: Type.String({ pattern: '^msg_[0-9a-f]{32}$' }) }),

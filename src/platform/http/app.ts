@@ -20,6 +20,7 @@ import Fastify, {
   type FastifyRequest,
   type FastifySchemaCompiler,
   type FastifyServerOptions,
+  type RouteOptions,
 } from 'fastify'
 import type { Config } from '../config.ts'
 import { InvalidCursorError } from '../db/keyset.ts'
@@ -27,6 +28,7 @@ import type { Logger } from '../logger.ts'
 import type { Redis } from '../redis.ts'
 import {
   AppError,
+  ErrorResponseSchema,
   type ErrorResponse,
   type FieldError,
   TooManyRequests,
@@ -58,6 +60,13 @@ export interface HttpAppOptions {
   version: string
   /** Description of the API in the OpenAPI document (Markdown). @defaultValue none */
   description?: string
+  /** The API's license in the OpenAPI document (`identifier` is an SPDX expression). @defaultValue none */
+  license?: { name: string; identifier?: string; url?: string }
+  /**
+   * Where the API is served, for the OpenAPI document. @defaultValue `/`: the origin that
+   * serves the document (so Swagger UI calls the instance it was loaded from)
+   */
+  servers?: Array<{ url: string; description?: string }>
   /** Route plugins, registered in this order after the shared plugins. @defaultValue none */
   routes?: RoutePlugin[]
   /**
@@ -280,6 +289,37 @@ export function staticSecurityHeaders(options: HelmetOptions): Record<string, st
   return headers
 }
 
+/** `getApiOrdersById` for `GET /api/orders/:id`: the operationId of a route that names none. */
+function defaultOperationId(method: string, url: string): string {
+  const words = url
+    .split('/')
+    .filter(Boolean)
+    .map((part) => (part.startsWith(':') ? `by-${part.slice(1)}` : part))
+    .flatMap((part) => part.split(/[^A-Za-z0-9]+/))
+    .filter(Boolean)
+  return method.toLowerCase() + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('')
+}
+
+/**
+ * What the OpenAPI document says of every route, unless the route says it itself: an
+ * operationId, that it needs no credentials (routes with `requireAuth` were given the
+ * bearer scheme before this runs), and that it may answer a client error in the one error
+ * shape (any route can: a malformed URL is a 400).
+ */
+function documentRoute(route: RouteOptions): void {
+  const schema = route.schema ?? {}
+  if (schema.hide === true) return
+  const response = (schema.response ?? {}) as Record<string, unknown>
+  const hasClientError = Object.keys(response).some((status) => /^4(\d\d|xx)$/i.test(status))
+  const method = Array.isArray(route.method) ? String(route.method[0]) : String(route.method)
+  route.schema = {
+    ...schema,
+    operationId: schema.operationId ?? defaultOperationId(method, route.url),
+    security: schema.security ?? [],
+    ...(!hasClientError && { response: { ...response, '4xx': ErrorResponseSchema } }),
+  }
+}
+
 /** Paths neither rate-limited nor counted: probes and the documentation. */
 function isExempt(request: FastifyRequest): boolean {
   const url = request.routeOptions.url
@@ -353,7 +393,13 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: options.title, version: options.version, description: options.description },
+      info: {
+        title: options.title,
+        version: options.version,
+        ...(options.description !== undefined && { description: options.description }),
+        ...(options.license && { license: options.license }),
+      },
+      servers: options.servers ?? [{ url: '/', description: 'The server this document is served from' }],
       components: {
         securitySchemes: {
           [BEARER_SECURITY_SCHEME]: {
@@ -369,6 +415,8 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
 
   // Before the rate limit: its key depends on whether the token is valid.
   await app.register(authPlugin, { authenticate: options.authenticate ?? (async () => undefined) })
+  // After the auth plugin's onRoute hook, which documents the routes needing a token.
+  app.addHook('onRoute', documentRoute)
 
   await app.register(rateLimit, {
     // Applied below as one instance-wide hook rather than per route: instance hooks run

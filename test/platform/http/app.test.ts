@@ -461,7 +461,12 @@ describe('documentation and security headers', () => {
       description: 'An API token, `bourse_...` (create one with `bourse tokens create USER`)',
     })
     assert.deepEqual(doc.paths['/me'].get.security, [{ bearer: [] }])
-    assert.equal(doc.paths['/orders'].post.security, undefined)
+    // A route without requireAuth says so, and every route gets an operationId and a client error.
+    assert.deepEqual(doc.paths['/orders'].post.security, [])
+    assert.equal(doc.paths['/orders'].post.operationId, 'postOrders')
+    assert.equal(doc.paths['/items/{id}'].get.operationId, 'getItemsById')
+    assert.ok(doc.paths['/items/{id}'].get.responses['4XX'])
+    assert.deepEqual(doc.servers, [{ url: '/', description: 'The server this document is served from' }])
     assert.ok(doc.paths['/health'])
 
     const api = await app.inject({ method: 'GET', url: '/health' })
