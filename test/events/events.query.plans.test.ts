@@ -182,12 +182,15 @@ describe('query plans on a few thousand rows', () => {
       ],
       ['category', { category: 'form interaction' }, undefined],
       ['category and name', { category: 'form interaction', name: 'submit' }, undefined],
+      ['session', { sessionId: 'session-17' }, ['event_errors_session_time']],
+      ['session and app', { sessionId: 'session-17', appId: appIds[1] }, ['event_errors_session_time', 'event_errors_app_time']],
     ]
     for (const [what, filter, indexes] of cases) {
-      assertIndexed(await planOf(() => listEventErrors(db, filter, { limit: 50 })), 'event_errors', indexes, what)
-      const cursor = await secondPageCursor((c) => listEventErrors(db, filter, { cursor: c, limit: 50 }))
+      const limit = filter.sessionId === undefined ? 50 : 3
+      assertIndexed(await planOf(() => listEventErrors(db, filter, { limit })), 'event_errors', indexes, what)
+      const cursor = await secondPageCursor((c) => listEventErrors(db, filter, { cursor: c, limit }))
       const used = assertIndexed(
-        await planOf(() => listEventErrors(db, filter, { cursor, limit: 50 })),
+        await planOf(() => listEventErrors(db, filter, { cursor, limit })),
         'event_errors',
         indexes,
         `${what}, next page`,
