@@ -5,7 +5,7 @@ import globals from 'globals'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.bourse/**', 'tmp/**', 'bench/results/**'] },
+  { ignores: ['node_modules/**', '.bourse/**', 'tmp/**', 'bench/results/**', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,4 +1,7 @@
-/** API tokens and bearer authentication: what other domains and services may use. */
+/**
+ * API tokens: what other domains and services may use. The bearer mechanics (principal,
+ * `requireAuth`) are the HTTP platform's, in `src/platform/http/auth.ts`.
+ */
 export {
   API_TOKEN_PREFIX,
   type ApiTokenOwner,
@@ -14,19 +17,9 @@ export {
   type RevokeResult,
 } from './api-tokens.repository.ts'
 export {
-  assertActsFor,
-  assertAdmin,
-  type Authenticate,
-  authPlugin,
-  type AuthPluginOptions,
-  BEARER_SECURITY_SCHEME,
-  bearerToken,
   createCachedAuthenticator,
   createTokenAuthenticator,
-  type TokenLookup,
-  type Principal,
-  principalOf,
-  requireAuth,
   type TokenAuthenticator,
   type TokenAuthenticatorOptions,
-} from './auth.plugin.ts'
+  type TokenLookup,
+} from './token-authenticator.ts'

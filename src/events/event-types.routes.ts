@@ -5,7 +5,7 @@
  */
 import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
-import { assertAdmin, principalOf, requireAuth } from '../auth/index.ts'
+import { assertAdmin, principalOf, requireAuth } from '../platform/http/auth.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { EventTypeRow } from '../platform/db/schema.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
@@ -82,6 +82,7 @@ export function eventTypeRoutes(deps: EventTypeRoutesDeps): RoutePlugin {
       {
         onRequest,
         schema: {
+          operationId: 'listEventTypes',
           tags: ['event types'],
           summary: 'Every registered event type with its JSON Schema',
           response: { 200: Type.Object({ items: Type.Array(EventTypeView) }), ...errors(401, 403, 429) },
@@ -95,6 +96,7 @@ export function eventTypeRoutes(deps: EventTypeRoutesDeps): RoutePlugin {
       {
         onRequest,
         schema: {
+          operationId: 'getEventType',
           tags: ['event types'],
           summary: 'One event type',
           params: TypeParams,
@@ -114,6 +116,7 @@ export function eventTypeRoutes(deps: EventTypeRoutesDeps): RoutePlugin {
       {
         onRequest,
         schema: {
+          operationId: 'putEventType',
           tags: ['event types'],
           summary: 'Register an event type, or replace its schema and description',
           description:
@@ -150,6 +153,7 @@ export function eventTypeRoutes(deps: EventTypeRoutesDeps): RoutePlugin {
       {
         onRequest,
         schema: {
+          operationId: 'deleteEventType',
           tags: ['event types'],
           summary: 'Remove an event type (its stored events stay)',
           description: 'Afterwards its events are stored unvalidated or rejected, as EVENTS_UNKNOWN_TYPE says.',

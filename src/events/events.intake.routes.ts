@@ -22,7 +22,7 @@
 import { errorCodes, type FastifyError, type FastifyRequest } from 'fastify'
 import secureJsonParse from 'secure-json-parse'
 import Type from 'typebox'
-import { principalOf, requireAuth } from '../auth/index.ts'
+import { principalOf, requireAuth } from '../platform/http/auth.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
 import {
   AppError,
@@ -344,6 +344,7 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
         onRequest: [requireAuth, requireApp],
         bodyLimit: INTAKE_BODY_LIMIT_BYTES,
         schema: {
+          operationId: 'sendEvents',
           tags: ['events'],
           summary: 'Send events: one, or an array of up to 500; 202 once they are durably queued',
           description:

@@ -7,17 +7,17 @@
  * errors, an admin token sees everything, a user token nothing (403).
  */
 import type { FastifyRequest } from 'fastify'
-import { type Principal, principalOf, requireAuth } from '../auth/index.ts'
+import { type Principal, principalOf, requireAuth } from '../platform/http/auth.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
+import type { Page } from '../platform/db/keyset.ts'
 import { BadRequest, ErrorResponseSchema, Forbidden } from '../platform/http/errors.ts'
+import { pageRequest, PageSchema } from '../platform/http/paging.ts'
 import { eventsAdminPageRoutes } from './events.admin.routes.ts'
 import { parseEventTimestamp } from './event-validation.ts'
 import {
-  DEFAULT_PAGE_LIMIT,
   EventErrorsQuery,
   EventErrorView,
-  EventsPageView,
   EventsQuery,
   EventView,
   SessionEventsQuery,
@@ -25,9 +25,7 @@ import {
 } from './events.query.schemas.ts'
 import {
   appNamesById,
-  type EventsPage,
   findAppByIdOrName,
-  InvalidEventCursorError,
   listEventErrors,
   listEvents,
   listSessionEvents,
@@ -89,18 +87,6 @@ function timeRange(query: { from?: string | undefined; to?: string | undefined }
   return { from, to }
 }
 
-/** Turns a foreign cursor into a 400 naming it. */
-async function withCursor<T>(load: () => Promise<T>): Promise<T> {
-  try {
-    return await load()
-  } catch (err) {
-    if (err instanceof InvalidEventCursorError) {
-      throw new BadRequest('cursor is not valid', { field: 'querystring.cursor' }, 'invalid_cursor')
-    }
-    throw err
-  }
-}
-
 function eventView(row: StoredEvent, names: Map<string, string>): EventView {
   return {
     id: row.id,
@@ -133,11 +119,11 @@ function eventErrorView(row: StoredEventError, names: Map<string, string>): Even
 /** The answer for a page: rows as views, with their applications' names. */
 async function pageView<R extends { app_id: string }, V>(
   db: Db,
-  page: EventsPage<R>,
+  page: Page<R>,
   view: (row: R, names: Map<string, string>) => V,
-): Promise<{ items: V[]; next_cursor: string | null }> {
+): Promise<Page<V>> {
   const names = await appNamesById(db, page.items.map((row) => row.app_id))
-  return { items: page.items.map((row) => view(row, names)), next_cursor: page.nextCursor }
+  return { items: page.items.map((row) => view(row, names)), next_cursor: page.next_cursor }
 }
 
 const emptyPage = { items: [], next_cursor: null }
@@ -153,13 +139,14 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listEvents',
           tags: ['events'],
           summary: 'Stored events, newest first, a keyset page at a time',
           description:
             'Filters combine (all must match). `from` (inclusive) and `to` (exclusive) bound the event timestamp. ' +
             "An application token sees only its own application's events; an admin token sees all; a user token is refused.",
           querystring: EventsQuery,
-          response: { 200: EventsPageView(EventView), ...errors(400, 401, 403, 429) },
+          response: { 200: PageSchema(EventView), ...errors(400, 401, 403, 429) },
         },
       },
       async (request) => {
@@ -167,12 +154,10 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
         const range = timeRange(query)
         const scope = await scopeOf(request, query.app)
         if (scope === 'none') return emptyPage
-        const page = await withCursor(() =>
-          listEvents(
-            db,
-            { ...scope, sessionId: query.session_id, category: query.category, name: query.name, ...range },
-            { cursor: query.cursor, limit: query.limit ?? DEFAULT_PAGE_LIMIT },
-          ),
+        const page = await listEvents(
+          db,
+          { ...scope, sessionId: query.session_id, category: query.category, name: query.name, ...range },
+          pageRequest(query),
         )
         return pageView(db, page, eventView)
       },
@@ -183,23 +168,19 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listSessionEvents',
           tags: ['events'],
           summary: "One session's events in the order they happened (timestamp ascending)",
           description: "An application token sees only its own application's events of the session.",
           params: SessionParams,
           querystring: SessionEventsQuery,
-          response: { 200: EventsPageView(EventView), ...errors(400, 401, 403, 429) },
+          response: { 200: PageSchema(EventView), ...errors(400, 401, 403, 429) },
         },
       },
       async (request) => {
         const scope = await scopeOf(request, undefined)
         if (scope === 'none') return emptyPage
-        const page = await withCursor(() =>
-          listSessionEvents(db, request.params.session_id, scope, {
-            cursor: request.query.cursor,
-            limit: request.query.limit ?? DEFAULT_PAGE_LIMIT,
-          }),
-        )
+        const page = await listSessionEvents(db, request.params.session_id, scope, pageRequest(request.query))
         return pageView(db, page, eventView)
       },
     )
@@ -209,13 +190,15 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listEventErrors',
           tags: ['events'],
           summary: 'Events the worker refused, with every reason, newest first',
           description:
+            'Filters combine (all must match); `session_id` gives the errors of one session. ' +
             '`from` (inclusive) and `to` (exclusive) bound the time the error was stored. ' +
             "An application token sees only its own application's errors; an admin token sees all.",
           querystring: EventErrorsQuery,
-          response: { 200: EventsPageView(EventErrorView), ...errors(400, 401, 403, 429) },
+          response: { 200: PageSchema(EventErrorView), ...errors(400, 401, 403, 429) },
         },
       },
       async (request) => {
@@ -223,12 +206,10 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
         const range = timeRange(query)
         const scope = await scopeOf(request, query.app)
         if (scope === 'none') return emptyPage
-        const page = await withCursor(() =>
-          listEventErrors(
-            db,
-            { ...scope, category: query.category, name: query.name, ...range },
-            { cursor: query.cursor, limit: query.limit ?? DEFAULT_PAGE_LIMIT },
-          ),
+        const page = await listEventErrors(
+          db,
+          { ...scope, sessionId: query.session_id, category: query.category, name: query.name, ...range },
+          pageRequest(query),
         )
         return pageView(db, page, eventErrorView)
       },

@@ -4,23 +4,14 @@
  * and the stored events and errors as the API shows them.
  */
 import Type, { type Static } from 'typebox'
+import { EventErrorReason } from '../platform/db/schema.ts'
+import { pageQueryFields } from '../platform/http/paging.ts'
 
 const SESSION_EXAMPLE = 'e2085be5-9137-4e4e-80b5-f1ffddc25423'
 const TIME_DESCRIPTION =
   'ISO 8601: `2021-01-01T09:15:27.243860Z`, with an offset (`+02:00`), `2021-01-01 09:15:27.243860` (UTC) ' +
   'or a date (`2021-01-01`, midnight UTC)'
 
-/** Longest page. */
-export const MAX_PAGE_LIMIT = 200
-/** Page length when the request gives none. */
-export const DEFAULT_PAGE_LIMIT = 50
-
-const pageFields = {
-  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 300, description: '`next_cursor` of the previous page' })),
-  limit: Type.Optional(
-    Type.Integer({ minimum: 1, maximum: MAX_PAGE_LIMIT, default: DEFAULT_PAGE_LIMIT, description: 'Most items in the page' }),
-  ),
-}
 const filterFields = {
   app: Type.Optional(
     Type.String({
@@ -53,14 +44,14 @@ export const EventsQuery = Type.Object(
     session_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128, examples: [SESSION_EXAMPLE] })),
     ...filterFields,
     ...range('timestamp of the event'),
-    ...pageFields,
+    ...pageQueryFields,
   },
   { additionalProperties: false },
 )
 export type EventsQuery = Static<typeof EventsQuery>
 
 /** The query of `GET /api/sessions/{session_id}/events`. */
-export const SessionEventsQuery = Type.Object(pageFields, { additionalProperties: false })
+export const SessionEventsQuery = Type.Object(pageQueryFields, { additionalProperties: false })
 export type SessionEventsQuery = Static<typeof SessionEventsQuery>
 
 /** The path of `GET /api/sessions/{session_id}/events`. */
@@ -70,7 +61,11 @@ export const SessionParams = Type.Object({
 
 /** The query of `GET /api/event-errors`. */
 export const EventErrorsQuery = Type.Object(
-  { ...filterFields, ...range('time the error was stored'), ...pageFields },
+  {
+    session_id: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, description: 'Only the errors of this session', examples: [SESSION_EXAMPLE] }),
+    ),
+    ...filterFields, ...range('time the error was stored'), ...pageQueryFields },
   { additionalProperties: false },
 )
 export type EventErrorsQuery = Static<typeof EventErrorsQuery>
@@ -110,12 +105,6 @@ export const EventView = Type.Object(
 )
 export type EventView = Static<typeof EventView>
 
-/** One reason an event was refused. */
-export const EventErrorReason = Type.Object({
-  field: Type.String({ description: 'JSON pointer into the event, e.g. `/data/host`' }),
-  message: Type.String(),
-})
-
 /** A stored event error: the event as it came, and every reason it was refused. */
 export const EventErrorView = Type.Object(
   {
@@ -152,10 +141,3 @@ export const EventErrorView = Type.Object(
   },
 )
 export type EventErrorView = Static<typeof EventErrorView>
-
-/** A keyset page: `next_cursor` is null on the last page. */
-export const EventsPageView = <T extends Type.TSchema>(item: T) =>
-  Type.Object({
-    items: Type.Array(item),
-    next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null on the last' }),
-  })

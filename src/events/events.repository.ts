@@ -16,46 +16,17 @@
  */
 import { type Expression, type SqlBool, sql } from 'kysely'
 import type { Db } from '../platform/db/index.ts'
-import { decodeCursor, encodeCursor } from '../platform/db/keyset.ts'
+import type { EventErrorRow, EventRow } from '../platform/db/schema.ts'
+import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
-/** One keyset page: `nextCursor` is null on the last page. */
-export interface EventsPage<T> {
-  items: T[]
-  nextCursor: string | null
-}
+/** The timestamp columns, which the queries read as ISO 8601 text in UTC with microseconds. */
+type TimesAsText<Row, K extends keyof Row> = Omit<Row, K> & { [P in K]: string }
 
-/** Thrown for a cursor this API did not make. */
-export class InvalidEventCursorError extends Error {
-  override name = 'InvalidEventCursorError'
-}
+/** A stored event as the queries read it (`occurred_at` is the event's own timestamp). */
+export type StoredEvent = TimesAsText<EventRow, 'occurred_at' | 'received_at' | 'stored_at'>
 
-/** A stored event, timestamps as ISO 8601 text in UTC with microseconds. */
-export interface StoredEvent {
-  id: string
-  app_id: string
-  session_id: string
-  category: string
-  name: string
-  data: unknown
-  /** The event's own timestamp (`occurred_at`). */
-  occurred_at: string
-  received_at: string
-  stored_at: string
-  validated: boolean
-}
-
-/** A stored event error, timestamps as ISO 8601 text in UTC with microseconds. */
-export interface StoredEventError {
-  id: string
-  app_id: string
-  session_id: string | null
-  category: string | null
-  name: string | null
-  raw: unknown
-  reasons: Array<{ field: string; message: string }>
-  received_at: string
-  stored_at: string
-}
+/** A stored event error as the queries read it. */
+export type StoredEventError = TimesAsText<EventErrorRow, 'received_at' | 'stored_at'>
 
 /** Filters of {@link listEvents}; each one given narrows the result. */
 export interface EventFilter {
@@ -72,19 +43,14 @@ export interface EventFilter {
 /** Filters of {@link listEventErrors}; the time range applies to `stored_at`. */
 export interface EventErrorFilter {
   appId?: string | undefined
+  /** Only errors of this session (errors without a usable session never match). */
+  sessionId?: string | undefined
   category?: string | undefined
   name?: string | undefined
   /** Earliest `stored_at`, inclusive. */
   from?: string | undefined
   /** Latest `stored_at`, exclusive. */
   to?: string | undefined
-}
-
-/** Where a page starts and how long it is. */
-export interface PageRequest {
-  /** `nextCursor` of the previous page. */
-  cursor?: string | undefined
-  limit: number
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -99,30 +65,16 @@ function instant(text: string) {
   return sql<Date>`${text}::timestamptz`
 }
 
-/** The (time, id) a cursor holds; throws {@link InvalidEventCursorError} for anything else. */
-function readCursor(cursor: string): { at: string; id: string } {
-  const [at, id] = decodeCursor(cursor, 2) ?? []
-  if (at === undefined || id === undefined || !/^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(at) || !uuidPattern.test(id)) {
-    throw new InvalidEventCursorError('cursor is not valid')
-  }
-  return { at, id }
-}
-
 /**
  * `(time, id) < cursor` (or `>`), as one row comparison: PostgreSQL turns it into a single
- * index bound on `(time, id)` instead of an `or` it could only filter with.
+ * index bound on `(time, id)` instead of an `or` it could only filter with. Undefined on
+ * the first page; throws `InvalidCursorError` for a foreign cursor.
  */
-function afterCursor(column: 'occurred_at' | 'stored_at', direction: 'asc' | 'desc', cursor: string): Expression<SqlBool> {
-  const { at, id } = readCursor(cursor)
+function afterCursor(column: 'occurred_at' | 'stored_at', direction: 'asc' | 'desc', cursor: string | undefined): Expression<SqlBool> | undefined {
+  const after = readCursor(cursor, ['at', 'id'], ({ at, id }) => /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(at) && uuidPattern.test(id))
+  if (!after) return undefined
   const op = sql.raw(direction === 'desc' ? '<' : '>')
-  return sql<SqlBool>`(${sql.ref(column)}, id) ${op} (${at}::timestamptz, ${id}::uuid)`
-}
-
-/** The page of `limit` rows out of `limit + 1` read, with the cursor after its last row. */
-function toPage<T extends { id: string }>(rows: T[], limit: number, timeOf: (row: T) => string): EventsPage<T> {
-  const items = rows.slice(0, limit)
-  const last = items[items.length - 1]
-  return { items, nextCursor: rows.length > limit && last ? encodeCursor([timeOf(last), last.id]) : null }
+  return sql<SqlBool>`(${sql.ref(column)}, id) ${op} (${after.at}::timestamptz, ${after.id}::uuid)`
 }
 
 function selectEvents(db: Db) {
@@ -133,7 +85,7 @@ function selectEvents(db: Db) {
 }
 
 /** Events newest first by `(occurred_at, id)`, narrowed by `filter`. */
-export async function listEvents(db: Db, filter: EventFilter, page: PageRequest): Promise<EventsPage<StoredEvent>> {
+export async function listEvents(db: Db, filter: EventFilter, page: PageRequest): Promise<Page<StoredEvent>> {
   let query = selectEvents(db)
   if (filter.sessionId !== undefined) query = query.where('session_id', '=', filter.sessionId)
   if (filter.appId !== undefined) query = query.where('app_id', '=', filter.appId)
@@ -141,13 +93,14 @@ export async function listEvents(db: Db, filter: EventFilter, page: PageRequest)
   if (filter.name !== undefined) query = query.where('name', '=', filter.name)
   if (filter.from !== undefined) query = query.where('occurred_at', '>=', instant(filter.from))
   if (filter.to !== undefined) query = query.where('occurred_at', '<', instant(filter.to))
-  if (page.cursor !== undefined) query = query.where(afterCursor('occurred_at', 'desc', page.cursor))
+  const after = afterCursor('occurred_at', 'desc', page.cursor)
+  if (after) query = query.where(after)
   const rows = await query
     .orderBy('events.occurred_at', 'desc')
     .orderBy('events.id', 'desc')
     .limit(page.limit + 1)
     .execute()
-  return toPage(rows, page.limit, (row) => row.occurred_at)
+  return keysetPage(rows, page.limit, (last) => [last.occurred_at, last.id])
 }
 
 /**
@@ -159,16 +112,17 @@ export async function listSessionEvents(
   sessionId: string,
   filter: { appId?: string | undefined },
   page: PageRequest,
-): Promise<EventsPage<StoredEvent>> {
+): Promise<Page<StoredEvent>> {
   let query = selectEvents(db).where('session_id', '=', sessionId)
   if (filter.appId !== undefined) query = query.where('app_id', '=', filter.appId)
-  if (page.cursor !== undefined) query = query.where(afterCursor('occurred_at', 'asc', page.cursor))
+  const after = afterCursor('occurred_at', 'asc', page.cursor)
+  if (after) query = query.where(after)
   const rows = await query
     .orderBy('events.occurred_at', 'asc')
     .orderBy('events.id', 'asc')
     .limit(page.limit + 1)
     .execute()
-  return toPage(rows, page.limit, (row) => row.occurred_at)
+  return keysetPage(rows, page.limit, (last) => [last.occurred_at, last.id])
 }
 
 /** Event errors newest first by `(stored_at, id)`, narrowed by `filter`. */
@@ -176,23 +130,25 @@ export async function listEventErrors(
   db: Db,
   filter: EventErrorFilter,
   page: PageRequest,
-): Promise<EventsPage<StoredEventError>> {
+): Promise<Page<StoredEventError>> {
   let query = db
     .selectFrom('event_errors')
     .select(['id', 'app_id', 'session_id', 'category', 'name', 'raw', 'reasons'])
     .select([isoText('received_at').as('received_at'), isoText('stored_at').as('stored_at')])
   if (filter.appId !== undefined) query = query.where('app_id', '=', filter.appId)
+  if (filter.sessionId !== undefined) query = query.where('session_id', '=', filter.sessionId)
   if (filter.category !== undefined) query = query.where('category', '=', filter.category)
   if (filter.name !== undefined) query = query.where('name', '=', filter.name)
   if (filter.from !== undefined) query = query.where('stored_at', '>=', instant(filter.from))
   if (filter.to !== undefined) query = query.where('stored_at', '<', instant(filter.to))
-  if (page.cursor !== undefined) query = query.where(afterCursor('stored_at', 'desc', page.cursor))
+  const after = afterCursor('stored_at', 'desc', page.cursor)
+  if (after) query = query.where(after)
   const rows = await query
     .orderBy('event_errors.stored_at', 'desc')
     .orderBy('event_errors.id', 'desc')
     .limit(page.limit + 1)
     .execute()
-  return toPage(rows, page.limit, (row) => row.stored_at)
+  return keysetPage(rows, page.limit, (last) => [last.stored_at, last.id])
 }
 
 /**

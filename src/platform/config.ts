@@ -53,6 +53,11 @@ export const ConfigSchema = Type.Object({
   EVENTS_RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
   /** The rate limit's window, in ms. @defaultValue 60000 */
   RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000 }),
+  /**
+   * Bearer token `GET /metrics` requires; unset, the metrics are open (keep the port
+   * private then). @defaultValue unset
+   */
+  METRICS_TOKEN: Type.Optional(Type.String({ pattern: '^\\S+$', description: 'A bearer token without spaces' })),
   /** How long a checked API token is trusted without asking PostgreSQL again, in ms (revocation delay). @defaultValue 5000 */
   AUTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
   /** Kafka topic carrying orders to the verifier. @defaultValue orders */
@@ -95,7 +100,8 @@ export const ConfigSchema = Type.Object({
 /** Validated, frozen configuration. */
 export type Config = Readonly<Static<typeof ConfigSchema>>
 
-const defaults: Record<keyof Config, string> = {
+/** Each variable's default; undefined leaves an optional variable unset. */
+const defaults: Record<keyof Config, string | undefined> = {
   REDIS_URL: 'redis://127.0.0.1:6379/0',
   KAFKA_BROKERS: '127.0.0.1:9092',
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/bourse',
@@ -115,6 +121,7 @@ const defaults: Record<keyof Config, string> = {
   RATE_LIMIT_MAX: '60',
   EVENTS_RATE_LIMIT_MAX: '6000',
   RATE_LIMIT_WINDOW_MS: '60000',
+  METRICS_TOKEN: undefined,
   AUTH_CACHE_MS: '5000',
   ORDERS_TOPIC: 'orders',
   ORDERS_TOPIC_PARTITIONS: '3',
@@ -160,7 +167,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const raw: Record<string, unknown> = {}
   for (const key of Object.keys(defaults) as Array<keyof Config>) {
     const value = env[key]
-    raw[key] = value === undefined || value.trim() === '' ? defaults[key] : value.trim()
+    const text = value === undefined || value.trim() === '' ? defaults[key] : value.trim()
+    if (text !== undefined) raw[key] = text
   }
   const converted = Value.Convert(ConfigSchema, { ...raw }) as Record<string, unknown>
   // Value.Convert truncates "2.9" to 2 and reads "true" or "0x10" as numbers; an integer

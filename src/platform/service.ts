@@ -23,10 +23,15 @@ import { createLogger, type Logger } from './logger.ts'
 import { createMetrics, type Metrics, startMetricsServer } from './metrics.ts'
 import { closeRedis, createRedis, type Redis, type RedisOptions } from './redis.ts'
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+const { version, license } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string
+  license: string
+}
 
 /** Bourse's version (package.json), shown in heartbeats and the API document. */
 export const bourseVersion = version
+/** Bourse's license (an SPDX identifier, package.json), shown in the API document. */
+export const bourseLicense = license
 
 /** A topic the service ensures exists before it starts. */
 export interface TopicNeed {

@@ -1,11 +1,13 @@
 /** `bourse api`: the HTTP API (BuyStock, orders, portfolios), OpenAPI docs at /docs. */
 import { sql } from 'kysely'
-import { type Authenticate, createTokenAuthenticator } from '../auth/index.ts'
+import { createTokenAuthenticator } from '../auth/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
 import type { Config } from '../platform/config.ts'
 import type { Db } from '../platform/db/index.ts'
 import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
+import type { Registry } from '../platform/metrics.ts'
+import type { Authenticate } from '../platform/http/auth.ts'
 import type { StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
@@ -15,7 +17,7 @@ import { createOrderService } from '../trading/orders.service.ts'
 import { tradingRoutes } from '../trading/trading.routes.ts'
 import { parseAllowedNetworks } from '../trading/webhooks/callback-url.ts'
 import { intOption } from '../platform/command.ts'
-import { bourseVersion as version, defineService } from '../platform/service.ts'
+import { bourseLicense as license, bourseVersion as version, defineService } from '../platform/service.ts'
 
 
 /** The connections the API runs on; the caller owns and closes them. */
@@ -33,6 +35,8 @@ export interface ApiDeps {
 export interface ApiOptions {
   /** Keep-alive and re-read interval of order event streams (ms). @defaultValue 15000 */
   heartbeatMs?: number
+  /** Where the API records its request durations, served at `GET /metrics`. @defaultValue none: no metrics */
+  metrics?: Registry
 }
 
 /** The first principal any of the authenticators finds for a token (users' tokens, then applications'). */
@@ -60,11 +64,17 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       description:
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
         'portfolios and transactions. Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`).',
+      license: { name: license, identifier: license },
       authenticate: anyOf(
         createTokenAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
         createAppAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
       ),
+      // Applications sending events get a budget of their own: the challenge expects about
+      // 100 events per second from them, far beyond a person's 60 requests per minute.
+      rateLimitMax: (principal) => (principal?.appId !== undefined ? config.EVENTS_RATE_LIMIT_MAX : config.RATE_LIMIT_MAX),
       healthChecks: { postgres: () => sql`select 1`.execute(db) },
+      readinessChecks: { kafka: () => producer.metadata({ topics: [config.ORDERS_TOPIC], forceUpdate: true }) },
+      ...(options.metrics && { metrics: options.metrics }),
       routes: [
         tradingRoutes({
           db,
@@ -111,10 +121,10 @@ export const { run } = defineService({
       { name: config.EVENTS_TOPIC, partitions: config.EVENTS_TOPIC_PARTITIONS },
     ],
   }),
-  async start({ config, log, lifecycle, redis, db, producer }, { port, host }) {
+  async start({ config, log, lifecycle, redis, db, producer, metrics }, { port, host }) {
     const subscriber = createRedis(config.REDIS_URL, log, 'api-subscriber')
     lifecycle.onClose('redis subscriber', () => closeRedis(subscriber))
-    const app = await buildApiApp({ config, log, redis, subscriber, db, producer })
+    const app = await buildApiApp({ config, log, redis, subscriber, db, producer }, { metrics: metrics.registry })
     // Closed first: stop taking requests and finish those in flight before the connections go.
     lifecycle.onClose('http', () => app.close())
     const address = await app.listen({ port, host })

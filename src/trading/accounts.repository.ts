@@ -2,7 +2,7 @@
 import { sql } from 'kysely'
 import type { Db } from '../platform/db/index.ts'
 import type { HoldingRow, TransactionRow, UserRow } from '../platform/db/schema.ts'
-import { decodeCursor, encodeCursor } from '../platform/db/keyset.ts'
+import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 import { createWebhookSecret } from './webhooks/webhook-signing.ts'
 
 /** A new account. */
@@ -68,31 +68,11 @@ export function listHoldings(db: Db, userId: string): Promise<HoldingRow[]> {
   return db.selectFrom('holdings').selectAll().where('user_id', '=', userId).where('quantity', '>', '0').orderBy('stock').execute()
 }
 
-/** One keyset page. */
-export interface KeysetPage<T> {
-  items: T[]
-  nextCursor: string | null
-}
-
-/** Thrown for a cursor this API did not make. */
-export class BadCursorError extends Error {
-  override name = 'BadCursorError'
-}
-
-/** A user's transactions, newest first. */
-export async function listTransactions(
-  db: Db,
-  userId: string,
-  page: { cursor?: string | undefined; limit: number },
-): Promise<KeysetPage<TransactionRow>> {
+/** A user's transactions, newest first. Throws `InvalidCursorError` for a foreign cursor. */
+export async function listTransactions(db: Db, userId: string, page: PageRequest): Promise<Page<TransactionRow>> {
   let query = db.selectFrom('transactions').selectAll().where('user_id', '=', userId)
-  if (page.cursor !== undefined) {
-    const [id] = decodeCursor(page.cursor, 1) ?? []
-    if (id === undefined || !/^\d{1,19}$/.test(id)) throw new BadCursorError('cursor is not valid')
-    query = query.where('id', '<', id)
-  }
+  const after = readCursor(page.cursor, ['id'], ({ id }) => /^\d{1,19}$/.test(id))
+  if (after) query = query.where('id', '<', after.id)
   const rows = await query.orderBy('id', 'desc').limit(page.limit + 1).execute()
-  const items = rows.slice(0, page.limit)
-  const last = items[items.length - 1]
-  return { items, nextCursor: rows.length > page.limit && last ? encodeCursor([String(last.id)]) : null }
+  return keysetPage(rows, page.limit, (last) => [String(last.id)])
 }

@@ -2,14 +2,17 @@
  * The trading API: BuyStock, orders (with their status stream), portfolios, transactions
  * and callback dead letters. Every route needs a bearer token acting for the user named.
  */
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
-import { assertActsFor, assertAdmin, type Principal, principalOf, requireAuth } from '../auth/index.ts'
+import { assertActsFor, assertAdmin, type Principal, principalOf, requireAuth } from '../platform/http/auth.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, WebhookDeliveryRow } from '../platform/db/schema.ts'
-import { BadRequest, ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
+import { mapPage } from '../platform/db/keyset.ts'
+import { ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
+import { PageQuery, pageQueryFields, pageRequest, PageSchema } from '../platform/http/paging.ts'
 import type { Redis } from '../platform/redis.ts'
-import { BadCursorError, findUser, listHoldings, listTransactions } from './accounts.repository.ts'
+import { findUser, listHoldings, listTransactions } from './accounts.repository.ts'
 import type { BuyStockService, PriceReader } from './buy-stock.service.ts'
 import { decimalNumber, fromUnits, toUnits } from './money.ts'
 import type { OrderStatusHub } from './order-events.ts'
@@ -22,13 +25,11 @@ import {
   CreateOrderBody,
   OrderAccepted,
   OrderView,
-  Page,
-  PageQuery,
   Portfolio,
   TransactionView,
   UserName,
 } from './trading.schemas.ts'
-import { InvalidCursorError, listDeadLetters, replayDeadLetter } from './webhooks/webhook.repository.ts'
+import { listDeadLetters, replayDeadLetter } from './webhooks/webhook.repository.ts'
 
 /** What the trading routes need. */
 export interface TradingRoutesDeps {
@@ -77,15 +78,6 @@ function deadLetterView(row: WebhookDeliveryRow) {
   }
 }
 
-function pageCursor<T>(load: () => Promise<T>): Promise<T> {
-  return load().catch((err: unknown) => {
-    if (err instanceof BadCursorError || err instanceof InvalidCursorError) {
-      throw new BadRequest('cursor is not valid', { field: 'querystring.cursor' }, 'invalid_cursor')
-    }
-    throw err
-  })
-}
-
 /**
  * Whose records a list shows: the `user` asked for, else the token's own user. Without
  * either, only an admin may list everyone's (an application token may not).
@@ -122,6 +114,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'checkBuyStock',
           tags: ['trading'],
           summary: 'BuyStock: may this user buy this many shares at the latest price?',
           description: "A check only: reads the user's credit and the stock's latest price from Redis; nothing is debited.",
@@ -140,6 +133,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'placeOrder',
           tags: ['orders'],
           summary: 'Place an order: acknowledged at once, verified and executed in the background',
           description:
@@ -165,6 +159,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'getOrder',
           tags: ['orders'],
           summary: 'An order and its current status',
           params: OrderIdParams,
@@ -179,6 +174,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'streamOrderEvents',
           tags: ['orders'],
           summary: "Server-Sent Events: the order's status now and at each change, until it is final",
           description: 'Each event is `event: status` with the order as JSON `data`; the stream ends after the final state.',
@@ -190,14 +186,18 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       async (request, reply) => {
         const principal = principalOf(request)
         await visibleOrder(principal, request.params.id)
-        reply.hijack()
-        const res = reply.raw
-        res.writeHead(200, {
+        // Once hijacked, Fastify no longer writes the headers its hooks set on the reply (the
+        // security headers, x-ratelimit-*), so they are written here with the stream's own.
+        const headers: OutgoingHttpHeaders = {
+          ...(reply.getHeaders() as OutgoingHttpHeaders),
           'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
+          'cache-control': 'no-store, no-transform',
           connection: 'keep-alive',
           'x-accel-buffering': 'no',
-        })
+        }
+        reply.hijack()
+        const res = reply.raw
+        res.writeHead(200, headers)
         let lastSent = ''
         let closed = false
         let unsubscribe: (() => Promise<void>) | undefined
@@ -248,22 +248,20 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listOrders',
           tags: ['orders'],
           summary: 'Orders, newest first, a keyset page at a time',
           description: "A user token sees its own user's orders; an admin token sees every order, or one user's with `user`.",
           querystring: Type.Object(
-            { user: Type.Optional(UserName), ...PageQuery.properties },
+            { user: Type.Optional(UserName), ...pageQueryFields },
             { additionalProperties: false },
           ),
-          response: { 200: Page(OrderView), ...errors(400, 401, 403, 429) },
+          response: { 200: PageSchema(OrderView), ...errors(400, 401, 403, 429) },
         },
       },
       async (request) => {
         const user = listedUser(principalOf(request), request.query.user)
-        const page = await pageCursor(() =>
-          listOrders(db, { userId: user, cursor: request.query.cursor, limit: request.query.limit ?? 50 }),
-        )
-        return { items: page.items.map(orderView), next_cursor: page.nextCursor }
+        return mapPage(await listOrders(db, { userId: user }, pageRequest(request.query)), orderView)
       },
     )
 
@@ -272,6 +270,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'getPortfolio',
           tags: ['accounts'],
           summary: 'A portfolio: credit and holdings valued at the latest prices',
           params: UserParams,
@@ -306,11 +305,12 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listTransactions',
           tags: ['accounts'],
           summary: "A user's transactions, newest first",
           params: UserParams,
           querystring: PageQuery,
-          response: { 200: Page(TransactionView), ...errors(400, 401, 403, 404, 429) },
+          response: { 200: PageSchema(TransactionView), ...errors(400, 401, 403, 404, 429) },
         },
       },
       async (request) => {
@@ -318,10 +318,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         if (!(await findUser(db, request.params.user))) {
           throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
         }
-        const page = await pageCursor(() =>
-          listTransactions(db, request.params.user, { cursor: request.query.cursor, limit: request.query.limit ?? 50 }),
-        )
-        return { items: page.items.map(transactionView), next_cursor: page.nextCursor }
+        return mapPage(await listTransactions(db, request.params.user, pageRequest(request.query)), transactionView)
       },
     )
 
@@ -330,6 +327,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'getWebhookSecret',
           tags: ['accounts'],
           summary: "The secret signing this user's callbacks (Standard Webhooks, `whsec_...`)",
           params: UserParams,
@@ -349,25 +347,19 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'listDeadLetters',
           tags: ['callbacks'],
           summary: 'Callbacks that could not be delivered within the retry window, newest first',
           querystring: Type.Object(
-            { user: Type.Optional(UserName), ...PageQuery.properties },
+            { user: Type.Optional(UserName), ...pageQueryFields },
             { additionalProperties: false },
           ),
-          response: { 200: Page(DeadLetter), ...errors(400, 401, 403, 429) },
+          response: { 200: PageSchema(DeadLetter), ...errors(400, 401, 403, 429) },
         },
       },
       async (request) => {
         const user = listedUser(principalOf(request), request.query.user)
-        const page = await pageCursor(() =>
-          listDeadLetters(db, {
-            ...(user !== undefined && { userId: user }),
-            ...(request.query.cursor !== undefined && { cursor: request.query.cursor }),
-            limit: request.query.limit ?? 50,
-          }),
-        )
-        return { items: page.items.map(deadLetterView), next_cursor: page.nextCursor ?? null }
+        return mapPage(await listDeadLetters(db, { userId: user }, pageRequest(request.query)), deadLetterView)
       },
     )
 
@@ -376,6 +368,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       {
         onRequest: requireAuth,
         schema: {
+          operationId: 'replayDeadLetter',
           tags: ['callbacks'],
           summary: 'Send a dead-lettered callback again (same webhook-id)',
           params: Type.Object({ id: Type.String({ pattern: '^msg_[0-9a-f]{32}$' }) }),

@@ -3,6 +3,10 @@
  * document and the types of the code behind them.
  */
 import Type, { type Static } from 'typebox'
+import { OrderSide, OrderStatus, RejectReason } from '../platform/db/schema.ts'
+
+// The order's column values: one schema for the table and the API.
+export { OrderSide, OrderStatus, RejectReason }
 
 /** A user account name such as `user1`. */
 export const UserName = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'Account name', examples: ['user1'] })
@@ -27,22 +31,6 @@ export const BuyStockDecision = Type.Object(
   { examples: [{ decision: 'Accept', price: 1000, cost: 100000, credit: 150000000 }] },
 )
 export type BuyStockDecision = Static<typeof BuyStockDecision>
-
-export const OrderSide = Type.Union([Type.Literal('buy'), Type.Literal('sell')])
-export const OrderStatus = Type.Union([
-  Type.Literal('received'),
-  Type.Literal('verifying'),
-  Type.Literal('filled'),
-  Type.Literal('rejected'),
-])
-export const RejectReason = Type.Union([
-  Type.Literal('insufficient_credit'),
-  Type.Literal('insufficient_holdings'),
-  Type.Literal('verification_failed'),
-  Type.Literal('verification_timeout'),
-  Type.Literal('unknown_stock'),
-  Type.Literal('unknown_user'),
-])
 
 export const CreateOrderBody = Type.Object(
   {
@@ -140,15 +128,3 @@ export const TransactionView = Type.Object({
   created_at: Type.String({ format: 'date-time' }),
 })
 export type TransactionView = Static<typeof TransactionView>
-
-/** A keyset page: `next_cursor` is null on the last page. */
-export const Page = <T extends Type.TSchema>(item: T) =>
-  Type.Object({ items: Type.Array(item), next_cursor: Type.Union([Type.String(), Type.Null()]) })
-
-export const PageQuery = Type.Object(
-  {
-    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-  },
-  { additionalProperties: false },
-)

@@ -121,10 +121,10 @@ function assertIndexed(plan: PlanNode, table: string, indexes: string[] | undefi
 }
 
 /** The cursor of the page after the first of `run`, to plan the query of a later page. */
-async function secondPageCursor(run: (cursor: string | undefined) => Promise<{ nextCursor: string | null }>): Promise<string> {
+async function secondPageCursor(run: (cursor: string | undefined) => Promise<{ next_cursor: string | null }>): Promise<string> {
   const first = await run(undefined)
-  assert.ok(first.nextCursor, 'a first page with a next page')
-  return first.nextCursor
+  assert.ok(first.next_cursor, 'a first page with a next page')
+  return first.next_cursor
 }
 
 describe('query plans on a few thousand rows', () => {
@@ -182,12 +182,15 @@ describe('query plans on a few thousand rows', () => {
       ],
       ['category', { category: 'form interaction' }, undefined],
       ['category and name', { category: 'form interaction', name: 'submit' }, undefined],
+      ['session', { sessionId: 'session-17' }, ['event_errors_session_time']],
+      ['session and app', { sessionId: 'session-17', appId: appIds[1] }, ['event_errors_session_time', 'event_errors_app_time']],
     ]
     for (const [what, filter, indexes] of cases) {
-      assertIndexed(await planOf(() => listEventErrors(db, filter, { limit: 50 })), 'event_errors', indexes, what)
-      const cursor = await secondPageCursor((c) => listEventErrors(db, filter, { cursor: c, limit: 50 }))
+      const limit = filter.sessionId === undefined ? 50 : 3
+      assertIndexed(await planOf(() => listEventErrors(db, filter, { limit })), 'event_errors', indexes, what)
+      const cursor = await secondPageCursor((c) => listEventErrors(db, filter, { cursor: c, limit }))
       const used = assertIndexed(
-        await planOf(() => listEventErrors(db, filter, { cursor, limit: 50 })),
+        await planOf(() => listEventErrors(db, filter, { cursor, limit })),
         'event_errors',
         indexes,
         `${what}, next page`,

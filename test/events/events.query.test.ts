@@ -268,10 +268,13 @@ describe('GET /api/event-errors', () => {
     })
   })
 
-  it('pages to the microsecond and filters by app, category, name and stored time', async () => {
+  it('pages to the microsecond and filters by app, session, category, name and stored time', async () => {
     assert.deepEqual(ids((await walk<ErrorItem>('/api/event-errors', api.tokens.admin, 1)).items), ids(errorRows))
     const cases: Array<[string, (e: EventErrorRowSpec) => boolean]> = [
       [`app=${appB.name}`, (e) => e.appId === appB.id],
+      ['session_id=s1', (e) => e.sessionId === 's1'],
+      ['session_id=b1&to=' + at(6), (e) => e.sessionId === 'b1' && e.storedAt < at(6)],
+      ['session_id=nobody', () => false],
       ['category=form%20interaction', (e) => e.category === 'form interaction'],
       ['name=cta%20click', (e) => e.name === 'cta click'],
       [`from=${at(1)}&to=${at(6)}`, (e) => e.storedAt >= at(1) && e.storedAt < at(6)],
@@ -352,6 +355,8 @@ describe('OpenAPI', () => {
     }
     const names = doc.paths['/api/events']!.get!.parameters!.map((p) => p.name).sort()
     assert.deepEqual(names, ['app', 'category', 'cursor', 'from', 'limit', 'name', 'session_id', 'to'])
+    const errorParams = doc.paths['/api/event-errors']!.get!.parameters!.map((p) => p.name).sort()
+    assert.deepEqual(errorParams, ['app', 'category', 'cursor', 'from', 'limit', 'name', 'session_id', 'to'])
     assert.match(JSON.stringify(doc.paths['/api/events']), /2021-01-01T09:15:27.243860Z/)
     assert.match(JSON.stringify(doc.paths['/api/event-errors']), /\/data\/host/)
     assert.equal(doc.paths['/admin/events'], undefined)

@@ -1,54 +1,46 @@
-/** Reading Prometheus text exposition in tests, with the well-kept parser `parse-prometheus-text-format`. */
-import { createRequire } from 'node:module'
-
-/** One sample of a family; histograms carry buckets, count and sum instead of a value. */
-export interface MetricSample {
-  value?: string
-  labels?: Record<string, string>
-  buckets?: Record<string, string>
-  count?: string
-  sum?: string
-}
-
-/** A metric family as the parser gives it. */
-export interface MetricFamily {
-  name: string
-  help: string
-  type: 'COUNTER' | 'GAUGE' | 'HISTOGRAM' | 'SUMMARY' | 'UNTYPED'
-  metrics: MetricSample[]
-}
-
-// The package ships CommonJS without types.
-const parse = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => MetricFamily[]
-
-/** Parses a `/metrics` body; throws on text that is not the exposition format. */
-export function parseMetrics(text: string): MetricFamily[] {
-  return parse(text)
-}
-
-/** The family named `name`, or undefined. */
-export function family(families: readonly MetricFamily[], name: string): MetricFamily | undefined {
-  return families.find((f) => f.name === name)
-}
-
 /**
- * The sum of a counter's or gauge's samples whose labels include `labels` (or, for a
- * histogram, of their counts); 0 when there is none.
+ * Reading a `/metrics` scrape in tests with parse-prometheus-text-format. That parser
+ * flattens a histogram into one set of buckets and drops the label sets of its `_count`
+ * and `_sum` series, so a histogram with labels cannot be read through it as one. Its
+ * `# TYPE ... histogram` lines are therefore removed first: the parser then reads every
+ * series (`_bucket`, `_sum`, `_count`) as an untyped family of its own, with labels.
  */
-export function metricValue(families: readonly MetricFamily[], name: string, labels: Record<string, string> = {}): number {
-  const found = family(families, name)
-  if (!found) return 0
+import parsePrometheusTextFormat, { type PrometheusSample } from 'parse-prometheus-text-format'
+
+/** The samples of each series in a scrape, by series name (`x_count`, `x_bucket`, `x` for a counter). */
+export function parseScrape(text: string): Map<string, PrometheusSample[]> {
+  const untyped = text.replace(/^# TYPE \S+ histogram$/gm, '')
+  const series = new Map<string, PrometheusSample[]>()
+  for (const family of parsePrometheusTextFormat(untyped)) {
+    series.set(family.name, [...(series.get(family.name) ?? []), ...family.metrics])
+  }
+  return series
+}
+
+/** The value of the sample of `name` whose labels include `labels`; 0 when there is none. */
+export function sampleValue(scrape: Map<string, PrometheusSample[]>, name: string, labels: Record<string, string>): number {
+  const sample = scrape.get(name)?.find((s) => Object.entries(labels).every(([k, v]) => s.labels?.[k] === v))
+  return sample?.value === undefined ? 0 : Number(sample.value)
+}
+
+/** The sum of the samples of `name` whose labels include `labels`; 0 when there is none. */
+export function seriesTotal(scrape: Map<string, PrometheusSample[]>, name: string, labels: Record<string, string> = {}): number {
   let total = 0
-  for (const sample of found.metrics) {
-    if (!Object.entries(labels).every(([k, v]) => sample.labels?.[k] === v)) continue
-    total += Number(found.type === 'HISTOGRAM' || found.type === 'SUMMARY' ? sample.count : sample.value)
+  for (const sample of scrape.get(name) ?? []) {
+    if (Object.entries(labels).every(([k, v]) => sample.labels?.[k] === v)) total += Number(sample.value ?? 0)
   }
   return total
 }
 
-/** Scrapes `url` and parses it (asserting a 200 answer). */
-export async function scrapeMetrics(url: string, headers: Record<string, string> = {}): Promise<MetricFamily[]> {
+/** The type a scrape declares for a family (`counter`, `gauge`, `histogram`), from its `# TYPE` line. */
+export function declaredType(text: string, name: string): string | undefined {
+  return new RegExp(`^# TYPE ${name} (\\S+)$`, 'm').exec(text)?.[1]
+}
+
+/** Scrapes `url` (throwing unless it answers 200) and parses it. */
+export async function scrapeMetrics(url: string, headers: Record<string, string> = {}): Promise<{ text: string; series: Map<string, PrometheusSample[]> }> {
   const res = await fetch(url, { headers })
-  if (res.status !== 200) throw new Error(`${url} answered ${res.status}: ${await res.text()}`)
-  return parseMetrics(await res.text())
+  const text = await res.text()
+  if (res.status !== 200) throw new Error(`${url} answered ${res.status}: ${text}`)
+  return { text, series: parseScrape(text) }
 }

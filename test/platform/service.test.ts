@@ -13,7 +13,7 @@ import { createMetrics, startMetricsServer } from '../../src/platform/metrics.ts
 import { defineService } from '../../src/platform/service.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
 import { closeTestRedis, openTestRedis, testEnv } from '../helpers/infra.ts'
-import { family, metricValue, scrapeMetrics } from '../helpers/prometheus.ts'
+import { declaredType, scrapeMetrics, seriesTotal } from '../helpers/prometheus.ts'
 
 let redis: Redis
 let testDb: TestDb
@@ -129,16 +129,16 @@ test('metrics: a service registry with process metrics and stats read at scrape 
   try {
     const url = `${server.url}/metrics`
     const first = await scrapeMetrics(url)
-    assert.ok(family(first, 'process_cpu_user_seconds_total'), 'process metrics')
-    assert.ok(family(first, 'bourse_probe_applied_total'))
-    assert.equal(metricValue(first, 'bourse_probe_applied_total', { service: 'probe' }), 0)
+    assert.ok(first.series.has('process_cpu_user_seconds_total'), 'process metrics')
+    assert.ok(first.series.has('bourse_probe_applied_total'))
+    assert.equal(seriesTotal(first.series, 'bourse_probe_applied_total', { service: 'probe' }), 0)
     stats.applied = 42
     stats.inFlight = 7
     const second = await scrapeMetrics(url)
-    assert.equal(metricValue(second, 'bourse_probe_applied_total'), 42)
-    assert.equal(metricValue(second, 'bourse_probe_in_flight'), 7)
-    assert.equal(family(second, 'bourse_probe_applied_total')?.type, 'COUNTER')
-    assert.equal(family(second, 'bourse_probe_in_flight')?.type, 'GAUGE')
+    assert.equal(seriesTotal(second.series, 'bourse_probe_applied_total'), 42)
+    assert.equal(seriesTotal(second.series, 'bourse_probe_in_flight'), 7)
+    assert.equal(declaredType(second.text, 'bourse_probe_applied_total'), 'counter')
+    assert.equal(declaredType(second.text, 'bourse_probe_in_flight'), 'gauge')
     assert.equal((await fetch(`${server.url}/other`)).status, 404)
   } finally {
     await server.close()

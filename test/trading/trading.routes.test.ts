@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { sql } from 'kysely'
+import { API_SECURITY_HEADERS } from '../../src/platform/http/app.ts'
 import { decodeOrderMessage } from '../../src/trading/order-message.ts'
 import { finishOrder } from '../../src/trading/order-execution.ts'
 import { readTopic } from '../helpers/topic-reader.ts'
@@ -23,6 +24,19 @@ const post = (url: string, payload: unknown, headers: Record<string, string> = {
   api.app.inject({ method: 'POST', url, payload: payload as Json, headers })
 const get = (url: string, headers: Record<string, string> = {}) => api.app.inject({ method: 'GET', url, headers })
 const errorOf = (res: { json: () => unknown }) => (res.json() as { error: { code: string; message: string; details?: unknown } }).error
+
+describe('health', () => {
+  it('GET /readyz checks Redis, PostgreSQL and the Kafka producer; GET /livez and /health answer', async () => {
+    const res = await get('/readyz')
+    assert.equal(res.statusCode, 200, res.body)
+    const body = res.json() as { status: string; checks: Record<string, Array<{ status: string; observedUnit: string }>> }
+    assert.equal(body.status, 'pass')
+    assert.deepEqual(Object.keys(body.checks).sort(), ['kafka:responseTime', 'postgres:responseTime', 'redis:responseTime'])
+    assert.ok(Object.values(body.checks).every(([check]) => check?.status === 'pass' && check.observedUnit === 'ms'))
+    assert.equal((await get('/livez')).statusCode, 200)
+    assert.deepEqual((await get('/health')).json(), { status: 'ok' })
+  })
+})
 
 describe('POST /api/buy-stock', () => {
   const url = '/api/buy-stock'
@@ -192,6 +206,15 @@ describe('orders', () => {
     const res = await fetch(`${address}/api/orders/${placed.order_id}/events`, { headers: api.auth(api.tokens.user1) })
     assert.equal(res.status, 200)
     assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
+    // The stream is written past Fastify (a hijacked reply), yet keeps the headers every answer has.
+    for (const [name, value] of Object.entries(API_SECURITY_HEADERS)) {
+      if (name === 'cache-control') assert.match(res.headers.get(name) ?? '', /\bno-store\b/)
+      else assert.equal(res.headers.get(name), value, name)
+    }
+    for (const name of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']) {
+      assert.match(res.headers.get(name) ?? '', /^\d+$/, name)
+    }
+    assert.equal(res.headers.get('x-ratelimit-limit'), api.config.RATE_LIMIT_MAX.toString())
     const reading = res.text()
     // Finish the order as the verifier would, then publish its view.
     const { publishOrderStatus } = await import('../../src/trading/order-events.ts')

@@ -9,6 +9,7 @@ import * as accounts from './migrations/0001_accounts.ts'
 import * as events from './migrations/0002_events.ts'
 import * as finishOrders from './migrations/0003_finish_orders.ts'
 import * as callbacksInFinish from './migrations/0004_callbacks_in_finish.ts'
+import * as eventErrorsSession from './migrations/0005_event_errors_session.ts'
 import type { Database } from './schema.ts'
 
 export type { Database } from './schema.ts'
@@ -20,6 +21,7 @@ const migrations: Record<string, Migration> = {
   '0002_events': events,
   '0003_finish_orders': finishOrders,
   '0004_callbacks_in_finish': callbacksInFinish,
+  '0005_event_errors_session': eventErrorsSession,
 }
 
 /** Options for {@link createDb}. */

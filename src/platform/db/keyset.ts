@@ -1,7 +1,34 @@
 /**
- * Opaque cursors for keyset pagination: the sort key of the last row of a page, so the
- * next page is an index range scan that costs the same however deep it is.
+ * Keyset pagination, written once for every paged list: a page is `{ items, next_cursor }`
+ * and its cursor is the opaque sort key of the page's last row, so the next page is an
+ * index range scan that costs the same however deep it is.
  */
+
+/** One page of a list; `next_cursor` is null on the last page. The API answers this shape as it is. */
+export interface Page<T> {
+  items: T[]
+  next_cursor: string | null
+}
+
+/** Where a page starts and how long it is. */
+export interface PageRequest {
+  /** `next_cursor` of the previous page. @defaultValue the first page */
+  cursor?: string | undefined
+  /** Most items in the page. */
+  limit: number
+}
+
+/**
+ * Thrown for a cursor this API did not make (or made for another list). The HTTP error
+ * handler answers it with 400 `invalid_cursor` naming `querystring.cursor`.
+ */
+export class InvalidCursorError extends Error {
+  override name = 'InvalidCursorError'
+  readonly code = 'invalid_cursor'
+  constructor(message = 'cursor is not valid') {
+    super(message)
+  }
+}
 
 /** Encodes the sort key of a page's last row. */
 export function encodeCursor(values: readonly string[]): string {
@@ -18,4 +45,42 @@ export function decodeCursor(cursor: string, length: number): string[] | undefin
   } catch {
     return undefined
   }
+}
+
+/**
+ * The sort key a cursor holds, by name (`keys` in the order {@link keysetPage}'s `keyOf`
+ * gives them); undefined without a cursor (the first page). Throws
+ * {@link InvalidCursorError} when the cursor is not one of ours or `isValid` refuses the
+ * key, so a foreign value never reaches SQL as a bound.
+ */
+export function readCursor<const K extends string>(
+  cursor: string | undefined,
+  keys: readonly K[],
+  isValid: (key: Record<K, string>) => boolean,
+): Record<K, string> | undefined {
+  if (cursor === undefined) return undefined
+  const values = decodeCursor(cursor, keys.length)
+  if (!values) throw new InvalidCursorError()
+  const key = {} as Record<K, string>
+  keys.forEach((name, i) => {
+    key[name] = values[i] as string
+  })
+  if (!isValid(key)) throw new InvalidCursorError()
+  return key
+}
+
+/**
+ * The page of `limit` rows out of the `limit + 1` a query read (the extra row only says
+ * there is a next page), with the cursor after its last row. `keyOf` gives that row's
+ * sort key, in the order of {@link readCursor}'s `keys`.
+ */
+export function keysetPage<T>(rows: readonly T[], limit: number, keyOf: (row: T) => readonly string[]): Page<T> {
+  const items = rows.slice(0, limit)
+  const last = items.at(-1)
+  return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(keyOf(last)) : null }
+}
+
+/** The same page with each item turned into `view(item)`. */
+export function mapPage<T, U>(page: Page<T>, view: (item: T) => U): Page<U> {
+  return { items: page.items.map(view), next_cursor: page.next_cursor }
 }

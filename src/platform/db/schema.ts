@@ -4,8 +4,12 @@
  *
  * Money is `numeric(20,4)`: pg returns it as a string (no float rounding), and arithmetic
  * on it happens in SQL.
+ *
+ * A column holding one of a few values has its TypeBox schema here, and its type is
+ * derived from it; the API's schemas use the same schema, so a new value is added once.
  */
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
+import Type, { type Static } from 'typebox'
 
 /** A timestamp column with a database default. */
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>
@@ -37,23 +41,36 @@ export interface HoldingsTable {
   cost: Numeric
 }
 
-/** Order states: `received` → `verifying` → `filled` | `rejected`. */
-export type OrderStatus = 'received' | 'verifying' | 'filled' | 'rejected'
+/** Which way an order goes. */
+export const OrderSide = Type.Union([Type.Literal('buy'), Type.Literal('sell')])
+export type OrderSide = Static<typeof OrderSide>
+
+/** Order states: `received` → `verifying` → `filled` | `rejected` (the check of migration 0001). */
+export const OrderStatus = Type.Union([
+  Type.Literal('received'),
+  Type.Literal('verifying'),
+  Type.Literal('filled'),
+  Type.Literal('rejected'),
+])
+export type OrderStatus = Static<typeof OrderStatus>
+
 /** Why an order was rejected. */
-export type RejectReason =
-  | 'insufficient_credit'
-  | 'insufficient_holdings'
-  | 'verification_failed'
-  | 'verification_timeout'
-  | 'unknown_stock'
-  | 'unknown_user'
+export const RejectReason = Type.Union([
+  Type.Literal('insufficient_credit'),
+  Type.Literal('insufficient_holdings'),
+  Type.Literal('verification_failed'),
+  Type.Literal('verification_timeout'),
+  Type.Literal('unknown_stock'),
+  Type.Literal('unknown_user'),
+])
+export type RejectReason = Static<typeof RejectReason>
 
 /** Orders to buy or sell a stock. */
 export interface OrdersTable {
   id: string
   user_id: string
   stock: string
-  side: 'buy' | 'sell'
+  side: OrderSide
   quantity: BigIntColumn
   callback_url: string | null
   status: OrderStatus
@@ -78,7 +95,7 @@ export interface TransactionsTable {
   order_id: string
   user_id: string
   stock: string
-  side: 'buy' | 'sell'
+  side: OrderSide
   quantity: BigIntColumn
   price: Numeric
   amount: Numeric
@@ -86,7 +103,8 @@ export interface TransactionsTable {
 }
 
 /** Delivery states of a callback. */
-export type DeliveryStatus = 'pending' | 'delivered' | 'dead'
+export const DeliveryStatus = Type.Union([Type.Literal('pending'), Type.Literal('delivered'), Type.Literal('dead')])
+export type DeliveryStatus = Static<typeof DeliveryStatus>
 
 /**
  * Callbacks to deliver (a transactional outbox): written in the same transaction as the
@@ -160,6 +178,13 @@ export interface EventsTable {
   validated: ColumnType<boolean, boolean | undefined, boolean>
 }
 
+/** One reason an event was refused. */
+export const EventErrorReason = Type.Object({
+  field: Type.String({ description: 'JSON pointer into the event, e.g. `/data/host`' }),
+  message: Type.String(),
+})
+export type EventErrorReason = Static<typeof EventErrorReason>
+
 /** Invalid events: the raw event and every reason. */
 export interface EventErrorsTable {
   id: string
@@ -168,7 +193,7 @@ export interface EventErrorsTable {
   category: string | null
   name: string | null
   raw: ColumnType<unknown, string, string>
-  reasons: ColumnType<Array<{ field: string; message: string }>, string, string>
+  reasons: ColumnType<EventErrorReason[], string, string>
   received_at: ColumnType<Date, Date | string, Date | string>
   stored_at: CreatedAt
 }

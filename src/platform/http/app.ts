@@ -1,7 +1,7 @@
 /**
  * The Fastify application every HTTP service starts from: TypeBox schemas, one error
  * shape, security headers, OpenAPI at `/docs`, a Redis-backed rate limit, bearer-token
- * authentication and `GET /health`. Domains add routes as plugins; `app.close()` stops
+ * authentication, and the health routes `GET /health`, `/livez` and `/readyz`. Domains add routes as plugins; `app.close()` stops
  * it (the Redis client and the database belong to the caller).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
@@ -12,6 +12,7 @@ import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/ty
 import { type AnySchema, Ajv, type ErrorObject, type Options as AjvOptions } from 'ajv'
 import ajvFormats from 'ajv-formats'
 import helmet, { type HelmetOptions } from 'helmet'
+import type { Registry } from 'prom-client'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -19,10 +20,10 @@ import Fastify, {
   type FastifyRequest,
   type FastifySchemaCompiler,
   type FastifyServerOptions,
+  type RouteOptions,
 } from 'fastify'
-import Type from 'typebox'
-import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME } from '../../auth/index.ts'
 import type { Config } from '../config.ts'
+import { InvalidCursorError } from '../db/keyset.ts'
 import type { Logger } from '../logger.ts'
 import type { Redis } from '../redis.ts'
 import {
@@ -30,9 +31,11 @@ import {
   ErrorResponseSchema,
   type ErrorResponse,
   type FieldError,
-  ServiceUnavailable,
   TooManyRequests,
 } from './errors.ts'
+import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal } from './auth.ts'
+import { type HealthCheck, healthRoutes } from './health.ts'
+import { httpMetricsPlugin } from './metrics.ts'
 import { coalescingRedisStore } from './rate-limit-store.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
@@ -43,7 +46,7 @@ export type RoutePlugin = FastifyPluginAsyncTypebox
 
 /** What {@link createHttpApp} needs from the service. */
 export interface HttpDeps {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS' | 'EVENTS_RATE_LIMIT_MAX'>
+  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS' | 'METRICS_TOKEN'>
   log: Logger
   /** Holds the rate-limit counters and is pinged by `/health`. Not closed by the app. */
   redis: Redis
@@ -57,6 +60,13 @@ export interface HttpAppOptions {
   version: string
   /** Description of the API in the OpenAPI document (Markdown). @defaultValue none */
   description?: string
+  /** The API's license in the OpenAPI document (`identifier` is an SPDX expression). @defaultValue none */
+  license?: { name: string; identifier?: string; url?: string }
+  /**
+   * Where the API is served, for the OpenAPI document. @defaultValue `/`: the origin that
+   * serves the document (so Swagger UI calls the instance it was loaded from)
+   */
+  servers?: Array<{ url: string; description?: string }>
   /** Route plugins, registered in this order after the shared plugins. @defaultValue none */
   routes?: RoutePlugin[]
   /**
@@ -64,8 +74,24 @@ export interface HttpAppOptions {
    * `src/auth`). @defaultValue every token is unknown, so `requireAuth` always answers 401
    */
   authenticate?: Authenticate
-  /** More dependencies `/health` checks besides Redis (`postgres: () => ...`); a rejection means down. @defaultValue none */
-  healthChecks?: Record<string, () => Promise<unknown>>
+  /**
+   * How many requests a caller may make per `RATE_LIMIT_WINDOW_MS`, given its principal
+   * (null for a caller without a valid token, counted by address). Called per request:
+   * keep it cheap. @defaultValue `RATE_LIMIT_MAX` for everyone
+   */
+  rateLimitMax?: (principal: Principal | null) => number
+  /**
+   * More dependencies `/health` and `/readyz` check besides Redis (`postgres: () => ...`),
+   * by name; a rejection means down. @defaultValue none
+   */
+  healthChecks?: Record<string, HealthCheck>
+  /** Dependencies only `/readyz` checks, by name (`kafka: () => ...`); `/health` leaves them out. @defaultValue none */
+  readinessChecks?: Record<string, HealthCheck>
+  /**
+   * Where the app records its request durations; with it, `GET /metrics` serves this
+   * registry (guarded by `METRICS_TOKEN` when set). @defaultValue none: no metrics, no route
+   */
+  metrics?: Registry
   /** How long a health check may take, in ms. @defaultValue 2000 */
   healthTimeoutMs?: number
 }
@@ -196,6 +222,10 @@ function describeError(err: unknown, bodyLimit: number): ErrorAnswer {
   if (err instanceof AppError) {
     return { status: err.status, body: errorBody(err.code, err.message, err.details), headers: { ...err.headers } }
   }
+  if (err instanceof InvalidCursorError) {
+    // Every paged route takes its cursor in the query string (see ./paging.ts).
+    return { status: 400, body: errorBody(err.code, err.message, { field: 'querystring.cursor' }), headers: {} }
+  }
   const e = (typeof err === 'object' && err !== null ? err : {}) as {
     code?: unknown
     statusCode?: unknown
@@ -259,23 +289,43 @@ export function staticSecurityHeaders(options: HelmetOptions): Record<string, st
   return headers
 }
 
-/** Races a check against a timeout; the slow check's late result is ignored. */
-async function withTimeout(check: () => Promise<unknown>, timeoutMs: number, what: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs)
-  })
-  try {
-    await Promise.race([check(), timeout])
-  } finally {
-    clearTimeout(timer)
+/** `getApiOrdersById` for `GET /api/orders/:id`: the operationId of a route that names none. */
+function defaultOperationId(method: string, url: string): string {
+  const words = url
+    .split('/')
+    .filter(Boolean)
+    .map((part) => (part.startsWith(':') ? `by-${part.slice(1)}` : part))
+    .flatMap((part) => part.split(/[^A-Za-z0-9]+/))
+    .filter(Boolean)
+  return method.toLowerCase() + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('')
+}
+
+/**
+ * What the OpenAPI document says of every route, unless the route says it itself: an
+ * operationId, that it needs no credentials (routes with `requireAuth` were given the
+ * bearer scheme before this runs), and that it may answer a client error in the one error
+ * shape (any route can: a malformed URL is a 400).
+ */
+function documentRoute(route: RouteOptions): void {
+  const schema = route.schema ?? {}
+  if (schema.hide === true) return
+  const response = (schema.response ?? {}) as Record<string, unknown>
+  const hasClientError = Object.keys(response).some((status) => /^4(\d\d|xx)$/i.test(status))
+  const method = Array.isArray(route.method) ? String(route.method[0]) : String(route.method)
+  route.schema = {
+    ...schema,
+    operationId: schema.operationId ?? defaultOperationId(method, route.url),
+    security: schema.security ?? [],
+    ...(!hasClientError && { response: { ...response, '4xx': ErrorResponseSchema } }),
   }
 }
 
 /** Paths neither rate-limited nor counted: probes and the documentation. */
 function isExempt(request: FastifyRequest): boolean {
   const url = request.routeOptions.url
-  return url === '/health' || url === '/docs' || (url?.startsWith('/docs/') ?? false)
+  return (
+    url === '/health' || url === '/livez' || url === '/readyz' || url === '/metrics' || url === '/docs' || (url?.startsWith('/docs/') ?? false)
+  )
 }
 
 /**
@@ -296,6 +346,7 @@ function rateLimitKey(request: FastifyRequest): string {
  */
 export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Promise<HttpApp> {
   const { config, log, redis } = deps
+  const { rateLimitMax } = options
   const serverOptions: FastifyServerOptions = {
     loggerInstance: log,
     bodyLimit: config.BODY_LIMIT_BYTES,
@@ -342,7 +393,13 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: options.title, version: options.version, description: options.description },
+      info: {
+        title: options.title,
+        version: options.version,
+        ...(options.description !== undefined && { description: options.description }),
+        ...(options.license && { license: options.license }),
+      },
+      servers: options.servers ?? [{ url: '/', description: 'The server this document is served from' }],
       components: {
         securitySchemes: {
           [BEARER_SECURITY_SCHEME]: {
@@ -358,14 +415,15 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
 
   // Before the rate limit: its key depends on whether the token is valid.
   await app.register(authPlugin, { authenticate: options.authenticate ?? (async () => undefined) })
+  // After the auth plugin's onRoute hook, which documents the routes needing a token.
+  app.addHook('onRoute', documentRoute)
 
   await app.register(rateLimit, {
     // Applied below as one instance-wide hook rather than per route: instance hooks run
     // before route hooks, so a request is counted before `requireAuth` can refuse it.
     global: false,
-    // Applications sending events get a budget of their own: the challenge expects about
-    // 100 events per second from them, far beyond a person's 60 requests per minute.
-    max: (request) => (request.principal?.appId !== undefined ? config.EVENTS_RATE_LIMIT_MAX : config.RATE_LIMIT_MAX),
+    // The service decides each caller's budget; the platform only counts.
+    max: rateLimitMax === undefined ? config.RATE_LIMIT_MAX : (request) => rateLimitMax(request.principal),
     timeWindow: config.RATE_LIMIT_WINDOW_MS,
     // Counted in Redis: all the hits of one event-loop turn by one call.
     store: coalescingRedisStore(redis, RATE_LIMIT_PREFIX),
@@ -382,32 +440,14 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     return reply.code(404).send(errorBody('not_found', `no route ${request.method} ${path.slice(0, 200)}`))
   })
 
-  const healthChecks: Record<string, () => Promise<unknown>> = { redis: () => redis.ping(), ...options.healthChecks }
-  const healthTimeoutMs = options.healthTimeoutMs ?? 2000
-  app.get(
-    '/health',
-    {
-      schema: {
-        summary: 'Whether the service and its dependencies answer',
-        tags: ['system'],
-        response: { 200: Type.Object({ status: Type.Literal('ok') }), 503: ErrorResponseSchema },
-      },
-    },
-    async (request) => {
-      const results = await Promise.allSettled(
-        Object.entries(healthChecks).map(async ([name, check]) => {
-          await withTimeout(check, healthTimeoutMs, name)
-          return name
-        }),
-      )
-      const down = Object.keys(healthChecks).filter((_, i) => results[i]?.status === 'rejected')
-      if (down.length > 0) {
-        const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
-        request.log.warn({ down, reasons: reasons.map(String) }, 'health check failed')
-        throw new ServiceUnavailable(`unavailable: ${down.join(', ')}`, 5)
-      }
-      return { status: 'ok' as const }
-    },
+  if (options.metrics) await app.register(httpMetricsPlugin, { registry: options.metrics, token: config.METRICS_TOKEN })
+
+  await app.register(
+    healthRoutes({
+      checks: { redis: () => redis.ping(), ...options.healthChecks },
+      readinessChecks: options.readinessChecks ?? {},
+      timeoutMs: options.healthTimeoutMs ?? 2000,
+    }),
   )
 
   for (const routes of options.routes ?? []) await app.register(routes)

@@ -11,7 +11,7 @@
 import { sql } from 'kysely'
 import { type Db, notifyChannel } from '../../platform/db/index.ts'
 import type { WebhookDeliveryRow } from '../../platform/db/schema.ts'
-import { decodeCursor, encodeCursor } from '../../platform/db/keyset.ts'
+import { keysetPage, type Page, type PageRequest, readCursor } from '../../platform/db/keyset.ts'
 
 /** A claimed delivery with the signing secret of its user. */
 export type ClaimedDelivery = WebhookDeliveryRow & {
@@ -175,65 +175,39 @@ async function notifyDeliveries(db: Db, schema: string): Promise<void> {
   await sql`select pg_notify(${notifyChannel('webhooks', schema)}, '')`.execute(db)
 }
 
-/** Thrown for a dead-letter page cursor that this module did not make. */
-export class InvalidCursorError extends Error {
-  override name = 'InvalidCursorError'
-  readonly code = 'invalid_cursor'
-}
-
-/** A page of dead letters. */
-export interface DeadLetterPage {
-  /** Newest first. */
-  items: WebhookDeliveryRow[]
-  /** Cursor of the next (older) page; undefined on the last page. */
-  nextCursor: string | undefined
-}
-
-/** Options of {@link listDeadLetters}. */
-export interface ListDeadLettersOptions {
+/** Filter of {@link listDeadLetters}. */
+export interface DeadLetterFilter {
   /** Only this user's dead letters. @defaultValue every user */
-  userId?: string
-  /** `nextCursor` of the previous page. @defaultValue the first page */
-  cursor?: string
-  /** Page size. */
-  limit: number
+  userId?: string | undefined
 }
 
-// The cursor holds created_at in microseconds since the epoch (a JS Date would drop the
-// microseconds PostgreSQL keeps, and rows of one millisecond would be skipped or repeated).
-// Encoded by the shared keyset cursor (src/platform/db/keyset.ts).
-function decodeDeadLetterCursor(cursor: string): [string, string] {
-  const [micros, id] = decodeCursor(cursor, 2) ?? []
-  if (micros === undefined || id === undefined || !/^-?\d{1,20}$/.test(micros)) throw new InvalidCursorError('invalid cursor')
-  return [micros, id]
-}
-
-/** Dead letters, newest first, a keyset page at a time. Throws {@link InvalidCursorError}. */
-export async function listDeadLetters(db: Db, options: ListDeadLettersOptions): Promise<DeadLetterPage> {
+/**
+ * Dead letters, newest first, a keyset page at a time. Throws `InvalidCursorError` for a
+ * foreign cursor.
+ *
+ * The cursor holds created_at in microseconds since the epoch (a JS Date would drop the
+ * microseconds PostgreSQL keeps, and rows of one millisecond would be skipped or repeated).
+ */
+export async function listDeadLetters(db: Db, filter: DeadLetterFilter, page: PageRequest): Promise<Page<WebhookDeliveryRow>> {
   let query = db
     .selectFrom('webhook_deliveries')
     .selectAll()
     .select(sql<string>`(extract(epoch from created_at) * 1000000)::bigint::text`.as('created_us'))
     .where('status', '=', 'dead')
-  if (options.userId !== undefined) query = query.where('user_id', '=', options.userId)
-  if (options.cursor !== undefined) {
-    const [micros, id] = decodeDeadLetterCursor(options.cursor)
+  if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId)
+  const after = readCursor(page.cursor, ['micros', 'id'], ({ micros }) => /^-?\d{1,20}$/.test(micros))
+  if (after) {
     query = query.where(
-      sql<boolean>`(created_at, id) < (timestamptz 'epoch' + ${micros}::bigint * interval '1 microsecond', ${id})`,
+      sql<boolean>`(created_at, id) < (timestamptz 'epoch' + ${after.micros}::bigint * interval '1 microsecond', ${after.id})`,
     )
   }
   const rows = await query
     .orderBy('created_at', 'desc')
     .orderBy('id', 'desc')
-    .limit(options.limit + 1)
+    .limit(page.limit + 1)
     .execute()
-  const more = rows.length > options.limit
-  const page = more ? rows.slice(0, options.limit) : rows
-  const last = page.at(-1)
-  return {
-    items: page.map(({ created_us: _, ...row }) => row),
-    nextCursor: more && last ? encodeCursor([last.created_us, last.id]) : undefined,
-  }
+  const found = keysetPage(rows, page.limit, (last) => [last.created_us, last.id])
+  return { items: found.items.map(({ created_us: _, ...row }) => row), next_cursor: found.next_cursor }
 }
 
 /** Options of {@link replayDeadLetter}. */

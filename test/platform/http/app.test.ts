@@ -1,15 +1,32 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import type { Redis } from 'ioredis'
+import { createServer } from 'node:net'
+import { sql } from 'kysely'
+import { Redis as RedisClient, type Redis } from 'ioredis'
 import { pino } from 'pino'
 import Type from 'typebox'
-import { createApiToken, createTokenAuthenticator, principalOf, requireAuth } from '../../../src/auth/index.ts'
+import { createApiToken, createTokenAuthenticator } from '../../../src/auth/index.ts'
 import { createHttpApp, type HttpApp, type HttpAppOptions, type RoutePlugin } from '../../../src/platform/http/app.ts'
+import { principalOf, requireAuth } from '../../../src/platform/http/auth.ts'
 import { Conflict, ServiceUnavailable } from '../../../src/platform/http/errors.ts'
 import { openTestDb, type TestDb } from '../../helpers/db.ts'
 import { closeTestRedis, openTestRedis, testConfig } from '../../helpers/infra.ts'
 
 let redis: Redis
+
+interface HealthBody {
+  status: 'pass' | 'fail'
+  checks: Record<string, Array<{ status: string; observedValue: number; observedUnit: string; time: string; output?: string }>>
+}
+
+/** A local port that was free a moment ago and has no listener now. */
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
 let testDb: TestDb
 const apps: HttpApp[] = []
 /** What the apps logged, one JSON line each. */
@@ -247,6 +264,71 @@ describe('health', () => {
     assert.equal(res.headers['retry-after'], '5')
     assert.deepEqual(res.json(), { error: { code: 'service_unavailable', message: 'unavailable: postgres' } })
   })
+
+  test('GET /livez answers pass as application/health+json without asking any dependency', async () => {
+    let asked = 0
+    const app = await build({}, { healthChecks: { postgres: async () => void asked++ } })
+    const res = await app.inject({ method: 'GET', url: '/livez' })
+    assert.equal(res.statusCode, 200)
+    assert.match(String(res.headers['content-type']), /^application\/health\+json/)
+    assert.deepEqual(res.json(), { status: 'pass' })
+    assert.equal(res.headers['x-content-type-options'], 'nosniff')
+    assert.equal(asked, 0)
+  })
+
+  test('GET /readyz gives each dependency its status and latency in ms', async () => {
+    const app = await build({}, {
+      healthChecks: { postgres: () => sql`select 1`.execute(testDb.db) },
+      readinessChecks: { kafka: async () => undefined },
+    })
+    const res = await app.inject({ method: 'GET', url: '/readyz' })
+    assert.equal(res.statusCode, 200, res.body)
+    assert.match(String(res.headers['content-type']), /^application\/health\+json/)
+    const body = res.json() as HealthBody
+    assert.equal(body.status, 'pass')
+    assert.deepEqual(Object.keys(body.checks).sort(), ['kafka:responseTime', 'postgres:responseTime', 'redis:responseTime'])
+    for (const [name, [check]] of Object.entries(body.checks)) {
+      assert.equal(check?.status, 'pass', name)
+      assert.equal(check?.observedUnit, 'ms', name)
+      assert.ok(typeof check?.observedValue === 'number' && check.observedValue >= 0, name)
+      assert.ok(!Number.isNaN(Date.parse(check?.time ?? '')), name)
+    }
+    // /health keeps its own answer and leaves the readiness-only checks out.
+    const failingKafka = await build({}, { readinessChecks: { kafka: () => Promise.reject(new Error('down')) } })
+    assert.equal((await failingKafka.inject({ method: 'GET', url: '/health' })).statusCode, 200)
+    const notReady = await failingKafka.inject({ method: 'GET', url: '/readyz' })
+    assert.equal(notReady.statusCode, 503)
+    assert.equal((notReady.json() as HealthBody).checks['kafka:responseTime']?.[0]?.status, 'fail')
+  })
+
+  test('GET /readyz answers 503 naming Redis when it is down, and a slow check fails at the timeout', async () => {
+    // A client of a port nothing listens on, refusing commands instead of queueing them.
+    const down = new RedisClient({ host: '127.0.0.1', port: await closedPort(), lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+    const config = testConfig({ RATE_LIMIT_MAX: '1000' })
+    const app = await createHttpApp(
+      { config, log: pino({ level: 'silent' }), redis: down },
+      {
+        title: 'Bourse test',
+        version: '0.0.0',
+        healthChecks: { postgres: () => sql`select 1`.execute(testDb.db), slow: () => new Promise(() => {}) },
+        healthTimeoutMs: 300,
+      },
+    )
+    apps.push(app)
+    const res = await app.inject({ method: 'GET', url: '/readyz' })
+    assert.equal(res.statusCode, 503)
+    assert.match(String(res.headers['content-type']), /^application\/health\+json/)
+    const body = res.json() as HealthBody
+    assert.equal(body.status, 'fail')
+    assert.equal(body.checks['redis:responseTime']?.[0]?.status, 'fail')
+    assert.equal(body.checks['postgres:responseTime']?.[0]?.status, 'pass')
+    const slow = body.checks['slow:responseTime']?.[0]
+    assert.equal(slow?.status, 'fail')
+    assert.equal(slow?.output, 'no answer within 300 ms')
+    assert.ok((slow?.observedValue ?? 0) >= 290)
+    assert.doesNotMatch(res.body, /ECONNREFUSED|127\.0\.0\.1/, 'driver messages stay in the log')
+    down.disconnect()
+  })
 })
 
 describe('rate limit', () => {
@@ -321,6 +403,35 @@ describe('rate limit', () => {
   })
 })
 
+describe('rate-limit budget chosen by the service', () => {
+  test('rateLimitMax gets the principal (null without a valid token) and sets its budget', async () => {
+    const seen: Array<string | null> = []
+    const app = await build(
+      { RATE_LIMIT_MAX: '1000', RATE_LIMIT_WINDOW_MS: '60000' },
+      {
+        rateLimitMax: (principal) => {
+          seen.push(principal?.userId ?? null)
+          return principal?.userId === 'user2' ? 4 : 2
+        },
+      },
+    )
+    const remoteAddress = '10.4.0.1'
+    const small = await createApiToken(testDb.db, { userId: 'user1' })
+    const large = await createApiToken(testDb.db, { userId: 'user2' })
+    const call = (token?: string) =>
+      app.inject({ method: 'GET', url: '/me', remoteAddress, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } })
+    const statuses = async (token: string | undefined, n: number) => {
+      const out: number[] = []
+      for (let i = 0; i < n; i++) out.push((await call(token)).statusCode)
+      return out
+    }
+    assert.deepEqual(await statuses(small.token, 3), [200, 200, 429])
+    assert.deepEqual(await statuses(large.token, 5), [200, 200, 200, 200, 429])
+    assert.deepEqual(await statuses(undefined, 3), [401, 401, 429])
+    assert.ok(seen.includes('user1') && seen.includes('user2') && seen.includes(null), seen.join(', '))
+  })
+})
+
 describe('documentation and security headers', () => {
   test('/docs serves Swagger UI and /docs/json the OpenAPI document, with security headers', async () => {
     const app = await build()
@@ -350,7 +461,12 @@ describe('documentation and security headers', () => {
       description: 'An API token, `bourse_...` (create one with `bourse tokens create USER`)',
     })
     assert.deepEqual(doc.paths['/me'].get.security, [{ bearer: [] }])
-    assert.equal(doc.paths['/orders'].post.security, undefined)
+    // A route without requireAuth says so, and every route gets an operationId and a client error.
+    assert.deepEqual(doc.paths['/orders'].post.security, [])
+    assert.equal(doc.paths['/orders'].post.operationId, 'postOrders')
+    assert.equal(doc.paths['/items/{id}'].get.operationId, 'getItemsById')
+    assert.ok(doc.paths['/items/{id}'].get.responses['4XX'])
+    assert.deepEqual(doc.servers, [{ url: '/', description: 'The server this document is served from' }])
     assert.ok(doc.paths['/health'])
 
     const api = await app.inject({ method: 'GET', url: '/health' })

@@ -4,9 +4,9 @@ import { after, before, beforeEach, test } from 'node:test'
 import { sql } from 'kysely'
 import pg from 'pg'
 import { notifyChannel } from '../../../src/platform/db/index.ts'
+import { InvalidCursorError } from '../../../src/platform/db/keyset.ts'
 import {
   claimDueDeliveries,
-  InvalidCursorError,
   listDeadLetters,
   markDelivered,
   markFailed,
@@ -163,21 +163,21 @@ test('dead letters: keyset pages newest first, per user, with rows sharing a tim
   let cursor: string | undefined
   let pages = 0
   do {
-    const page = await listDeadLetters(t.db, { limit: 2, ...(cursor !== undefined && { cursor }) })
+    const page = await listDeadLetters(t.db, {}, { cursor, limit: 2 })
     seen.push(...page.items.map((d) => d.id))
     assert.ok(page.items.every((d) => d.status === 'dead' && !('created_us' in d)))
-    cursor = page.nextCursor
+    cursor = page.next_cursor ?? undefined
     pages++
   } while (cursor !== undefined)
   assert.deepEqual(seen, expected.map((e) => e.id))
   assert.equal(pages, 4)
 
-  const mine = await listDeadLetters(t.db, { userId: 'u2', limit: 10 })
+  const mine = await listDeadLetters(t.db, { userId: 'u2' }, { limit: 10 })
   assert.deepEqual(mine.items.map((d) => d.id).sort(), [ids[1], ids[3], ids[5]].sort())
-  assert.equal(mine.nextCursor, undefined)
+  assert.equal(mine.next_cursor, null)
 
   for (const bad of ['nope', Buffer.from('["x","y"]').toString('base64url'), Buffer.from('{}').toString('base64url')]) {
-    await assert.rejects(listDeadLetters(t.db, { cursor: bad, limit: 2 }), InvalidCursorError)
+    await assert.rejects(listDeadLetters(t.db, {}, { cursor: bad, limit: 2 }), InvalidCursorError)
   }
 })
 
