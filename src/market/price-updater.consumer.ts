@@ -12,8 +12,8 @@
  */
 import type { Message, MessagesStream } from '@platformatic/kafka'
 import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
-import type { StringConsumer, StringProducer } from '../platform/kafka.ts'
-import { partitionBounds } from '../platform/kafka.ts'
+import type { StringConsumer, StringProducer } from '../platform/kafka/clients.ts'
+import { partitionBounds } from '../platform/kafka/clients.ts'
 import type { Logger } from '../platform/logger.ts'
 import type { SourcedTick, StockHistoryRepository } from './stock-history.repository.ts'
 import { decodeTick } from './tick-message.ts'

@@ -2,7 +2,7 @@
 import { createEventsWorker } from '../events/events.consumer.ts'
 import { kafkaBrokers } from '../platform/config.ts'
 import { closeDb, createDb, migrateToLatest } from '../platform/db/index.ts'
-import { ensureTopic, openConsumerServiceClients } from '../platform/kafka.ts'
+import { ensureTopic, openConsumerServiceClients } from '../platform/kafka/clients.ts'
 import { createServiceContext, intOption, parseCommand, runCommand } from './context.ts'
 
 const spec = {

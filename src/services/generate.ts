@@ -17,8 +17,8 @@ import {
 } from '../market/tick-generator.ts'
 import { encodeTick, type TickMessage } from '../market/tick-message.ts'
 import { kafkaBrokers } from '../platform/config.ts'
-import { createAdmin, createProducer, ensureTopic } from '../platform/kafka.ts'
-import { partitionForKey } from '../platform/kafka-partitions.ts'
+import { createAdmin, createProducer, ensureTopic } from '../platform/kafka/clients.ts'
+import { partitionForKey } from '../platform/kafka/partitions.ts'
 import { createProgress } from '../platform/progress.ts'
 import {
   type CommandSpec,

@@ -2,7 +2,7 @@
 import { createPriceUpdater } from '../market/price-updater.consumer.ts'
 import { createStockHistoryRepository } from '../market/stock-history.repository.ts'
 import { kafkaBrokers } from '../platform/config.ts'
-import { ensureTopic, openConsumerServiceClients } from '../platform/kafka.ts'
+import { ensureTopic, openConsumerServiceClients } from '../platform/kafka/clients.ts'
 import { closeRedis, createRedis } from '../platform/redis.ts'
 import { createServiceContext, intOption, parseCommand, runCommand } from './context.ts'
 

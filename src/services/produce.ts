@@ -10,7 +10,7 @@ import {
   produceCsv,
 } from '../market/tick-producer.ts'
 import { kafkaBrokers } from '../platform/config.ts'
-import { createAdmin, createConsumer, createProducer, ensureTopic } from '../platform/kafka.ts'
+import { createAdmin, createConsumer, createProducer, ensureTopic } from '../platform/kafka/clients.ts'
 import { createProgress, type Progress } from '../platform/progress.ts'
 import {
   type CommandSpec,

@@ -2,7 +2,7 @@
 import { createStockHistoryRepository } from '../market/index.ts'
 import { kafkaBrokers } from '../platform/config.ts'
 import { closeDb, createDb, migrateToLatest } from '../platform/db/index.ts'
-import { ensureTopic, openConsumerServiceClients } from '../platform/kafka.ts'
+import { ensureTopic, openConsumerServiceClients } from '../platform/kafka/clients.ts'
 import { closeRedis, createRedis } from '../platform/redis.ts'
 import { defineUserProjection } from '../trading/user-projection.ts'
 import { createVerificationClient } from '../trading/verification.client.ts'

@@ -14,7 +14,7 @@ import { encodeEventBatchMessage, encodeEventMessage, type EventMessageV1 } from
 import { createEventsWorker, type EventsWorkerOptions } from '../../src/events/events.consumer.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
 import { closeDb, createDb, type Db } from '../../src/platform/db/index.ts'
-import { createAdmin, createConsumer, createProducer, type StringProducer } from '../../src/platform/kafka.ts'
+import { createAdmin, createConsumer, createProducer, type StringProducer } from '../../src/platform/kafka/clients.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
 import { createTestTopic, testConfig, uniqueName, waitFor } from '../helpers/infra.ts'

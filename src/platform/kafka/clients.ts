@@ -8,7 +8,7 @@ import {
   stringDeserializers,
   stringSerializers,
 } from '@platformatic/kafka'
-import type { Logger } from './logger.ts'
+import type { Logger } from '../logger.ts'
 
 /** A producer of string keys, values and headers. */
 export type StringProducer = Producer<string, string, string, string>
