@@ -63,6 +63,8 @@ export interface DeadLetterSenderDeps {
   log: Logger
   /** Counts dead letters and retried sends. @defaultValue none */
   metrics?: ConsumerMetrics
+  /** Told of each failed send that is retried (the consumer's own counters). @defaultValue none */
+  onRetry?: (err: unknown) => void
 }
 
 /** Options of {@link createDeadLetterSender}. */
@@ -96,7 +98,10 @@ export function createDeadLetterSender(deps: DeadLetterSenderDeps, options: Dead
       ...(signal && { signal }),
       baseMs: options.retryBaseMs ?? 100,
       maxMs: options.retryMaxMs ?? 5000,
-      onRetry: () => metrics?.retry(),
+      onRetry: (err) => {
+        metrics?.retry()
+        deps.onRetry?.(err)
+      },
     })
     metrics?.deadLetters(letters.length)
     for (const { message, reason } of letters) {

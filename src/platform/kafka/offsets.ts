@@ -190,7 +190,8 @@ export interface OffsetCommitter {
   /**
    * Commits, for the partitions this instance owns now, how far every message is
    * finished. One commit at a time (two in flight could land out of order and move an
-   * offset back); a call during one returns it. Resolves true when offsets were sent;
+   * offset back): a call during one runs after it (calls meanwhile share that next one).
+   * Resolves true when offsets were sent;
    * a failure is logged and leaves them for the next call.
    */
   commit(): Promise<boolean>
@@ -227,13 +228,23 @@ export function createOffsetCommitter(deps: OffsetCommitterDeps, options: { topi
     }
   }
   let committing: Promise<boolean> | undefined
-  return {
-    commit() {
-      committing ??= commitNow().finally(() => {
+  /** The commit to run after the current one: what finished meanwhile is committed too. */
+  let queued: Promise<boolean> | undefined
+  const commit = (): Promise<boolean> => {
+    if (!committing) {
+      committing = commitNow().finally(() => {
         committing = undefined
       })
       return committing
-    },
+    }
+    queued ??= committing.then(() => {
+      queued = undefined
+      return commit()
+    })
+    return queued
+  }
+  return {
+    commit,
     close() {
       consumer.off('consumer:group:join', onJoin)
     },
