@@ -237,7 +237,17 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
     commits: 0,
   }
   const metrics = createConsumerMetrics(deps.metrics, { topic, group: consumer.groupId })
-  const deadLetter = createDeadLetterSender({ producer, log, metrics }, { topic: deadLetterTopic, retryBaseMs, retryMaxMs })
+  const deadLetter = createDeadLetterSender(
+    {
+      producer,
+      log,
+      metrics,
+      onRetry: () => {
+        stats.retries++
+      },
+    },
+    { topic: deadLetterTopic, retryBaseMs, retryMaxMs },
+  )
   /** Which offsets are stored in PostgreSQL, for the commits. */
   const tracker = createOffsetTracker()
 
