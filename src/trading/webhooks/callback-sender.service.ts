@@ -22,6 +22,7 @@ import pg from 'pg'
 import { type Dispatcher, request } from 'undici'
 import { type Db, notifyChannel } from '../../platform/db/index.ts'
 import type { Logger } from '../../platform/logger.ts'
+import { backoffDelay } from '../../platform/retry.ts'
 import { checkCallbackUrl, createCallbackAgent, parseAllowedNetworks } from './callback-url.ts'
 import { webhookHeaders } from './webhook-signing.ts'
 import {
@@ -96,13 +97,19 @@ export interface CallbackSender {
 }
 
 /**
- * The delay before the next attempt after `attempt` failures so far (0 for the first
- * retry): exponential backoff with full jitter, uniform in [0, min(max, base * 2^attempt)].
+ * The delay before a delivery's next attempt after `attempt` failures so far (0 for the
+ * first retry): the platform's exponential backoff with full jitter, uniform in
+ * [0, min(max, base * 2^attempt)]. The schedule is the delivery's (attempts are counted in
+ * its row), so a delivery taken over by another sender keeps its place in it.
  */
 export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  const cap = Math.min(maxMs, baseMs * 2 ** attempt)
-  return Math.round(random() * cap)
+  return backoffDelay(attempt, baseMs, maxMs, random)
 }
+
+/** Ceiling of the first wait after a failed claim or a lost LISTEN connection, in ms. */
+const RECONNECT_BASE_MS = 50
+/** Highest ceiling of a wait before reconnecting LISTEN, in ms. */
+const RECONNECT_MAX_MS = 5000
 
 /** How long a successful attempt waits for others to be recorded with it, in ms (a lost mark is only a resend). */
 const RECORD_WINDOW_MS = 5
@@ -317,7 +324,7 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
       if (signal.aborted) break
       failures++
       // Polling delivers meanwhile, only slower.
-      await sleep(Math.min(5000, 50 * 2 ** failures), undefined, { signal }).catch(() => {})
+      await sleep(Math.max(minSleepMs, backoffDelay(failures, RECONNECT_BASE_MS, RECONNECT_MAX_MS, random)), undefined, { signal }).catch(() => {})
     }
   }
 
@@ -360,7 +367,7 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
       } catch (err) {
         failures++
         log.error({ err, failures }, 'claiming callbacks failed')
-        sleepMs = Math.min(pollMs, 50 * 2 ** failures)
+        sleepMs = Math.max(minSleepMs, backoffDelay(failures, RECONNECT_BASE_MS, pollMs, random))
       }
       await nap(sleepMs, signal)
     }
