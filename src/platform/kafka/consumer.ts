@@ -30,7 +30,7 @@ export interface BatchReaderOptions<T> {
   /** Turns each message into what the batch holds (decoding each message once). @defaultValue the message itself */
   decode?: (message: StringMessage) => T
   /** The weight of one item (the events a message carries, say). @defaultValue 1 */
-  weight?: (item: T) => number
+  weight?: (item: NoInfer<T>) => number
   /**
    * How long a batch that is not full waits for more messages after its first, in ms. 0:
    * a batch ends as soon as no further message is buffered. @defaultValue 0
@@ -51,11 +51,11 @@ const identity = <T>(value: T) => value
 const one = () => 1
 
 /** Creates a reader of batches from `stream`; only one call may wait at a time. */
-export function createBatchReader(stream: StringStream, options: BatchReaderOptions<StringMessage>): BatchReader<StringMessage>
 export function createBatchReader<T>(
   stream: StringStream,
   options: BatchReaderOptions<T> & { decode: (message: StringMessage) => T },
 ): BatchReader<T>
+export function createBatchReader(stream: StringStream, options: BatchReaderOptions<StringMessage>): BatchReader<StringMessage>
 export function createBatchReader<T>(stream: StringStream, options: BatchReaderOptions<T>): BatchReader<T> {
   const { maxBatch, idleMs } = options
   const decode = options.decode ?? (identity as (message: StringMessage) => T)
