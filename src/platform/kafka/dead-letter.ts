@@ -14,9 +14,11 @@ import type { StringMessageToProduce } from './send-batcher.ts'
 export const DEAD_LETTER_HEADERS = Object.freeze({
   /** Why the message was refused. */
   error: 'bourse-error',
-  /** Topic, partition and offset of the refused message. */
+  /** Topic of the refused message. */
   sourceTopic: 'bourse-source-topic',
+  /** Partition of the refused message. */
   sourcePartition: 'bourse-source-partition',
+  /** Offset of the refused message. */
   sourceOffset: 'bourse-source-offset',
 })
 
@@ -60,6 +62,7 @@ export function deadLetterMessage(topic: string, letter: DeadLetter): StringMess
 export interface DeadLetterSenderDeps {
   /** Sends the dead letters (not closed by the sender). */
   producer: Pick<StringProducer, 'send'>
+  /** Tells each dead letter (warn) and each failed send. */
   log: Logger
   /** Counts dead letters and retried sends. @defaultValue none */
   metrics?: ConsumerMetrics

@@ -21,7 +21,9 @@ export interface ConsumerMetrics {
 
 /** Labels of every metric of one consumer. */
 export interface ConsumerLabels {
+  /** The topic consumed. */
   topic: string
+  /** The consumer group. */
   group: string
 }
 

@@ -27,15 +27,21 @@ interface PartitionProgress {
 
 /** An offset to commit: Kafka's next to read in `partition`. */
 export interface CommitTarget {
+  /** The partition. */
   partition: number
+  /** The next offset to read. */
   offset: bigint
+  /** Leader epoch of the message this offset was taken from. */
   leaderEpoch: number
 }
 
 /** A range of offsets taken from a partition; {@link TakenOffsets.finish} it once its messages are done. */
 export interface TakenOffsets {
+  /** The partition. */
   readonly partition: number
+  /** First offset of the range. */
   readonly first: bigint
+  /** Last offset of the range (the same as `first` for one message). */
   readonly last: bigint
   /** Marks the range finished: commits may pass it. Calling it again does nothing. */
   finish(): void
@@ -153,8 +159,11 @@ export function createOffsetTracker(): OffsetTracker {
 
 /** Where a message is: what {@link takeBatch} needs of it. */
 export interface MessagePosition {
+  /** The message's partition. */
   partition: number
+  /** The message's offset. */
   offset: bigint
+  /** The leader epoch the message was fetched in. */
   leaderEpoch: number
 }
 
@@ -180,9 +189,18 @@ export function takeBatch<T>(tracker: OffsetTracker, batch: readonly T[], positi
 
 /** Dependencies of {@link createOffsetCommitter}. */
 export interface OffsetCommitterDeps {
+  /** The group consumer whose offsets are committed. */
   consumer: StringConsumer
+  /** What is finished. */
   tracker: OffsetTracker
+  /** Where failed commits are told. */
   log: Logger
+}
+
+/** Options of {@link createOffsetCommitter}. */
+export interface OffsetCommitterOptions {
+  /** The topic whose offsets are committed. */
+  topic: string
 }
 
 /** Commits a tracker's offsets of one topic. */
@@ -203,7 +221,7 @@ export interface OffsetCommitter {
  * Creates a committer; from now until `close()` it follows the group's assignments, so a
  * partition taken away is no longer committed by this instance.
  */
-export function createOffsetCommitter(deps: OffsetCommitterDeps, options: { topic: string }): OffsetCommitter {
+export function createOffsetCommitter(deps: OffsetCommitterDeps, options: OffsetCommitterOptions): OffsetCommitter {
   const { consumer, tracker, log } = deps
   const { topic } = options
   const assignedPartitions = (assignments: ReadonlyArray<{ topic: string; partitions: number[] }> | null | undefined) =>
