@@ -45,7 +45,7 @@ import { createApp } from '../src/events/apps.repository.ts'
 import type { IncomingEvent } from '../src/events/events.schemas.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
 import { createDb } from '../src/platform/db/index.ts'
-import { createAdmin, createConsumer, partitionBounds } from '../src/platform/kafka.ts'
+import { createAdmin, createConsumer, partitionBounds } from '../src/platform/kafka/clients.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { createRedis } from '../src/platform/redis.ts'
 import {

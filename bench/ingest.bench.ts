@@ -18,7 +18,7 @@ import { createStockHistoryRepository } from '../src/market/stock-history.reposi
 import { createPrng, generateTicks } from '../src/market/tick-generator.ts'
 import { encodeTick } from '../src/market/tick-message.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
-import { createAdmin, createConsumer, createProducer } from '../src/platform/kafka.ts'
+import { createAdmin, createConsumer, createProducer } from '../src/platform/kafka/clients.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { createRedis } from '../src/platform/redis.ts'
 

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { sql } from 'kysely'
 import { closeDb, type Db, migrateToLatest } from '../src/platform/db/index.ts'
-import { createAdmin, type KafkaSettings } from '../src/platform/kafka.ts'
+import { createAdmin, type KafkaSettings } from '../src/platform/kafka/clients.ts'
 import { closeRedis, type Redis } from '../src/platform/redis.ts'
 
 /** The repository's root, where the service processes run. */

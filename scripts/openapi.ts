@@ -12,7 +12,7 @@ import { Redis } from 'ioredis'
 import { Registry } from 'prom-client'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
 import { closeDb, createDb } from '../src/platform/db/index.ts'
-import { createProducer } from '../src/platform/kafka.ts'
+import { createProducer } from '../src/platform/kafka/clients.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { buildApiApp } from '../src/services/api.ts'
 

@@ -10,14 +10,14 @@
  * is fixed when it is tracked, so a batch retried after a lost answer (a timeout, a
  * dropped connection, a 503 after the broker took it) is stored once by the worker.
  * Retried: network errors, timeouts, 429 (after its Retry-After), 502, 503 (after its
- * Retry-After, if any) and 504, with exponential backoff and jitter, `maxRetries` times.
+ * Retry-After, if any) and 504, with exponential backoff and full jitter, `maxRetries` times.
  * Never retried, because the same request would fail the same way: any other answer
  * (400, 401, 403, 413, ...). Those reject with an {@link EventsRejectedError} carrying
  * the server's code and details.
  */
 import { randomUUID } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Compile } from 'typebox/compile'
+import { retry } from '../platform/retry.ts'
 import { type IncomingEvent, IncomingEvent as IncomingEventSchema, MAX_EVENT_BYTES, MAX_EVENTS_PER_REQUEST } from './events.schemas.ts'
 
 /** Options of {@link createEventsClient}. */
@@ -32,7 +32,7 @@ export interface EventsClientOptions {
   flushIntervalMs?: number
   /** Retries of a batch after a retryable failure, before it is given up. @defaultValue 5 */
   maxRetries?: number
-  /** Backoff before the first retry, in ms; it doubles per retry (with jitter). @defaultValue 100 */
+  /** Ceiling of the backoff before the first retry, in ms; it doubles per retry (full jitter). @defaultValue 100 */
   retryBaseMs?: number
   /** Longest backoff between two attempts, in ms (a longer Retry-After is still honoured). @defaultValue 10000 */
   retryMaxMs?: number
@@ -162,6 +162,16 @@ export class EventsDeliveryError extends EventsClientError {
   }
 }
 
+/** A failure a retry may fix: no answer, or an answer with a retryable status (`cause`), maybe with its Retry-After. */
+class RetryableFailure extends Error {
+  override name = 'RetryableFailure'
+  readonly retryAfterMs: number | undefined
+  constructor(cause: unknown, retryAfterMs: number | undefined) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause })
+    this.retryAfterMs = retryAfterMs
+  }
+}
+
 /** Statuses worth retrying: the request was fine, the server could not take it now. */
 const RETRYABLE = new Set([429, 502, 503, 504])
 /** Longest Retry-After honoured; a longer one is treated as this. */
@@ -278,19 +288,16 @@ export function createEventsClient(options: EventsClientOptions): EventsClient {
     }
   }
 
-  /** Backoff before retry `retry` (1-based): exponential, with the upper half jittered. */
-  function backoffMs(retry: number): number {
-    const ceiling = Math.min(config.retryMaxMs, config.retryBaseMs * 2 ** (retry - 1))
-    return ceiling / 2 + random() * (ceiling / 2)
-  }
-
   /** Sends one batch until it is accepted, refused, or out of retries. */
   async function send(batch: Queued[]): Promise<void> {
     const ids = batch.map((e) => e.id)
     const body = `[${batch.map((e) => e.json).join(',')}]`
-    for (let attempt = 1; ; attempt++) {
-      let answer: { status: number; text: string; retryAfter: string | null } | undefined
-      let cause: unknown
+    /** The last answer and attempt, for the error of a batch given up. */
+    let lastStatus: number | undefined
+    let attempts = 0
+    const once = async (): Promise<void> => {
+      attempts++
+      lastStatus = undefined
       try {
         const response = await fetchImpl(config.endpoint, {
           method: 'POST',
@@ -298,34 +305,39 @@ export function createEventsClient(options: EventsClientOptions): EventsClient {
           body,
           signal: AbortSignal.timeout(config.timeoutMs),
         })
-        answer = { status: response.status, text: await response.text(), retryAfter: response.headers.get('retry-after') }
+        const text = await response.text()
+        lastStatus = response.status
+        if (response.status >= 200 && response.status < 300) return
+        const refusal = new EventsRejectedError(response.status, parseJson(text), ids)
+        if (!RETRYABLE.has(response.status)) throw refusal
+        throw new RetryableFailure(refusal, retryAfterMs(response.headers.get('retry-after'), Date.now()))
       } catch (err) {
+        if (err instanceof EventsRejectedError || err instanceof RetryableFailure) throw err
         // No answer (refused connection, reset, timeout): the batch may or may not have
         // been taken, and its ids make sending it again safe.
-        cause = err
+        throw new RetryableFailure(err, undefined)
       }
-      let waitMs = 0
-      if (answer) {
-        if (answer.status >= 200 && answer.status < 300) {
-          counters.sent += batch.length
-          counters.batches++
-          return
-        }
-        const refusal = new EventsRejectedError(answer.status, parseJson(answer.text), ids)
-        if (!RETRYABLE.has(answer.status)) {
-          counters.failed += batch.length
-          throw refusal
-        }
-        cause = refusal
-        waitMs = retryAfterMs(answer.retryAfter, Date.now()) ?? 0
-      }
-      if (attempt > config.maxRetries) {
-        counters.failed += batch.length
-        throw new EventsDeliveryError(attempt, answer?.status, ids, cause)
-      }
-      counters.retries++
-      await sleep(Math.max(waitMs, backoffMs(attempt)))
     }
+    try {
+      await retry(once, {
+        what: 'sending events',
+        maxAttempts: config.maxRetries + 1,
+        baseMs: config.retryBaseMs,
+        maxMs: config.retryMaxMs,
+        random,
+        isPermanent: (err) => !(err instanceof RetryableFailure),
+        minDelayMs: (err) => (err as RetryableFailure).retryAfterMs,
+        onRetry: () => {
+          counters.retries++
+        },
+      })
+    } catch (err) {
+      counters.failed += batch.length
+      if (!(err instanceof RetryableFailure)) throw err
+      throw new EventsDeliveryError(attempts, lastStatus, ids, err.cause)
+    }
+    counters.sent += batch.length
+    counters.batches++
   }
 
   /** Cuts the queue into batches and starts them; returns their promises. */

@@ -23,19 +23,29 @@
  * PostgreSQL unavailable: the batch is retried with backoff until it is stored (or the
  * worker stops); offsets past it are never committed.
  */
-import { setTimeout as sleep } from 'node:timers/promises'
-import type { Message, MessagesStream } from '@platformatic/kafka'
-import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
 import { sql } from 'kysely'
+import type { Registry } from 'prom-client'
 import type { Db } from '../platform/db/index.ts'
-import { partitionBounds, type StringConsumer, type StringProducer } from '../platform/kafka.ts'
+import {
+  consumeTopic,
+  createBatchReader,
+  createConsumerMetrics,
+  createDeadLetterSender,
+  createOffsetCommitter,
+  createOffsetTracker,
+  type DeadLetter,
+  partitionBounds,
+  type StringConsumer,
+  type StringMessage,
+  type StringProducer,
+  type StringStream,
+  takeBatch,
+} from '../platform/kafka/index.ts'
 import type { Logger } from '../platform/logger.ts'
+import { isPermanent, retry, RetryAbortedError } from '../platform/retry.ts'
 import { type AcceptedEvent, decodeEventMessage, encodeEventMessage } from './event-message.ts'
 import { createEventTypeCache, type EventTypeCache } from './event-types.repository.ts'
 import { type EventReason, parseEventTimestamp, type UnknownTypePolicy, validateEvent } from './event-validation.ts'
-
-type StringMessage = Message<string, string, string, string>
-type StringStream = MessagesStream<string, string, string, string>
 
 /** Dependencies of the events worker. */
 export interface EventsWorkerDeps {
@@ -46,6 +56,8 @@ export interface EventsWorkerDeps {
   log: Logger
   /** The registered event types. @defaultValue createEventTypeCache(db), refreshed every 5 s */
   registry?: Pick<EventTypeCache, 'get'>
+  /** Where the consumer's counters are registered. @defaultValue none */
+  metrics?: Registry
 }
 
 /** Options of the events worker. */
@@ -70,7 +82,7 @@ export interface EventsWorkerOptions {
   idleMs?: number
   /** Stop once the group has committed every partition up to its end. @defaultValue false */
   untilIdle?: boolean
-  /** First delay before retrying a batch PostgreSQL or Kafka failed; doubles per attempt. @defaultValue 100 */
+  /** Ceiling of the first delay before retrying a batch PostgreSQL or Kafka failed; doubles per attempt. @defaultValue 100 */
   retryBaseMs?: number
   /** Longest delay between two attempts of a batch, in ms. @defaultValue 5000 */
   retryMaxMs?: number
@@ -108,18 +120,7 @@ export interface EventsWorker {
   readonly stats: Readonly<EventsWorkerStats>
 }
 
-/** Thrown inside a batch once the worker stops while it is still retrying. */
-class StoppedError extends Error {
-  override name = 'StoppedError'
-}
-
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
-/** PostgreSQL refused the data itself (SQLSTATE class 22 data exception, 23 constraint violation): retrying cannot help. */
-function isRefusedByDatabase(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
-}
 
 /** An event of the batch and the message that carried it. */
 interface Item {
@@ -129,15 +130,6 @@ interface Item {
 
 /** A message read from the topic, decoded; `error` when it cannot be. */
 type DecodedMessage = { message: StringMessage; events: AcceptedEvent[]; error?: undefined } | { message: StringMessage; error: string }
-
-/** What goes to the dead-letter topic: an undecodable message as it was, or one event PostgreSQL refused. */
-interface DeadLetter {
-  /** The message it came from. */
-  source: StringMessage
-  key: string
-  value: string
-  reason: string
-}
 
 /** Decodes a message; never throws. */
 function decodeMessage(message: StringMessage): DecodedMessage {
@@ -220,64 +212,8 @@ async function storeRecords(db: Db, events: EventRecord[], errors: ErrorRecord[]
   })
 }
 
-/**
- * Pulls batches from a message stream: a batch ends when it is full, or `lingerMs` after
- * its first message. Waiting goes through the stream's async iterator and what is already
- * buffered is taken with `read()`, as in the price updater (waiting on 'readable'
- * ourselves stalled partitions under backpressure in @platformatic/kafka 2.12).
- */
-function createBatchReader(stream: StringStream, batchSize: number, lingerMs: number, idleMs: number) {
-  /** A message counts as its events (an undecodable one as one). */
-  const weight = (decoded: DecodedMessage) => (decoded.error === undefined ? decoded.events.length : 1)
-  const iterator = stream[Symbol.asyncIterator]()
-  let pending: Promise<IteratorResult<StringMessage>> | undefined
-  const wait = async (ms: number, signal: AbortSignal) => {
-    pending ??= iterator.next()
-    let timer: NodeJS.Timeout | undefined
-    let onAbort: (() => void) | undefined
-    try {
-      return await Promise.race([
-        pending,
-        new Promise<'timeout'>((resolve) => {
-          timer = setTimeout(() => resolve('timeout'), Math.max(0, ms))
-        }),
-        new Promise<'stopped'>((resolve) => {
-          onAbort = () => resolve('stopped')
-          if (signal.aborted) onAbort()
-          else signal.addEventListener('abort', onAbort, { once: true })
-        }),
-      ])
-    } finally {
-      clearTimeout(timer)
-      if (onAbort) signal.removeEventListener('abort', onAbort)
-    }
-  }
-  return async (signal: AbortSignal): Promise<DecodedMessage[] | 'idle' | 'stopped'> => {
-    const batch: DecodedMessage[] = []
-    let events = 0
-    let lingerUntil = Infinity
-    for (;;) {
-      const result = await wait(batch.length === 0 ? idleMs : lingerUntil - Date.now(), signal)
-      if (result === 'timeout') return batch.length > 0 ? batch : 'idle'
-      // A partial batch is still written on stop: it is in hand, and finishing it is cheap.
-      if (result === 'stopped') return batch.length > 0 ? batch : 'stopped'
-      pending = undefined
-      if (result.done) return batch.length > 0 ? batch : 'stopped'
-      const first = decodeMessage(result.value)
-      batch.push(first)
-      events += weight(first)
-      while (events < batchSize) {
-        const message = stream.read() as StringMessage | null
-        if (message === null) break
-        const decoded = decodeMessage(message)
-        batch.push(decoded)
-        events += weight(decoded)
-      }
-      if (events >= batchSize) return batch
-      if (lingerUntil === Infinity) lingerUntil = Date.now() + lingerMs
-    }
-  }
-}
+/** A message counts as its events (an undecodable one as one). */
+const eventWeight = (decoded: DecodedMessage) => (decoded.error === undefined ? decoded.events.length : 1)
 
 /** Creates the events worker. */
 export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorkerOptions): EventsWorker {
@@ -300,52 +236,38 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
     retries: 0,
     commits: 0,
   }
-  /** Offsets stored in PostgreSQL and not yet committed to Kafka, per partition (next to read). */
-  const toCommit = new Map<number, { offset: bigint; leaderEpoch: number }>()
-
-  /** Runs `fn` until it succeeds, backing off; gives up only when the worker stops or `isPermanent(err)`. */
-  const retrying = async <T>(what: string, signal: AbortSignal, fn: () => Promise<T>, isPermanent?: (err: unknown) => boolean) => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn()
-      } catch (err) {
-        if (isPermanent?.(err)) throw err
-        if (signal.aborted) throw new StoppedError(what)
+  const metrics = createConsumerMetrics(deps.metrics, { topic, group: consumer.groupId })
+  const deadLetter = createDeadLetterSender(
+    {
+      producer,
+      log,
+      metrics,
+      onRetry: () => {
         stats.retries++
-        // A warning on the first failure and every tenth: an outage of minutes stays readable.
-        log[attempt === 1 || attempt % 10 === 0 ? 'warn' : 'debug']({ err, attempt }, `${what} failed, retrying`)
-        const backoff = Math.min(retryMaxMs, retryBaseMs * 2 ** (attempt - 1))
-        try {
-          await sleep(backoff / 2 + Math.random() * (backoff / 2), undefined, { signal })
-        } catch {
-          throw new StoppedError(what)
-        }
-      }
-    }
-  }
+      },
+    },
+    { topic: deadLetterTopic, retryBaseMs, retryMaxMs },
+  )
+  /** Which offsets are stored in PostgreSQL, for the commits. */
+  const tracker = createOffsetTracker()
 
-  const deadLetter = async (poison: DeadLetter[], signal: AbortSignal) => {
-    if (poison.length === 0) return
-    await retrying('dead-lettering', signal, () =>
-      producer.send({
-        messages: poison.map(({ source, key, value, reason }) => ({
-          topic: deadLetterTopic,
-          key,
-          value,
-          headers: {
-            'bourse-error': reason,
-            'bourse-source-topic': source.topic,
-            'bourse-source-partition': String(source.partition),
-            'bourse-source-offset': source.offset.toString(),
-          },
-        })),
-      }),
-    )
-    stats.deadLettered += poison.length
-    for (const { source, reason } of poison) {
-      log.warn({ partition: source.partition, offset: source.offset.toString(), reason }, 'dead-lettered event message')
-    }
-  }
+  /**
+   * Runs `fn` until it succeeds, backing off; gives up only when the worker stops (a
+   * `RetryAbortedError`) or when `isPermanent(err)`.
+   */
+  const retrying = <T>(what: string, signal: AbortSignal, fn: () => Promise<T>, permanent?: (err: unknown) => boolean) =>
+    retry(fn, {
+      what,
+      signal,
+      log,
+      baseMs: retryBaseMs,
+      maxMs: retryMaxMs,
+      ...(permanent && { isPermanent: permanent }),
+      onRetry: () => {
+        stats.retries++
+        metrics.retry()
+      },
+    })
 
   /** Judges the items against the registry as it is now. */
   const classify = async (items: Item[]) => {
@@ -419,17 +341,17 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
           stats.rejected += result.rejected
           stats.duplicates += events.length + errors.length - result.stored - result.rejected
         },
-        isRefusedByDatabase,
+        isPermanent,
       )
       return []
     } catch (err) {
-      if (!isRefusedByDatabase(err)) throw err
+      if (!isPermanent(err)) throw err
       refusal = err
     }
     if (items.length === 1) {
       const { message, event } = items[0]!
       const key = textOrNull((event.event as unknown as Record<string, unknown>).session_id) ?? ''
-      return [{ source: message, key, value: encodeEventMessage(event), reason: `refused by PostgreSQL: ${(refusal as Error).message}` }]
+      return [{ message, key, value: encodeEventMessage(event), reason: `refused by PostgreSQL: ${(refusal as Error).message}` }]
     }
     const half = Math.ceil(items.length / 2)
     return [...(await storeItems(items.slice(0, half), signal)), ...(await storeItems(items.slice(half), signal))]
@@ -443,7 +365,7 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
     for (const decoded of batch) {
       const { message } = decoded
       if (decoded.error !== undefined) {
-        poison.push({ source: message, key: message.key ?? '', value: message.value ?? '', reason: decoded.error })
+        poison.push({ message, reason: decoded.error })
         continue
       }
       stats.events += decoded.events.length
@@ -457,39 +379,17 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
         items.push({ message, event })
       }
     }
-    // Dead letters first: a crash after this sends them again (at least once there), never loses them.
+    // Dead letters first: a crash after this sends them again (at least once there), never
+    // loses them. A failed send is retried until it succeeds or the worker stops.
     await deadLetter(poison, signal)
-    if (items.length > 0) await deadLetter(await storeItems(items, signal), signal)
+    stats.deadLettered += poison.length
+    if (items.length > 0) {
+      const refused = await storeItems(items, signal)
+      await deadLetter(refused, signal)
+      stats.deadLettered += refused.length
+    }
     stats.batches++
-    for (const { message } of batch) {
-      const current = toCommit.get(message.partition)
-      if (current === undefined || message.offset + 1n > current.offset) {
-        toCommit.set(message.partition, { offset: message.offset + 1n, leaderEpoch: message.leaderEpoch })
-      }
-    }
-  }
-
-  /** Commits what is stored, for the partitions this instance still owns. */
-  const commit = async () => {
-    if (toCommit.size === 0) return
-    try {
-      // Mid-rebalance a commit fails and makes the client rejoin; the next batch retries it.
-      if (!consumer.isActive()) return
-      const assigned = new Set(consumer.assignments?.find((a) => a.topic === topic)?.partitions ?? [])
-      const offsets = [...toCommit].filter(([partition]) => assigned.has(partition))
-      for (const [partition] of toCommit) {
-        // A partition taken away: its new owner replays from the group's offset, harmlessly.
-        if (!assigned.has(partition)) toCommit.delete(partition)
-      }
-      if (offsets.length === 0) return
-      await consumer.commit({ offsets: offsets.map(([partition, o]) => ({ topic, partition, ...o })) })
-      stats.commits++
-      for (const [partition, committed] of offsets) {
-        if (toCommit.get(partition) === committed) toCommit.delete(partition)
-      }
-    } catch (err) {
-      log.warn({ err }, 'committing offsets failed; retried after the next batch')
-    }
+    metrics.batch()
   }
 
   /** True when the group has committed every partition of the topic up to its end. */
@@ -500,15 +400,23 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
     return bounds.every(({ partition, start, end }) => end <= start || (offsets[partition] ?? -1n) >= end)
   }
 
+  const positionOf = (decoded: DecodedMessage) => decoded.message
+
   return {
     stats,
     async run(signal) {
-      const stream = await consumer.consume({
-        topics: [topic],
-        mode: MessagesStreamModes.COMMITTED,
-        fallbackMode: MessagesStreamFallbackModes.EARLIEST,
-      })
-      const nextBatch = createBatchReader(stream, batchSize, lingerMs, idleMs)
+      const committer = createOffsetCommitter({ consumer, tracker, log }, { topic })
+      const commit = async () => {
+        if (await committer.commit()) stats.commits++
+      }
+      let stream: StringStream
+      try {
+        stream = await consumeTopic(consumer, topic)
+      } catch (err) {
+        committer.close()
+        throw err
+      }
+      const nextBatch = createBatchReader(stream, { maxBatch: batchSize, decode: decodeMessage, weight: eventWeight, lingerMs, idleMs })
       log.info({ batchSize, unknownType, futureToleranceMs }, 'consuming')
       try {
         for (;;) {
@@ -522,19 +430,27 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
             }
             continue
           }
+          metrics.messages(batch.length)
+          metrics.inFlight(batch.length)
           try {
             await processBatch(batch, signal)
           } catch (err) {
             // Stopped while PostgreSQL or Kafka was failing: the batch stays uncommitted and
             // is processed again after a restart.
-            if (err instanceof StoppedError) break
+            if (err instanceof RetryAbortedError) break
             throw err
+          } finally {
+            metrics.inFlight(0)
           }
+          // One batch at a time: its offsets are tracked once it is stored, so that a worker
+          // stopped mid-batch commits nothing of it (not even its first offset).
+          for (const range of takeBatch(tracker, batch, positionOf)) range.finish()
           await commit()
           if (signal.aborted) break
         }
       } finally {
         await commit()
+        committer.close()
         await stream.close().catch((err: unknown) => log.warn({ err }, 'closing stream failed'))
       }
       log.info({ ...stats }, 'stopped')

@@ -33,8 +33,8 @@ import {
   PayloadTooLarge,
   ServiceUnavailable,
 } from '../platform/http/errors.ts'
-import type { StringProducer } from '../platform/kafka.ts'
-import { createSendBatcher, type SendBatcher } from '../platform/kafka-send-batcher.ts'
+import type { StringProducer } from '../platform/kafka/clients.ts'
+import { createSendBatcher, type SendBatcher } from '../platform/kafka/send-batcher.ts'
 import type { Logger } from '../platform/logger.ts'
 import { eventIdsJson } from './event-ids.ts'
 import { encodeEventBatchMessage, eventBatchMessageHead, eventBatchOverheadBytes } from './event-message.ts'

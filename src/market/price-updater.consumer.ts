@@ -10,16 +10,27 @@
  * partition moved to another instance mid-batch) are skipped by the script. Kafka offsets
  * are committed after Redis, only to keep lag metrics and restarts cheap.
  */
-import type { Message, MessagesStream } from '@platformatic/kafka'
-import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
-import type { StringConsumer, StringProducer } from '../platform/kafka.ts'
-import { partitionBounds } from '../platform/kafka.ts'
+import type { Registry } from 'prom-client'
+import {
+  consumeTopic,
+  createBatchReader,
+  createConsumerMetrics,
+  createDeadLetterSender,
+  createOffsetCommitter,
+  createOffsetTracker,
+  type DeadLetter,
+  partitionBounds,
+  type StringConsumer,
+  type StringMessage,
+  type StringProducer,
+  type StringStream,
+  takeBatch,
+  type TakenOffsets,
+} from '../platform/kafka/index.ts'
 import type { Logger } from '../platform/logger.ts'
+import { retry } from '../platform/retry.ts'
 import type { SourcedTick, StockHistoryRepository } from './stock-history.repository.ts'
 import { decodeTick } from './tick-message.ts'
-
-type StringMessage = Message<string, string, string, string>
-type StringStream = MessagesStream<string, string, string, string>
 
 /** Dependencies of the price updater. */
 export interface PriceUpdaterDeps {
@@ -28,6 +39,8 @@ export interface PriceUpdaterDeps {
   producer: StringProducer
   history: StockHistoryRepository
   log: Logger
+  /** Where the consumer's counters are registered. @defaultValue none */
+  metrics?: Registry
 }
 
 /** Options of the price updater. */
@@ -46,6 +59,10 @@ export interface PriceUpdaterOptions {
   untilIdle?: boolean
   /** How often applied offsets are also committed to Kafka. @defaultValue 1000 */
   commitIntervalMs?: number
+  /** Ceiling of the first delay before a failed Redis write or dead-letter send is retried, in ms. @defaultValue 100 */
+  retryBaseMs?: number
+  /** Highest ceiling of a delay between two attempts, in ms. @defaultValue 5000 */
+  retryMaxMs?: number
 }
 
 /** Running totals, for progress output and tests. */
@@ -66,61 +83,18 @@ export interface PriceUpdater {
   readonly stats: Readonly<PriceUpdaterStats>
 }
 
-/**
- * Pulls batches from a message stream: a batch ends when it is full or when no further
- * message is buffered. Waiting for messages goes through the stream's async iterator:
- * waiting on 'readable' events ourselves stalled a partition under backpressure in
- * @platformatic/kafka 2.12 (reproduced on a 1,000,000-message topic); the iterator does not.
- */
-function createBatchReader(stream: StringStream, batchSize: number, idleMs: number) {
-  const iterator = stream[Symbol.asyncIterator]()
-  let pending: Promise<IteratorResult<StringMessage>> | undefined
-  return async (signal: AbortSignal): Promise<StringMessage[] | 'idle' | 'stopped'> => {
-    const batch: StringMessage[] = []
-    for (;;) {
-      pending ??= iterator.next()
-      let result: IteratorResult<StringMessage> | 'idle' | 'stopped'
-      if (batch.length > 0) result = await pending
-      else {
-        let timer: NodeJS.Timeout | undefined
-        let onAbort: (() => void) | undefined
-        result = await Promise.race([
-          pending,
-          new Promise<'idle'>((resolve) => {
-            timer = setTimeout(() => resolve('idle'), idleMs)
-          }),
-          new Promise<'stopped'>((resolve) => {
-            onAbort = () => resolve('stopped')
-            if (signal.aborted) onAbort()
-            else signal.addEventListener('abort', onAbort, { once: true })
-          }),
-        ])
-        clearTimeout(timer)
-        if (onAbort) signal.removeEventListener('abort', onAbort)
-        if (result === 'idle' || result === 'stopped') return result
-      }
-      pending = undefined
-      if (result.done) return batch.length > 0 ? batch : 'stopped'
-      batch.push(result.value)
-      // What is already buffered is taken without a promise per message; waiting for more
-      // is left to the iterator.
-      while (batch.length < batchSize) {
-        const message = stream.read() as StringMessage | null
-        if (message === null) break
-        batch.push(message)
-      }
-      if (batch.length >= batchSize || stream.readableLength === 0) return batch
-    }
-  }
-}
+const positionOfMessage = (message: StringMessage) => message
 
 /** Creates the price updater. */
 export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdaterOptions): PriceUpdater {
   const { consumer, producer, history } = deps
-  const log = deps.log.child({ component: 'price-updater', topic: options.topic, group: options.group })
+  const { topic, group } = options
+  const log = deps.log.child({ component: 'price-updater', topic, group })
   const batchSize = options.batchSize ?? 5000
   const idleMs = options.idleMs ?? 500
   const commitIntervalMs = options.commitIntervalMs ?? 1000
+  const retryBaseMs = options.retryBaseMs ?? 100
+  const retryMaxMs = options.retryMaxMs ?? 5000
   const stats: PriceUpdaterStats = {
     batches: 0,
     messages: 0,
@@ -130,45 +104,18 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     replayed: 0,
     deadLettered: 0,
   }
+  const metrics = createConsumerMetrics(deps.metrics, { topic, group })
+  const deadLetter = createDeadLetterSender(
+    { producer, log, metrics },
+    { topic: options.deadLetterTopic, retryBaseMs, retryMaxMs },
+  )
   /** Last offset applied in Redis per partition, as far as this instance knows. */
   const applied = new Map<number, bigint>()
-  /** Newest applied message per partition not yet committed to Kafka. */
-  const toCommit = new Map<number, StringMessage>()
+  /** What is applied, for the Kafka commit (a hint: Redis holds the truth). */
+  const tracker = createOffsetTracker()
+  /** Messages submitted and not yet applied. */
+  let inFlight = 0
   let lastCommit = Date.now()
-
-  const commitToKafka = async () => {
-    const messages = [...toCommit.values()]
-    toCommit.clear()
-    lastCommit = Date.now()
-    // A commit can fail during a rebalance; Redis already holds the truth, so the next
-    // owner of the partition skips what was applied. Logged, not fatal.
-    await Promise.all(
-      messages.map((m) =>
-        Promise.resolve(m.commit()).catch((err: unknown) =>
-          log.debug({ err, partition: m.partition }, 'kafka commit failed'),
-        ),
-      ),
-    )
-  }
-
-  const sendToDeadLetter = async (poison: Array<{ message: StringMessage; reason: string }>) => {
-    await producer.send({
-      messages: poison.map(({ message, reason }) => ({
-        topic: options.deadLetterTopic,
-        key: message.key ?? '',
-        value: message.value ?? '',
-        headers: {
-          'bourse-error': reason,
-          'bourse-source-topic': message.topic,
-          'bourse-source-partition': String(message.partition),
-          'bourse-source-offset': message.offset.toString(),
-        },
-      })),
-    })
-    for (const { message, reason } of poison) {
-      log.warn({ partition: message.partition, offset: message.offset.toString(), reason }, 'dead-lettered message')
-    }
-  }
 
   /**
    * Decodes a batch, dead-letters its poison, and applies it. `previous` is the batch
@@ -177,12 +124,13 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
    */
   const applyBatch = async (
     batch: StringMessage[],
+    ranges: TakenOffsets[],
     signal: AbortSignal,
     previous: Promise<unknown>,
     submittedBefore: ReadonlyMap<number, bigint>,
   ) => {
     const ticks: SourcedTick[] = []
-    const poison: Array<{ message: StringMessage; reason: string }> = []
+    const poison: DeadLetter[] = []
     for (const message of batch) {
       const result = decodeTick(message.key, message.value)
       if (result.ok) {
@@ -192,47 +140,39 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
       } else poison.push({ message, reason: result.reason })
     }
     // Dead letters first: if we crash after this, the messages are re-sent to the
-    // dead-letter topic (at least once there) but never lost.
-    if (poison.length > 0) await sendToDeadLetter(poison)
+    // dead-letter topic (at least once there) but never lost. A failed send is retried
+    // until it succeeds or we stop.
+    await deadLetter(poison, signal)
     const consumedOnly = poison.map(({ message }) => ({ partition: message.partition, offset: message.offset }))
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const result = await history.applyTicks(ticks, {
-          group: options.group,
-          topic: options.topic,
-          consumedOnly,
-          submittedBefore,
-          previous,
-        })
-        stats.batches++
-        stats.messages += batch.length
-        stats.appended += result.appended
-        stats.updated += result.updated
-        stats.unchanged += result.unchanged
-        stats.replayed += result.replayed
-        stats.deadLettered += poison.length
-        if (result.quarantined > 0) log.warn({ count: result.quarantined }, 'moved non-contract stock values aside')
-        break
-      } catch (err) {
-        // Redis unreachable (or the previous batch failed): nothing of this batch was
-        // applied; retry until it is or we stop.
-        if (signal.aborted) throw err
-        log.error({ err, attempt }, 'applying batch failed, retrying')
-        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)))
-      }
+    // Redis unreachable (or the previous batch failed): nothing of this batch was
+    // applied; retry until it is or we stop.
+    const result = await retry(
+      () => history.applyTicks(ticks, { group, topic, consumedOnly, submittedBefore, previous }),
+      { what: 'applying batch', signal, log, baseMs: retryBaseMs, maxMs: retryMaxMs, onRetry: () => metrics.retry() },
+    )
+    stats.batches++
+    stats.messages += batch.length
+    stats.appended += result.appended
+    stats.updated += result.updated
+    stats.unchanged += result.unchanged
+    stats.replayed += result.replayed
+    stats.deadLettered += poison.length
+    if (result.quarantined > 0) log.warn({ count: result.quarantined }, 'moved non-contract stock values aside')
+    for (const range of ranges) {
+      const current = applied.get(range.partition)
+      if (current === undefined || range.last > current) applied.set(range.partition, range.last)
+      range.finish()
     }
-    for (const message of batch) {
-      const current = applied.get(message.partition)
-      if (current === undefined || message.offset > current) applied.set(message.partition, message.offset)
-      toCommit.set(message.partition, message)
-    }
+    inFlight -= batch.length
+    metrics.batch()
+    metrics.inFlight(inFlight)
   }
 
   /** True when every partition of the topic is applied (by any instance) up to its end. */
   const caughtUp = async () => {
     const [bounds, stored] = await Promise.all([
-      partitionBounds(consumer, options.topic),
-      history.appliedOffsets(options.group, options.topic),
+      partitionBounds(consumer, topic),
+      history.appliedOffsets(group, topic),
     ])
     return bounds.every(({ partition, start, end }) => {
       if (end <= start) return true
@@ -244,25 +184,34 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
   return {
     stats,
     async run(signal) {
-      for (const [partition, offset] of await history.appliedOffsets(options.group, options.topic)) {
+      for (const [partition, offset] of await history.appliedOffsets(group, topic)) {
         applied.set(partition, offset)
       }
-      const stream = await consumer.consume({
-        topics: [options.topic],
-        mode: MessagesStreamModes.COMMITTED,
-        fallbackMode: MessagesStreamFallbackModes.EARLIEST,
-      })
+      const committer = createOffsetCommitter({ consumer, tracker, log }, { topic })
+      // A commit can fail during a rebalance; Redis already holds the truth, so the next
+      // owner of the partition skips what was applied. Logged, not fatal.
+      const commitToKafka = async () => {
+        lastCommit = Date.now()
+        await committer.commit()
+      }
+      let stream: StringStream
+      try {
+        stream = await consumeTopic(consumer, topic)
+      } catch (err) {
+        committer.close()
+        throw err
+      }
       // On every (re)assignment, move each partition to the offset after the last one
       // applied in Redis, when that is ahead of Kafka's committed offset.
       stream.on('offsets', () => {
         for (const [key, next] of stream.offsetsToFetch) {
           const separator = key.lastIndexOf(':')
-          if (key.slice(0, separator) !== options.topic) continue
+          if (key.slice(0, separator) !== topic) continue
           const done = applied.get(Number(key.slice(separator + 1)))
           if (done !== undefined && done + 1n > next) stream.offsetsToFetch.set(key, done + 1n)
         }
       })
-      const nextBatch = createBatchReader(stream, batchSize, idleMs)
+      const nextBatch = createBatchReader(stream, { maxBatch: batchSize, idleMs })
       // Two batches at most are outstanding: one applying in Redis while the next is
       // decoded and sent behind it (the script keeps them in order, see applyBatch).
       const submitted = new Map<number, bigint>()
@@ -293,8 +242,12 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
             const last = submitted.get(message.partition)
             if (last === undefined || message.offset > last) submitted.set(message.partition, message.offset)
           }
+          const ranges = takeBatch(tracker, batch, positionOfMessage)
+          inFlight += batch.length
+          metrics.messages(batch.length)
+          metrics.inFlight(inFlight)
           previous = current
-          current = applyBatch(batch, signal, previous, submittedBefore)
+          current = applyBatch(batch, ranges, signal, previous, submittedBefore)
           current.catch(() => {}) // surfaced when awaited as `previous` or by settled()
           if (Date.now() - lastCommit >= commitIntervalMs) await commitToKafka()
           if (signal.aborted) break
@@ -304,6 +257,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
         await settled().catch((err: unknown) => log.error({ err }, 'last batches failed'))
         await history.flush().catch((err: unknown) => log.error({ err }, 'final flush failed'))
         await commitToKafka()
+        committer.close()
         await stream.close().catch((err: unknown) => log.warn({ err }, 'closing stream failed'))
       }
       return { ...stats }

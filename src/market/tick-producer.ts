@@ -14,9 +14,9 @@
  */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import type { StringConsumer, StringProducer } from '../platform/kafka.ts'
-import { partitionBounds } from '../platform/kafka.ts'
-import { partitionForKey, readPartitionRange } from '../platform/kafka-partitions.ts'
+import type { StringConsumer, StringProducer } from '../platform/kafka/clients.ts'
+import { partitionBounds } from '../platform/kafka/clients.ts'
+import { partitionForKey, readPartitionRange } from '../platform/kafka/partitions.ts'
 import type { Logger } from '../platform/logger.ts'
 import { readPriceCsv } from './price-csv.ts'
 import { encodeTick, LINE_HEADER, SOURCE_HEADER, type TickMessage } from './tick-message.ts'

@@ -38,9 +38,9 @@ export const { run } = defineService({
     }
   },
   needs: ({ concurrency }) => ({ db: { max: Math.min(20, concurrency + 2), migrate: false } }),
-  async start({ config, log, lifecycle, db }, options) {
+  async start({ config, log, lifecycle, db, metrics }, options) {
     const sender = createCallbackSender(
-      { db, log, listen: config.DATABASE_URL, schema: config.DATABASE_SCHEMA },
+      { db, log, listen: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, metrics: metrics.registry },
       {
         ...options,
         timeoutMs: config.CALLBACK_TIMEOUT_MS,

@@ -30,9 +30,9 @@ export const { run } = defineService({
       { name: options.deadLetterTopic, partitions: 1 },
     ],
   }),
-  async start({ config, log, lifecycle, db, consumer, producer }, options) {
+  async start({ config, log, lifecycle, db, consumer, producer, metrics }, options) {
     const worker = createEventsWorker(
-      { consumer, producer, db, log },
+      { consumer, producer, db, log, metrics: metrics.registry },
       { ...options, unknownType: config.EVENTS_UNKNOWN_TYPE, futureToleranceMs: config.EVENTS_FUTURE_TOLERANCE_MS },
     )
     return { done: worker.run(lifecycle.signal), stats: worker.stats }

@@ -16,7 +16,7 @@ import {
   tickGeneratorProblem,
 } from '../market/tick-generator.ts'
 import { encodeTick, type TickMessage } from '../market/tick-message.ts'
-import { partitionForKey } from '../platform/kafka-partitions.ts'
+import { partitionForKey } from '../platform/kafka/partitions.ts'
 import { createProgress } from '../platform/progress.ts'
 import { type CommandSpec, intOption, numberOption, UsageError } from '../platform/command.ts'
 import { defineService } from '../platform/service.ts'

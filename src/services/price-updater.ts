@@ -45,9 +45,9 @@ export const { run } = defineService({
       { name: options.deadLetterTopic, partitions: 1 },
     ],
   }),
-  async start({ config, log, lifecycle, redis, consumer, producer, group }, options) {
+  async start({ config, log, lifecycle, redis, consumer, producer, group, metrics }, options) {
     const history = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
-    const updater = createPriceUpdater({ consumer, producer, history, log }, { ...options, group })
+    const updater = createPriceUpdater({ consumer, producer, history, log, metrics: metrics.registry }, { ...options, group })
     const done = updater.run(lifecycle.signal).then((stats) => {
       process.stdout.write(
         `applied ${stats.messages} messages: ${stats.appended} appended, ${stats.updated} price updates, ` +

@@ -34,12 +34,12 @@ export const { run } = defineService({
       { name: options.deadLetterTopic, partitions: 1 },
     ],
   }),
-  async start({ config, log, lifecycle, db, redis, consumer, producer }, { topic, deadLetterTopic, maxInFlight }) {
+  async start({ config, log, lifecycle, db, redis, consumer, producer, metrics }, { topic, deadLetterTopic, maxInFlight }) {
     defineUserProjection(redis)
     const client = createVerificationClient({ url: config.VERIFY_URL, maxConnections: maxInFlight, log })
     lifecycle.onClose('verification client', () => client.close())
     const verifier = createOrderVerifier(
-      { consumer, producer, db, redis, prices: createStockHistoryRepository(redis), client, log },
+      { consumer, producer, db, redis, prices: createStockHistoryRepository(redis), client, log, metrics: metrics.registry },
       {
         topic,
         deadLetterTopic,

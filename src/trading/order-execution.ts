@@ -14,6 +14,7 @@
 import { sql } from 'kysely'
 import { type Db, notifyChannel } from '../platform/db/index.ts'
 import type { OrderRow, RejectReason, UserRow } from '../platform/db/schema.ts'
+import { isRefusedByDatabase } from '../platform/retry.ts'
 import { toUnits, unitsText } from './money.ts'
 
 /** How a verification ended. */
@@ -170,12 +171,6 @@ export interface OrderFinisher {
    * Rejects when the order does not exist or the batch failed (nothing of it was written).
    */
   finish(orderId: string, outcome: VerificationOutcome): Promise<FinishResult>
-}
-
-/** PostgreSQL refused the data itself (SQLSTATE class 22 data exception, 23 constraint violation). */
-function isRefusedByDatabase(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
 }
 
 /**

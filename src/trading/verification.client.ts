@@ -8,9 +8,9 @@
  * answer is 'timeout' (stalled). Connection errors and 5xx answers are retried with
  * backoff until the deadline; a 4xx or a `result` other than 0 is 'failed'.
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import type { Logger } from '../platform/logger.ts'
+import { retry, RetryAbortedError } from '../platform/retry.ts'
 
 /** How a verification ended: the API said yes, said no, or did not answer in time. */
 export type VerificationResult = 'verified' | 'failed' | 'timeout'
@@ -27,7 +27,7 @@ export interface VerificationClientOptions {
   url: string
   /** Connections kept to the API: at least the verifications in flight at once. @defaultValue 5000 */
   maxConnections?: number
-  /** First delay before retrying a connection error or 5xx; doubles per attempt, with jitter. @defaultValue 100 */
+  /** Ceiling of the first delay before retrying a connection error or 5xx; doubles per attempt, with full jitter. @defaultValue 100 */
   retryBaseMs?: number
   /** Longest delay between two attempts. @defaultValue 2000 */
   retryMaxMs?: number
@@ -126,7 +126,8 @@ export function createVerificationClient(options: VerificationClientOptions): Ve
   return {
     async verify(request, deadlineMs, verifyOptions = {}) {
       const external = verifyOptions.signal
-      for (let n = 1; ; n++) {
+      /** One attempt: the answer, 'timeout' at the deadline, or an error to retry. */
+      const once = async (): Promise<VerificationResult> => {
         if (closing) throw new VerificationClientClosedError('verification client is closed')
         external?.throwIfAborted()
         const remaining = deadlineMs - Date.now()
@@ -147,20 +148,28 @@ export function createVerificationClient(options: VerificationClientOptions): Ve
           external?.throwIfAborted()
           if (closing) throw new VerificationClientClosedError('verification client is closed')
           if (timedOut || Date.now() >= deadlineMs) return 'timeout'
-          log?.debug({ err, orderId: request.orderId, attempt: n }, 'verification attempt failed, retrying')
+          throw err
         } finally {
           clearTimeout(timer)
           external?.removeEventListener('abort', onAbort)
         }
-        const backoff = Math.min(retryMaxMs, retryBaseMs * 2 ** (n - 1))
-        const wait = Math.min(backoff / 2 + Math.random() * (backoff / 2), deadlineMs - Date.now())
-        if (wait > 0) {
-          try {
-            await sleep(wait, undefined, external ? { signal: external } : {})
-          } catch {
-            external?.throwIfAborted()
-          }
-        }
+      }
+      try {
+        // Retried until the deadline: no wait ends after it, and the attempt at it answers 'timeout'.
+        return await retry(once, {
+          what: 'verification attempt',
+          ...(external && { signal: external }),
+          ...(log && { log }),
+          context: { orderId: request.orderId },
+          baseMs: retryBaseMs,
+          maxMs: retryMaxMs,
+          deadlineMs,
+          isPermanent: (err) => err instanceof VerificationClientClosedError || external?.aborted === true,
+        })
+      } catch (err) {
+        // Abandoned by the caller: reject with its reason, not ours.
+        if (err instanceof RetryAbortedError) external?.throwIfAborted()
+        throw err
       }
     },
     close() {

@@ -28,13 +28,23 @@
  * Another instance verifying the same order at the same time is harmless: the order row
  * is locked by the finishing, which applies only the first outcome.
  */
-import { setTimeout as sleep } from 'node:timers/promises'
-import type { Message, MessagesStream } from '@platformatic/kafka'
-import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
+import { Histogram, type Registry } from 'prom-client'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, UserRow } from '../platform/db/schema.ts'
-import type { StringConsumer, StringProducer } from '../platform/kafka.ts'
+import {
+  consumeTopic,
+  createBatchReader,
+  createConsumerMetrics,
+  createDeadLetterSender,
+  createOffsetCommitter,
+  createOffsetTracker,
+  type StringConsumer,
+  type StringMessage,
+  type StringProducer,
+  type StringStream,
+} from '../platform/kafka/index.ts'
 import type { Logger } from '../platform/logger.ts'
+import { isPermanent, retry, RetryAbortedError } from '../platform/retry.ts'
 import type { Redis } from '../platform/redis.ts'
 import { createTurnLoader } from '../platform/turn-loader.ts'
 import { findUser } from './accounts.repository.ts'
@@ -52,9 +62,6 @@ import { findOrder, insertOrder } from './orders.repository.ts'
 import { projectUser } from './user-projection.ts'
 import type { VerificationClient, VerificationResult } from './verification.client.ts'
 
-type StringMessage = Message<string, string, string, string>
-type StringStream = MessagesStream<string, string, string, string>
-
 /** Dependencies of the verifier. */
 export interface OrderVerifierDeps {
   consumer: StringConsumer
@@ -67,6 +74,10 @@ export interface OrderVerifierDeps {
   prices: { readLatestPrices(stocks: readonly string[]): Promise<Array<number | null | undefined>> }
   client: Pick<VerificationClient, 'verify'>
   log: Logger
+  /** Where the consumer's counters are registered. @defaultValue none */
+  metrics?: Registry
+  /** The clock of verification deadlines, epoch ms (tests move it instead of waiting). @defaultValue Date.now */
+  now?: () => number
 }
 
 /** Options of the verifier. */
@@ -87,7 +98,7 @@ export interface OrderVerifierOptions {
   commitIntervalMs?: number
   /** On shutdown, how long verifications in flight may still finish before they are abandoned uncommitted. @defaultValue 5000 */
   shutdownGraceMs?: number
-  /** First delay before retrying an order after a PostgreSQL, Redis or Kafka error; doubles per attempt. @defaultValue 100 */
+  /** Ceiling of the first delay before retrying an order after a PostgreSQL, Redis or Kafka error; doubles per attempt. @defaultValue 100 */
   retryBaseMs?: number
   /** Longest delay between two attempts of an order. @defaultValue 5000 */
   retryMaxMs?: number
@@ -133,37 +144,6 @@ class AbandonedError extends Error {
   override name = 'AbandonedError'
 }
 
-/** What is in flight in one partition, as received from the stream (offsets ascending). */
-interface PartitionProgress {
-  partition: number
-  /** Offsets taken and not finished, in the order received, so the first is the lowest; value = leader epoch. */
-  inFlight: Map<bigint, number>
-  /** Highest offset received, and its leader epoch. */
-  lastReceived: bigint
-  lastEpoch: number
-  /** Offset last committed by this instance (Kafka's next-to-read). */
-  committed: bigint | undefined
-}
-
-/** The offset to commit: the lowest still in flight, or the one after the last received. */
-function commitTarget(progress: PartitionProgress): { offset: bigint; leaderEpoch: number } {
-  const first = progress.inFlight.entries().next()
-  if (!first.done) return { offset: first.value[0], leaderEpoch: first.value[1] }
-  return { offset: progress.lastReceived + 1n, leaderEpoch: progress.lastEpoch }
-}
-
-/** The lowest offset still in flight, if any. */
-function lowestInFlight(progress: PartitionProgress): bigint | undefined {
-  const first = progress.inFlight.keys().next()
-  return first.done ? undefined : first.value
-}
-
-/** PostgreSQL refused the data itself (SQLSTATE class 22 data exception, 23 constraint violation): retrying cannot help. */
-function isRefusedByDatabase(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
-}
-
 /** Creates the verifier. */
 export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerifierOptions): OrderVerifier {
   const { consumer, producer, db, redis, prices, client } = deps
@@ -186,17 +166,26 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     deadLettered: 0,
     commits: 0,
   }
-  const progressByPartition = new Map<number, PartitionProgress>()
+  const now = deps.now ?? Date.now
+  const metrics = createConsumerMetrics(deps.metrics, { topic, group: consumer.groupId })
+  /** How long the external API took to answer, by result (a timeout is the whole wait). */
+  const verificationSeconds = deps.metrics
+    ? new Histogram({
+        name: 'bourse_verification_duration_seconds',
+        help: 'Time the external verification API took, from the request to its answer or the deadline, by result',
+        labelNames: ['result'] as const,
+        buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120],
+        registers: [deps.metrics],
+      })
+    : undefined
   /**
-   * Progress replaced by a rewind or taken away by a rebalance, while some of its orders
-   * are still in flight: until they finish, no commit of that partition passes them
-   * (the partition may come back to this instance before they do).
+   * Offsets of the orders in flight, per partition. A rewind (a rebalance sent the stream
+   * back to the committed offset) or a partition taken away starts the partition's
+   * tracking over; the superseded one, while some of its orders are still in flight,
+   * keeps any commit of that partition from passing them (the partition may come back to
+   * this instance before they finish).
    */
-  const detached = new Set<PartitionProgress>()
-  const detach = (progress: PartitionProgress) => {
-    if (progressByPartition.get(progress.partition) === progress) progressByPartition.delete(progress.partition)
-    if (progress.inFlight.size > 0) detached.add(progress)
-  }
+  const tracker = createOffsetTracker()
   /** Orders being processed, by id: a second copy of an order waits for the first instead of verifying again. */
   const ordersInFlight = new Map<string, Promise<void>>()
   /** Aborted when the shutdown stops waiting: every retry loop and verification gives up. */
@@ -205,49 +194,39 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
   let slotFreed: (() => void) | undefined
   const finisher = createOrderFinisher(db, callbacks, options.finishing)
 
-  /** Runs `fn` until it succeeds, backing off; gives up only when abandoned or when `isPermanent(err)`. */
-  const retrying = async <T>(what: string, orderId: string, fn: () => Promise<T>, isPermanent?: (err: unknown) => boolean) => {
-    for (let n = 1; ; n++) {
-      if (abandon.signal.aborted) throw new AbandonedError(what)
-      try {
-        return await fn()
-      } catch (err) {
-        if (isPermanent?.(err)) throw err
-        if (abandon.signal.aborted) throw new AbandonedError(what)
-        // Thousands of orders fail together when PostgreSQL or Redis is down: a warning
-        // on the first failure and every tenth, the rest at debug.
-        const level = n === 1 || n % 10 === 0 ? 'warn' : 'debug'
-        log[level]({ err, orderId, attempt: n }, `${what} failed, retrying`)
-        const backoff = Math.min(retryMaxMs, retryBaseMs * 2 ** (n - 1))
-        try {
-          await sleep(backoff / 2 + Math.random() * (backoff / 2), undefined, { signal: abandon.signal })
-        } catch {
-          throw new AbandonedError(what)
-        }
-      }
+  /** Runs `fn` until it succeeds, backing off; gives up only when abandoned or when `permanent(err)`. */
+  const retrying = async <T>(what: string, orderId: string, fn: () => Promise<T>, permanent?: (err: unknown) => boolean) => {
+    if (abandon.signal.aborted) throw new AbandonedError(what)
+    try {
+      return await retry(fn, {
+        what,
+        signal: abandon.signal,
+        log,
+        context: { orderId },
+        baseMs: retryBaseMs,
+        maxMs: retryMaxMs,
+        ...(permanent && { isPermanent: permanent }),
+        onRetry: () => metrics.retry(),
+      })
+    } catch (err) {
+      if (err instanceof RetryAbortedError) throw new AbandonedError(what, { cause: err.cause })
+      throw err
     }
   }
 
+  const sendDeadLetters = createDeadLetterSender(
+    { producer, log, metrics },
+    { topic: options.deadLetterTopic, retryBaseMs, retryMaxMs },
+  )
+  /** Dead-letters one message, retrying a failed send until it succeeds or the shutdown gives up. */
   const deadLetter = async (message: StringMessage, reason: string) => {
-    await retrying('dead-lettering', message.key ?? '', () =>
-      producer.send({
-        messages: [
-          {
-            topic: options.deadLetterTopic,
-            key: message.key ?? '',
-            value: message.value ?? '',
-            headers: {
-              'bourse-error': reason,
-              'bourse-source-topic': message.topic,
-              'bourse-source-partition': String(message.partition),
-              'bourse-source-offset': message.offset.toString(),
-            },
-          },
-        ],
-      }),
-    )
+    try {
+      await sendDeadLetters([{ message, reason }], abandon.signal)
+    } catch (err) {
+      if (err instanceof RetryAbortedError) throw new AbandonedError('dead-lettering', { cause: err.cause })
+      throw err
+    }
     stats.deadLettered++
-    log.warn({ partition: message.partition, offset: message.offset.toString(), reason }, 'dead-lettered order message')
   }
 
   /**
@@ -315,9 +294,9 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
 
   const verifyOrder = async (order: OrderMessage, message: StringMessage) => {
     try {
-      await retrying('inserting order', order.id, () => insertOrder(db, orderRowFromMessage(order)), isRefusedByDatabase)
+      await retrying('inserting order', order.id, () => insertOrder(db, orderRowFromMessage(order)), isPermanent)
     } catch (err) {
-      if (!isRefusedByDatabase(err)) throw err
+      if (!isPermanent(err)) throw err
       // 23503 (foreign key): the user does not exist. The API checks it before sending,
       // so this message did not come from it.
       await deadLetter(message, `order refused by the database: ${(err as Error).message}`)
@@ -335,12 +314,16 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     )
     // From the first start, not this one: an order verified again after a restart keeps
     // its deadline, and one past it is rejected at once.
-    const deadline = (started.verification_started_at ?? new Date()).getTime() + timeoutMs
+    const deadline = (started.verification_started_at?.getTime() ?? now()) + timeoutMs
     let result: VerificationResult
     try {
-      result = deadline <= Date.now()
+      // The client waits on the wall clock: it gets the time left by our clock.
+      const remaining = deadline - now()
+      const asked = now()
+      result = remaining <= 0
         ? 'timeout'
-        : await client.verify({ orderId: order.id, user: order.user }, deadline, { signal: abandon.signal })
+        : await client.verify({ orderId: order.id, user: order.user }, Date.now() + remaining, { signal: abandon.signal })
+      if (remaining > 0) verificationSeconds?.observe({ result }, (now() - asked) / 1000)
     } catch (err) {
       if (abandon.signal.aborted) throw new AbandonedError('verifying')
       throw err
@@ -388,40 +371,12 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     }
   }
 
-  /** Registers a message as in flight in its partition. */
-  const track = (message: StringMessage): PartitionProgress => {
-    let progress = progressByPartition.get(message.partition)
-    // An offset at or below one already received: the stream went back to the committed
-    // offset (a rebalance). What was tracked is superseded; the orders come again.
-    if (progress && message.offset <= progress.lastReceived) {
-      detach(progress)
-      progress = undefined
-    }
-    if (!progress) {
-      progress = {
-        partition: message.partition,
-        inFlight: new Map(),
-        lastReceived: message.offset,
-        lastEpoch: message.leaderEpoch,
-        committed: undefined,
-      }
-      progressByPartition.set(message.partition, progress)
-    }
-    progress.inFlight.set(message.offset, message.leaderEpoch)
-    progress.lastReceived = message.offset
-    progress.lastEpoch = message.leaderEpoch
-    return progress
-  }
-
   const start = (message: StringMessage) => {
     stats.received++
     stats.inFlight++
-    const progress = track(message)
+    const taken = tracker.take(message.partition, message.offset, message.offset, message.leaderEpoch)
     const task = processMessage(message).then(
-      () => {
-        progress.inFlight.delete(message.offset)
-        if (progress.inFlight.size === 0) detached.delete(progress)
-      },
+      () => taken.finish(),
       (err: unknown) => {
         if (err instanceof AbandonedError) return
         // Not a PostgreSQL/Redis/Kafka outage (those are retried): a bug. The order stays
@@ -431,48 +386,11 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     )
     const tracked = task.finally(() => {
       stats.inFlight--
+      metrics.inFlight(stats.inFlight)
       tasks.delete(tracked)
       slotFreed?.()
     })
     tasks.add(tracked)
-  }
-
-  /** Commits, per assigned partition, how far every order is finished. */
-  const commitFinished = async (): Promise<void> => {
-    try {
-      // Mid-rebalance a commit fails and makes the client rejoin; wait for the group.
-      if (!consumer.isActive()) return
-      const assigned = new Set(consumer.assignments?.find((a) => a.topic === topic)?.partitions ?? [])
-      const offsets: Array<{ progress: PartitionProgress; offset: bigint; leaderEpoch: number }> = []
-      for (const progress of progressByPartition.values()) {
-        if (!assigned.has(progress.partition)) continue
-        const target = commitTarget(progress)
-        for (const old of detached) {
-          const lowest = old.partition === progress.partition ? lowestInFlight(old) : undefined
-          if (lowest !== undefined && lowest < target.offset) target.offset = lowest
-        }
-        if (progress.committed === undefined || target.offset > progress.committed) offsets.push({ progress, ...target })
-      }
-      if (offsets.length === 0) return
-      await consumer.commit({
-        offsets: offsets.map(({ progress, offset, leaderEpoch }) => ({ topic, partition: progress.partition, offset, leaderEpoch })),
-      })
-      stats.commits++
-      for (const { progress, offset } of offsets) {
-        if (progress.committed === undefined || offset > progress.committed) progress.committed = offset
-      }
-    } catch (err) {
-      // The offsets stay where they were; the next tick commits them.
-      log.warn({ err }, 'committing offsets failed')
-    }
-  }
-  let committing: Promise<void> | undefined
-  /** One commit at a time: two in flight could land out of order and move an offset back. */
-  const commit = (): Promise<void> => {
-    committing ??= commitFinished().finally(() => {
-      committing = undefined
-    })
-    return committing
   }
 
   /** Waits until every task settled or `ms` passed; true if all settled. */
@@ -491,28 +409,22 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
   return {
     stats,
     async run(signal) {
-      // Partitions taken away by a rebalance are no longer ours to commit.
-      const onJoin = (payload: { assignments?: Array<{ topic: string; partitions: number[] }> }) => {
-        const assigned = new Set(payload.assignments?.find((a) => a.topic === topic)?.partitions ?? [])
-        for (const progress of [...progressByPartition.values()]) {
-          if (!assigned.has(progress.partition)) detach(progress)
-        }
+      // From here on the committer follows the group: partitions taken away by a rebalance
+      // are no longer ours to commit.
+      const committer = createOffsetCommitter({ consumer, tracker, log }, { topic })
+      /** Commits, per assigned partition, how far every order is finished. */
+      const commit = async () => {
+        if (await committer.commit()) stats.commits++
       }
-      consumer.on('consumer:group:join', onJoin)
       let stream: StringStream
       try {
-        stream = await consumer.consume({
-          topics: [topic],
-          mode: MessagesStreamModes.COMMITTED,
-          fallbackMode: MessagesStreamFallbackModes.EARLIEST,
-        })
+        stream = await consumeTopic(consumer, topic)
       } catch (err) {
-        consumer.off('consumer:group:join', onJoin)
+        committer.close()
         throw err
       }
       const commitTimer = setInterval(() => void commit(), commitIntervalMs)
-      const iterator = stream[Symbol.asyncIterator]()
-      let pending: Promise<IteratorResult<StringMessage>> | undefined
+      const nextMessages = createBatchReader(stream, { maxBatch: maxInFlight })
       const stopped = new Promise<'stopped'>((resolve) => {
         if (signal.aborted) resolve('stopped')
         else signal.addEventListener('abort', () => resolve('stopped'), { once: true })
@@ -530,18 +442,14 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
             slotFreed = undefined
             continue
           }
-          pending ??= iterator.next()
-          const next = await Promise.race([pending, stopped])
-          if (next === 'stopped') break
-          pending = undefined
-          if (next.done) break
-          start(next.value)
-          // What is already buffered is taken without a promise per message.
-          while (stats.inFlight < maxInFlight && !signal.aborted) {
-            const message = stream.read() as StringMessage | null
-            if (message === null) break
-            start(message)
-          }
+          // What is buffered, up to the free slots, without a promise per message.
+          const messages = await nextMessages(signal, maxInFlight - stats.inFlight)
+          if (messages === 'stopped') break
+          if (messages === 'idle') continue
+          metrics.messages(messages.length)
+          metrics.batch()
+          for (const message of messages) start(message)
+          metrics.inFlight(stats.inFlight)
         }
       } finally {
         if (!(await settle(shutdownGraceMs))) {
@@ -550,9 +458,8 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
           await settle(1000)
         }
         clearInterval(commitTimer)
-        await committing
         await commit()
-        consumer.off('consumer:group:join', onJoin)
+        committer.close()
         await stream.close().catch((err: unknown) => log.warn({ err }, 'closing stream failed'))
       }
       log.info({ ...stats }, 'stopped')

@@ -14,9 +14,10 @@ import { encodeEventBatchMessage, encodeEventMessage, type EventMessageV1 } from
 import { createEventsWorker, type EventsWorkerOptions } from '../../src/events/events.consumer.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
 import { closeDb, createDb, type Db } from '../../src/platform/db/index.ts'
-import { createAdmin, createConsumer, createProducer, type StringProducer } from '../../src/platform/kafka.ts'
+import { createAdmin, createConsumer, createProducer, type StringProducer } from '../../src/platform/kafka/clients.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
+import { assertDeadLetterHeaders, deadLetters, failingDeadLetterProducer } from '../helpers/dead-letters.ts'
 import { createTestTopic, testConfig, uniqueName, waitFor } from '../helpers/infra.ts'
 import { endOffsets, readTopic } from '../helpers/topic-reader.ts'
 
@@ -89,12 +90,12 @@ async function send(topic: string, messages: Array<EventMessageV1 | { key: strin
   })
 }
 
-type WorkerOptions = Partial<EventsWorkerOptions> & { group?: string; db?: Db }
+type WorkerOptions = Partial<EventsWorkerOptions> & { group?: string; db?: Db; producer?: StringProducer }
 
 /** Starts a worker on its own consumer and producer; `stop()` aborts it and closes them. */
 function startWorker(topic: string, options: WorkerOptions = {}) {
   const consumer = createConsumer(settings, options.group ?? uniqueName('events-worker'), { maxWaitTime: 100 })
-  const workerProducer = createProducer(settings)
+  const workerProducer = options.producer ?? createProducer(settings)
   const worker = createEventsWorker(
     { consumer, producer: workerProducer, db: options.db ?? workerDb, log },
     {
@@ -417,5 +418,29 @@ describe('PostgreSQL unavailable', () => {
     assert.equal(stats.batches, 0)
     assert.equal(stats.received, 1)
     assert.deepEqual(await committedOffsets(topic, group), [-1n, -1n, -1n])
+  })
+})
+
+describe('dead-letter topic unavailable', () => {
+  test('a failed dead-letter send is retried, not fatal: the poison lands once with its headers, later events are stored', async () => {
+    const topic = await eventsTopic()
+    const deadLetterTopic = `${topic}.dead-letter`
+    const before = message({})
+    await producer.send({ messages: [{ topic, key: 'poison', value: 'not json', partition: 0 }] })
+    await producer.send({ messages: [{ topic, key: before.event.session_id, value: encodeEventMessage(before), partition: 0 }] })
+    const failing = failingDeadLetterProducer(createProducer(settings), deadLetterTopic, 2)
+    const started = startWorker(topic, { producer: failing.producer, retryBaseMs: 10, retryMaxMs: 50 })
+    await waitFor(async () => (await count('events', [before.id])) === 1, { what: 'the event after the poison stored' })
+    const later = message({})
+    await send(topic, [later])
+    await waitFor(async () => (await count('events', [later.id])) === 1, { what: 'a later event stored' })
+    const stats = await started.stop()
+    assert.equal(failing.failed(), 2, 'two sends failed before one went through')
+    assert.equal(stats.deadLettered, 1)
+    assert.ok(stats.retries >= 2)
+    const dead = await deadLetters(deadLetterTopic)
+    assert.equal(dead.length, 1, 'dead-lettered exactly once')
+    assertDeadLetterHeaders(dead[0]!, { topic, partition: 0, offset: 0n }, /not JSON/)
+    assert.deepEqual([dead[0]!.key, dead[0]!.value], ['poison', 'not json'])
   })
 })

@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { loadConfig, kafkaBrokers, type Config } from '../../src/platform/config.ts'
-import { createAdmin } from '../../src/platform/kafka.ts'
+import { createAdmin } from '../../src/platform/kafka/clients.ts'
 
 /** The repository root. */
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url))

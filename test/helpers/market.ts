@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis'
 import { parsePriceLine } from '../../src/market/price-csv.ts'
 import type { Tick } from '../../src/market/tick.ts'
 import { encodeTick } from '../../src/market/tick-message.ts'
-import { createProducer } from '../../src/platform/kafka.ts'
+import { createProducer } from '../../src/platform/kafka/clients.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
 import { testConfig } from './infra.ts'
 

@@ -19,7 +19,7 @@ import {
 } from '../../src/platform/infra/kafka-broker.ts'
 import { waitForPort } from '../../src/platform/infra/net.ts'
 import { runTool, tailFile } from '../../src/platform/infra/processes.ts'
-import { createAdmin } from '../../src/platform/kafka.ts'
+import { createAdmin } from '../../src/platform/kafka/clients.ts'
 import { repoRoot, testConfig, waitFor } from './infra.ts'
 
 /** A broker the test owns. */

@@ -1,7 +1,7 @@
 /** Reads topics back, partition by partition, without a consumer group. */
 import { kafkaBrokers } from '../../src/platform/config.ts'
-import { createConsumer, partitionBounds, type StringConsumer } from '../../src/platform/kafka.ts'
-import { type PartitionRecord, readPartitionRange } from '../../src/platform/kafka-partitions.ts'
+import { createConsumer, partitionBounds, type StringConsumer } from '../../src/platform/kafka/clients.ts'
+import { type PartitionRecord, readPartitionRange } from '../../src/platform/kafka/partitions.ts'
 import { testConfig, uniqueName } from './infra.ts'
 
 /** A record and the partition it was read from. */

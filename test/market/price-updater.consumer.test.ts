@@ -7,9 +7,11 @@ import { createPriceUpdater } from '../../src/market/price-updater.consumer.ts'
 import { readRedisFixture } from '../../src/market/redis-fixture.ts'
 import { createStockHistoryRepository } from '../../src/market/stock-history.repository.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
-import { partitionForKey } from '../../src/platform/kafka-partitions.ts'
-import { createConsumer, createProducer } from '../../src/platform/kafka.ts'
+import { partitionForKey } from '../../src/platform/kafka/partitions.ts'
+import { createConsumer, createProducer } from '../../src/platform/kafka/clients.ts'
 import { createLogger } from '../../src/platform/logger.ts'
+import { Registry } from 'prom-client'
+import { assertDeadLetterHeaders, deadLetters, failingDeadLetterProducer } from '../helpers/dead-letters.ts'
 import { closeTestRedis, createTestTopic, openTestRedis, testConfig, uniqueName, waitFor } from '../helpers/infra.ts'
 import { applyToModel, type ModelStock, originalFixtures, produceTicks, readStocks, readTicks } from '../helpers/market.ts'
 
@@ -176,4 +178,46 @@ test('two instances in one group share the partitions and apply every tick once'
     assert.deepEqual(stored.get(stock), expected.json)
     assert.equal(Number(await redis.hget(`bourse:h:${stock}:m`, 'v')), expected.changes)
   }
+})
+
+test('a failed dead-letter send is retried, not fatal: the poison lands once with its headers, later ticks are applied', async () => {
+  const topic = await topicWith(1)
+  const deadLetterTopic = `${topic}.dead-letter`
+  const producer = createProducer(settings)
+  await producer.send({
+    messages: [
+      { topic, key: 'stock1', value: JSON.stringify({ time: '090000', stock: 'stock1', price: 1 }) },
+      { topic, key: 'stock1', value: '{not json' },
+      { topic, key: 'stock1', value: JSON.stringify({ time: '090001', stock: 'stock1', price: 2 }) },
+    ],
+  })
+  await producer.close()
+  const consumer = createConsumer(settings, 'g4')
+  const failing = failingDeadLetterProducer(createProducer(settings), deadLetterTopic, 2)
+  const metrics = new Registry()
+  try {
+    const updater = createPriceUpdater(
+      { consumer, producer: failing.producer, history: createStockHistoryRepository(redis, { materializeIntervalMs: 50 }), log, metrics },
+      { topic, group: 'g4', deadLetterTopic, untilIdle: true, idleMs: 300, retryBaseMs: 10, retryMaxMs: 50 },
+    )
+    const stats = await updater.run(new AbortController().signal)
+    assert.equal(failing.failed(), 2, 'two sends failed before one went through')
+    assert.equal(stats.deadLettered, 1)
+    assert.equal(stats.messages, 3)
+  } finally {
+    await consumer.close(true)
+    await failing.producer.close()
+  }
+  assert.deepEqual(JSON.parse((await redis.get('stock1')) ?? ''), { performance: 0, time: ['090000', '090001'], price: [1, 2] })
+  const dead = await deadLetters(deadLetterTopic)
+  assert.equal(dead.length, 1, 'dead-lettered exactly once')
+  assertDeadLetterHeaders(dead[0]!, { topic, partition: 0, offset: 1n }, /not JSON/)
+  assert.deepEqual([dead[0]!.key, dead[0]!.value], ['stock1', '{not json'])
+
+  const value = async (name: string) => (await metrics.getSingleMetric(name)!.get()).values.find((v) => v.labels.topic === topic)?.value
+  assert.equal(await value('bourse_consumer_messages_total'), 3)
+  assert.equal(await value('bourse_consumer_dead_letters_total'), 1)
+  assert.equal(await value('bourse_consumer_retries_total'), 2)
+  assert.ok(((await value('bourse_consumer_batches_total')) ?? 0) >= 1)
+  assert.equal(await value('bourse_consumer_in_flight'), 0)
 })

@@ -14,8 +14,8 @@ import {
   produceCsv,
 } from '../../src/market/tick-producer.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
-import { createProducer, type StringConsumer, type StringProducer } from '../../src/platform/kafka.ts'
-import { partitionForKey } from '../../src/platform/kafka-partitions.ts'
+import { createProducer, type StringConsumer, type StringProducer } from '../../src/platform/kafka/clients.ts'
+import { partitionForKey } from '../../src/platform/kafka/partitions.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { createTestTopic, testConfig, uniqueName } from '../helpers/infra.ts'
 import { createReaderConsumer, endOffsets, readTopic, type TopicRecord } from '../helpers/topic-reader.ts'

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import { formatPriceLine, PRICE_CSV_HEADER } from '../../src/market/price-csv.ts'
 import { createPrng, generateTicks } from '../../src/market/tick-generator.ts'
 import { decodeTick } from '../../src/market/tick-message.ts'
-import { partitionForKey } from '../../src/platform/kafka-partitions.ts'
+import { partitionForKey } from '../../src/platform/kafka/partitions.ts'
 import { createTestTopic, runCli, uniqueName } from '../helpers/infra.ts'
 import { readTopic } from '../helpers/topic-reader.ts'
 

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { LINE_HEADER, SOURCE_HEADER } from '../../src/market/tick-message.ts'
 import { describeCsvSource } from '../../src/market/tick-producer.ts'
-import type { StringConsumer } from '../../src/platform/kafka.ts'
+import type { StringConsumer } from '../../src/platform/kafka/clients.ts'
 import { createTestTopic, runCli, startCli, uniqueName, waitFor } from '../helpers/infra.ts'
 import { createReaderConsumer, endOffsets, readTopic } from '../helpers/topic-reader.ts'
 

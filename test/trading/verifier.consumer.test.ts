@@ -13,7 +13,7 @@ import { createStockHistoryRepository } from '../../src/market/index.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
 import { closeDb, createDb, type Db } from '../../src/platform/db/index.ts'
 import type { OrderRow } from '../../src/platform/db/schema.ts'
-import { createAdmin, createConsumer, createProducer, type StringProducer } from '../../src/platform/kafka.ts'
+import { createAdmin, createConsumer, createProducer, type StringProducer } from '../../src/platform/kafka/clients.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { orderChannel } from '../../src/trading/order-events.ts'
 import { encodeOrderMessage, type OrderMessage, orderRowFromMessage } from '../../src/trading/order-message.ts'
@@ -23,6 +23,7 @@ import type { OrderView } from '../../src/trading/trading.schemas.ts'
 import { createVerificationClient } from '../../src/trading/verification.client.ts'
 import { createOrderVerifier, type OrderVerifierOptions } from '../../src/trading/verifier.consumer.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
+import { assertDeadLetterHeaders, deadLetters, failingDeadLetterProducer } from '../helpers/dead-letters.ts'
 import { closeTestRedis, createTestTopic, openTestRedis, testConfig, testRedisUrl, uniqueName, waitFor } from '../helpers/infra.ts'
 import { endOffsets, readTopic } from '../helpers/topic-reader.ts'
 
@@ -110,11 +111,12 @@ async function ordersTopic(partitions: number): Promise<string> {
 function startVerifier(
   topic: string,
   url: string,
-  options: Partial<OrderVerifierOptions> & { group?: string } = {},
+  options: Partial<OrderVerifierOptions> & { group?: string; now?: () => number; producer?: StringProducer } = {},
 ) {
-  const group = options.group ?? uniqueName('verifier')
+  const { group: ownGroup, now, producer: ownProducer, ...verifierOptions } = options
+  const group = ownGroup ?? uniqueName('verifier')
   const consumer = createConsumer(settings, group, { maxWaitTime: 100 })
-  const verifyProducer = createProducer(settings)
+  const verifyProducer = ownProducer ?? createProducer(settings)
   const client = createVerificationClient({ url, maxConnections: 3000, retryBaseMs: 20, retryMaxMs: 200 })
   const verifier = createOrderVerifier(
     {
@@ -125,6 +127,7 @@ function startVerifier(
       prices: createStockHistoryRepository(redis),
       client,
       log,
+      ...(now && { now }),
     },
     {
       topic,
@@ -133,7 +136,7 @@ function startVerifier(
       timeoutMs: 10_000,
       callbacks: { retryForMs: 60_000, schema: testDb.schema },
       commitIntervalMs: 50,
-      ...options,
+      ...verifierOptions,
     },
   )
   const controller = new AbortController()
@@ -340,6 +343,27 @@ describe('one verifier, answers decided by user', () => {
   })
 })
 
+test('a failed dead-letter send is retried, not fatal: the poison lands once with its headers, later orders are filled', async () => {
+  const topic = await ordersTopic(1)
+  const deadLetterTopic = `${topic}.dead-letter`
+  await seedUser('dlq1', 1000)
+  const api = await startVerifyApi((request) => request.answer(0))
+  const failing = failingDeadLetterProducer(createProducer(settings), deadLetterTopic, 2)
+  const verifier = startVerifier(topic, api.url, { producer: failing.producer, retryBaseMs: 10, retryMaxMs: 50 })
+  await producer.send({ messages: [{ topic, key: 'junk', value: 'garbage', partition: 0 }] })
+  await waitFor(() => verifier.verifier.stats.deadLettered === 1, { what: 'the poison dead-lettered' })
+  const later = order({ user: 'dlq1', side: 'buy', quantity: 1 })
+  await produce(topic, [later], 0)
+  assert.equal((await finalOrder(later.id)).status, 'filled')
+  await waitFor(async () => (await committedOffsets(verifier.group, topic)).get(0) === 2n, { what: 'both messages committed' })
+  await verifier.stop()
+  assert.equal(failing.failed(), 2, 'two sends failed before one went through')
+  const dead = await deadLetters(deadLetterTopic)
+  assert.equal(dead.length, 1, 'dead-lettered exactly once')
+  assertDeadLetterHeaders(dead[0]!, { topic, partition: 0, offset: 0n }, /not JSON/)
+  assert.deepEqual([dead[0]!.key, dead[0]!.value], ['junk', 'garbage'])
+})
+
 test('2,000 orders verify at once: the API holds every request until all 2,000 wait, then answers', async () => {
   const topic = await ordersTopic(3)
   const ORDERS = 2000
@@ -462,10 +486,10 @@ test('a shutdown abandons stalled verifications uncommitted; after a restart the
   assert.equal(row.status, 'verifying', 'abandoned, not finished')
   assert.equal((await committedOffsets(first.group, topic)).get(0) ?? 0n, 0n, 'not committed')
 
-  // Past the original deadline, the restarted verifier rejects it without asking again.
+  // Past the original deadline by its clock, the restarted verifier rejects it without
+  // asking again (a deadline counted from its own start would still be 2.5 s away).
   const deadline = row.verification_started_at!.getTime() + 2500
-  await waitFor(() => Date.now() > deadline, { what: 'the original deadline to pass' })
-  const second = startVerifier(topic, api.url, { group: first.group, timeoutMs: 2500 })
+  const second = startVerifier(topic, api.url, { group: first.group, timeoutMs: 2500, now: () => Math.max(Date.now(), deadline + 1) })
   const final = await finalOrder(stuck.id)
   assert.deepEqual([final.status, final.reason], ['rejected', 'verification_timeout'])
   assert.equal(api.requests.length, 1, 'no second verification request')

@@ -7,7 +7,7 @@ import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/p
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { kafkaBrokers } from '../config.ts'
-import { createAdmin, ensureTopic } from '../kafka.ts'
+import { createAdmin, ensureTopic } from '../kafka/clients.ts'
 import { type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
 import { canConnect, type Endpoint, formatEndpoint, isLocalHost, parseHostPort, waitForPort } from './net.ts'
 import {

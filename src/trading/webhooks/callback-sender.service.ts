@@ -19,9 +19,11 @@
 import type { BlockList } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
+import { Histogram, type Registry } from 'prom-client'
 import { type Dispatcher, request } from 'undici'
 import { type Db, notifyChannel } from '../../platform/db/index.ts'
 import type { Logger } from '../../platform/logger.ts'
+import { backoffDelay } from '../../platform/retry.ts'
 import { checkCallbackUrl, createCallbackAgent, parseAllowedNetworks } from './callback-url.ts'
 import { webhookHeaders } from './webhook-signing.ts'
 import {
@@ -46,6 +48,8 @@ export interface CallbackSenderDeps {
   listen: string | (() => pg.Client)
   /** Schema of the tables; it names the notification channel. */
   schema: string
+  /** Where `bourse_callback_delay_seconds` is recorded. @defaultValue none */
+  metrics?: Registry
 }
 
 /** Options of {@link createCallbackSender}. */
@@ -96,13 +100,19 @@ export interface CallbackSender {
 }
 
 /**
- * The delay before the next attempt after `attempt` failures so far (0 for the first
- * retry): exponential backoff with full jitter, uniform in [0, min(max, base * 2^attempt)].
+ * The delay before a delivery's next attempt after `attempt` failures so far (0 for the
+ * first retry): the platform's exponential backoff with full jitter, uniform in
+ * [0, min(max, base * 2^attempt)]. The schedule is the delivery's (attempts are counted in
+ * its row), so a delivery taken over by another sender keeps its place in it.
  */
 export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  const cap = Math.min(maxMs, baseMs * 2 ** attempt)
-  return Math.round(random() * cap)
+  return backoffDelay(attempt, baseMs, maxMs, random)
 }
+
+/** Ceiling of the first wait after a failed claim or a lost LISTEN connection, in ms. */
+const RECONNECT_BASE_MS = 50
+/** Highest ceiling of a wait before reconnecting LISTEN, in ms. */
+const RECONNECT_MAX_MS = 5000
 
 /** How long a successful attempt waits for others to be recorded with it, in ms (a lost mark is only a resend). */
 const RECORD_WINDOW_MS = 5
@@ -120,6 +130,16 @@ function positive(name: string, value: number): void {
 /** Creates a sender; nothing connects before {@link CallbackSender.run}. */
 export function createCallbackSender(deps: CallbackSenderDeps, options: CallbackSenderOptions): CallbackSender {
   const { db, schema } = deps
+  /** From the order's final state (the delivery's creation, in the same statement) to a 2xx answer. */
+  const delaySeconds = deps.metrics
+    ? new Histogram({
+        name: 'bourse_callback_delay_seconds',
+        help: "Time from an order's final state to its callback's 2xx answer, by whether it was the first attempt",
+        labelNames: ['first_attempt'] as const,
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600, 86_400],
+        registers: [deps.metrics],
+      })
+    : undefined
   const { concurrency, timeoutMs, retryBaseMs, retryMaxMs, leaseMs } = options
   const pollMs = options.pollMs ?? 1000
   const random = options.random ?? Math.random
@@ -233,6 +253,7 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
     if (result.ok) {
       await recordDelivered(delivery.id, result.status)
       stats.delivered++
+      delaySeconds?.observe({ first_attempt: String(delivery.attempts === 0) }, (Date.now() - delivery.created_at.getTime()) / 1000)
       log.debug({ ...context, status: result.status }, 'callback delivered')
       return
     }
@@ -317,7 +338,7 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
       if (signal.aborted) break
       failures++
       // Polling delivers meanwhile, only slower.
-      await sleep(Math.min(5000, 50 * 2 ** failures), undefined, { signal }).catch(() => {})
+      await sleep(Math.max(minSleepMs, backoffDelay(failures, RECONNECT_BASE_MS, RECONNECT_MAX_MS, random)), undefined, { signal }).catch(() => {})
     }
   }
 
@@ -360,7 +381,7 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
       } catch (err) {
         failures++
         log.error({ err, failures }, 'claiming callbacks failed')
-        sleepMs = Math.min(pollMs, 50 * 2 ** failures)
+        sleepMs = Math.max(minSleepMs, backoffDelay(failures, RECONNECT_BASE_MS, pollMs, random))
       }
       await nap(sleepMs, signal)
     }

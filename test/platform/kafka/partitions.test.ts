@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { kafkaBrokers } from '../../src/platform/config.ts'
-import { createProducer, type StringConsumer, type StringProducer } from '../../src/platform/kafka.ts'
-import { partitionForKey, readPartitionRange } from '../../src/platform/kafka-partitions.ts'
-import { createTestTopic, testConfig, uniqueName } from '../helpers/infra.ts'
-import { createReaderConsumer, readTopic } from '../helpers/topic-reader.ts'
+import { kafkaBrokers } from '../../../src/platform/config.ts'
+import { createProducer, type StringConsumer, type StringProducer } from '../../../src/platform/kafka/clients.ts'
+import { partitionForKey, readPartitionRange } from '../../../src/platform/kafka/partitions.ts'
+import { createTestTopic, testConfig, uniqueName } from '../../helpers/infra.ts'
+import { createReaderConsumer, readTopic } from '../../helpers/topic-reader.ts'
 
 describe('kafka partitions', () => {
   const topic = uniqueName('kafka-partitions')

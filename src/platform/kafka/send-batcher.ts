@@ -11,7 +11,7 @@
  * CPU in the Kafka client's protocol writes (measured with bench/events.bench.ts).
  */
 import type { MessageToProduce } from '@platformatic/kafka'
-import type { StringProducer } from './kafka.ts'
+import type { StringProducer } from './clients.ts'
 
 /** A message as the batcher sends it. */
 export type StringMessageToProduce = MessageToProduce<string, string, string, string>

@@ -8,7 +8,7 @@ import {
   stringDeserializers,
   stringSerializers,
 } from '@platformatic/kafka'
-import type { Logger } from './logger.ts'
+import type { Logger } from '../logger.ts'
 
 /** A producer of string keys, values and headers. */
 export type StringProducer = Producer<string, string, string, string>
@@ -116,31 +116,4 @@ export async function partitionBounds(
   const ends = latest.get(topic) ?? []
   const starts = earliest.get(topic) ?? []
   return ends.map((end, partition) => ({ partition, start: starts[partition] ?? 0n, end }))
-}
-
-/** What a consuming service opens: an admin client, a producer (dead letters) and its group consumer. */
-export interface ConsumerServiceClients {
-  admin: Admin
-  producer: StringProducer
-  consumer: StringConsumer
-}
-
-/**
- * Opens the Kafka clients of a consuming service and registers their close steps
- * (consumer last opened, first closed), so a service registering its running work after
- * this call has that work finish before the clients close.
- */
-export function openConsumerServiceClients(
-  settings: KafkaSettings,
-  group: string,
-  instanceId: string | undefined,
-  lifecycle: { onClose(name: string, close: () => unknown): void },
-): ConsumerServiceClients {
-  const admin = createAdmin(settings)
-  lifecycle.onClose('kafka admin', () => admin.close())
-  const producer = createProducer(settings)
-  lifecycle.onClose('kafka producer', () => producer.close())
-  const consumer = createConsumer(settings, group, instanceId === undefined ? {} : { instanceId })
-  lifecycle.onClose('kafka consumer', () => consumer.close(true))
-  return { admin, producer, consumer }
 }

@@ -3,7 +3,7 @@
  * one partition without joining a consumer group.
  */
 import { defaultPartitioner, IS_CONTROL } from '@platformatic/kafka'
-import type { StringConsumer } from './kafka.ts'
+import type { StringConsumer } from './clients.ts'
 
 /**
  * The partition a keyed message goes to, exactly as @platformatic/kafka's producer picks it
