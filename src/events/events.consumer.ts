@@ -27,18 +27,13 @@ import { sql } from 'kysely'
 import type { Registry } from 'prom-client'
 import type { Db } from '../platform/db/index.ts'
 import {
-  consumeTopic,
   createBatchReader,
-  createConsumerMetrics,
-  createDeadLetterSender,
-  createOffsetCommitter,
-  createOffsetTracker,
+  createTopicConsumer,
   type DeadLetter,
   partitionBounds,
   type StringConsumer,
   type StringMessage,
   type StringProducer,
-  type StringStream,
   takeBatch,
 } from '../platform/kafka/index.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -236,20 +231,20 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
     retries: 0,
     commits: 0,
   }
-  const metrics = createConsumerMetrics(deps.metrics, { topic, group: consumer.groupId })
-  const deadLetter = createDeadLetterSender(
+  const kafka = createTopicConsumer(
     {
+      consumer,
       producer,
       log,
-      metrics,
-      onRetry: () => {
+      metrics: deps.metrics,
+      onDeadLetterRetry: () => {
         stats.retries++
       },
     },
-    { topic: deadLetterTopic, retryBaseMs, retryMaxMs },
+    { topic, deadLetterTopic, retryBaseMs, retryMaxMs },
   )
-  /** Which offsets are stored in PostgreSQL, for the commits. */
-  const tracker = createOffsetTracker()
+  /** The tracker knows which offsets are stored in PostgreSQL, for the commits. */
+  const { metrics, deadLetter, tracker } = kafka
 
   /**
    * Runs `fn` until it succeeds, backing off; gives up only when the worker stops (a
@@ -405,18 +400,11 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
   return {
     stats,
     async run(signal) {
-      const committer = createOffsetCommitter({ consumer, tracker, log }, { topic })
+      const session = await kafka.open()
       const commit = async () => {
-        if (await committer.commit()) stats.commits++
+        if (await session.commit()) stats.commits++
       }
-      let stream: StringStream
-      try {
-        stream = await consumeTopic(consumer, topic)
-      } catch (err) {
-        committer.close()
-        throw err
-      }
-      const nextBatch = createBatchReader(stream, { maxBatch: batchSize, decode: decodeMessage, weight: eventWeight, lingerMs, idleMs })
+      const nextBatch = createBatchReader(session.stream, { maxBatch: batchSize, decode: decodeMessage, weight: eventWeight, lingerMs, idleMs })
       log.info({ batchSize, unknownType, futureToleranceMs }, 'consuming')
       try {
         for (;;) {
@@ -450,8 +438,7 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
         }
       } finally {
         await commit()
-        committer.close()
-        await stream.close().catch((err: unknown) => log.warn({ err }, 'closing stream failed'))
+        await session.close()
       }
       log.info({ ...stats }, 'stopped')
       return { ...stats }

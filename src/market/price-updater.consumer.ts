@@ -12,18 +12,13 @@
  */
 import type { Registry } from 'prom-client'
 import {
-  consumeTopic,
   createBatchReader,
-  createConsumerMetrics,
-  createDeadLetterSender,
-  createOffsetCommitter,
-  createOffsetTracker,
+  createTopicConsumer,
   type DeadLetter,
   partitionBounds,
   type StringConsumer,
   type StringMessage,
   type StringProducer,
-  type StringStream,
   takeBatch,
   type TakenOffsets,
 } from '../platform/kafka/index.ts'
@@ -104,15 +99,14 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     replayed: 0,
     deadLettered: 0,
   }
-  const metrics = createConsumerMetrics(deps.metrics, { topic, group })
-  const deadLetter = createDeadLetterSender(
-    { producer, log, metrics },
-    { topic: options.deadLetterTopic, retryBaseMs, retryMaxMs },
+  const kafka = createTopicConsumer(
+    { consumer, producer, log, metrics: deps.metrics },
+    { topic, group, deadLetterTopic: options.deadLetterTopic, retryBaseMs, retryMaxMs },
   )
+  /** The tracker knows what is applied, for the Kafka commit (a hint: Redis holds the truth). */
+  const { metrics, deadLetter, tracker } = kafka
   /** Last offset applied in Redis per partition, as far as this instance knows. */
   const applied = new Map<number, bigint>()
-  /** What is applied, for the Kafka commit (a hint: Redis holds the truth). */
-  const tracker = createOffsetTracker()
   /** Messages submitted and not yet applied. */
   let inFlight = 0
   let lastCommit = Date.now()
@@ -187,19 +181,13 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
       for (const [partition, offset] of await history.appliedOffsets(group, topic)) {
         applied.set(partition, offset)
       }
-      const committer = createOffsetCommitter({ consumer, tracker, log }, { topic })
+      const session = await kafka.open()
+      const { stream } = session
       // A commit can fail during a rebalance; Redis already holds the truth, so the next
       // owner of the partition skips what was applied. Logged, not fatal.
       const commitToKafka = async () => {
         lastCommit = Date.now()
-        await committer.commit()
-      }
-      let stream: StringStream
-      try {
-        stream = await consumeTopic(consumer, topic)
-      } catch (err) {
-        committer.close()
-        throw err
+        await session.commit()
       }
       // On every (re)assignment, move each partition to the offset after the last one
       // applied in Redis, when that is ahead of Kafka's committed offset.
@@ -256,9 +244,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
       } finally {
         await settled().catch((err: unknown) => log.error({ err }, 'last batches failed'))
         await history.flush().catch((err: unknown) => log.error({ err }, 'final flush failed'))
-        await commitToKafka()
-        committer.close()
-        await stream.close().catch((err: unknown) => log.warn({ err }, 'closing stream failed'))
+        await session.close()
       }
       return { ...stats }
     },

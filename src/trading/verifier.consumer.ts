@@ -32,16 +32,11 @@ import { Histogram, type Registry } from 'prom-client'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, UserRow } from '../platform/db/schema.ts'
 import {
-  consumeTopic,
   createBatchReader,
-  createConsumerMetrics,
-  createDeadLetterSender,
-  createOffsetCommitter,
-  createOffsetTracker,
+  createTopicConsumer,
   type StringConsumer,
   type StringMessage,
   type StringProducer,
-  type StringStream,
 } from '../platform/kafka/index.ts'
 import type { Logger } from '../platform/logger.ts'
 import { isPermanent, retry, RetryAbortedError } from '../platform/retry.ts'
@@ -167,7 +162,11 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     commits: 0,
   }
   const now = deps.now ?? Date.now
-  const metrics = createConsumerMetrics(deps.metrics, { topic, group: consumer.groupId })
+  const kafka = createTopicConsumer(
+    { consumer, producer, log, metrics: deps.metrics },
+    { topic, deadLetterTopic: options.deadLetterTopic, retryBaseMs, retryMaxMs },
+  )
+  const { metrics, tracker } = kafka
   /** How long the external API took to answer, by result (a timeout is the whole wait). */
   const verificationSeconds = deps.metrics
     ? new Histogram({
@@ -185,7 +184,6 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
    * keeps any commit of that partition from passing them (the partition may come back to
    * this instance before they finish).
    */
-  const tracker = createOffsetTracker()
   /** Orders being processed, by id: a second copy of an order waits for the first instead of verifying again. */
   const ordersInFlight = new Map<string, Promise<void>>()
   /** Aborted when the shutdown stops waiting: every retry loop and verification gives up. */
@@ -214,14 +212,10 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     }
   }
 
-  const sendDeadLetters = createDeadLetterSender(
-    { producer, log, metrics },
-    { topic: options.deadLetterTopic, retryBaseMs, retryMaxMs },
-  )
   /** Dead-letters one message, retrying a failed send until it succeeds or the shutdown gives up. */
   const deadLetter = async (message: StringMessage, reason: string) => {
     try {
-      await sendDeadLetters([{ message, reason }], abandon.signal)
+      await kafka.deadLetter([{ message, reason }], abandon.signal)
     } catch (err) {
       if (err instanceof RetryAbortedError) throw new AbandonedError('dead-lettering', { cause: err.cause })
       throw err
@@ -411,20 +405,13 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     async run(signal) {
       // From here on the committer follows the group: partitions taken away by a rebalance
       // are no longer ours to commit.
-      const committer = createOffsetCommitter({ consumer, tracker, log }, { topic })
+      const session = await kafka.open()
       /** Commits, per assigned partition, how far every order is finished. */
       const commit = async () => {
-        if (await committer.commit()) stats.commits++
-      }
-      let stream: StringStream
-      try {
-        stream = await consumeTopic(consumer, topic)
-      } catch (err) {
-        committer.close()
-        throw err
+        if (await session.commit()) stats.commits++
       }
       const commitTimer = setInterval(() => void commit(), commitIntervalMs)
-      const nextMessages = createBatchReader(stream, { maxBatch: maxInFlight })
+      const nextMessages = createBatchReader(session.stream, { maxBatch: maxInFlight })
       const stopped = new Promise<'stopped'>((resolve) => {
         if (signal.aborted) resolve('stopped')
         else signal.addEventListener('abort', () => resolve('stopped'), { once: true })
@@ -459,8 +446,7 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
         }
         clearInterval(commitTimer)
         await commit()
-        committer.close()
-        await stream.close().catch((err: unknown) => log.warn({ err }, 'closing stream failed'))
+        await session.close()
       }
       log.info({ ...stats }, 'stopped')
       return { ...stats }
