@@ -218,8 +218,6 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
   const registry = deps.registry ?? createEventTypeCache(db)
   const lingerMs = options.lingerMs ?? 50
   const idleMs = options.idleMs ?? 500
-  const retryBaseMs = options.retryBaseMs ?? 100
-  const retryMaxMs = options.retryMaxMs ?? 5000
   const stats: EventsWorkerStats = {
     batches: 0,
     received: 0,
@@ -241,7 +239,7 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
         stats.retries++
       },
     },
-    { topic, deadLetterTopic, retryBaseMs, retryMaxMs },
+    { topic, deadLetterTopic, retryBaseMs: options.retryBaseMs, retryMaxMs: options.retryMaxMs },
   )
   /** The tracker knows which offsets are stored in PostgreSQL, for the commits. */
   const { metrics, deadLetter, tracker } = kafka
@@ -255,8 +253,7 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
       what,
       signal,
       log,
-      baseMs: retryBaseMs,
-      maxMs: retryMaxMs,
+      ...kafka.backoff,
       ...(permanent && { isPermanent: permanent }),
       onRetry: () => {
         stats.retries++

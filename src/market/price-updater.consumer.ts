@@ -88,8 +88,6 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
   const batchSize = options.batchSize ?? 5000
   const idleMs = options.idleMs ?? 500
   const commitIntervalMs = options.commitIntervalMs ?? 1000
-  const retryBaseMs = options.retryBaseMs ?? 100
-  const retryMaxMs = options.retryMaxMs ?? 5000
   const stats: PriceUpdaterStats = {
     batches: 0,
     messages: 0,
@@ -101,7 +99,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
   }
   const kafka = createTopicConsumer(
     { consumer, producer, log, metrics: deps.metrics },
-    { topic, group, deadLetterTopic: options.deadLetterTopic, retryBaseMs, retryMaxMs },
+    { topic, group, deadLetterTopic: options.deadLetterTopic, retryBaseMs: options.retryBaseMs, retryMaxMs: options.retryMaxMs },
   )
   /** The tracker knows what is applied, for the Kafka commit (a hint: Redis holds the truth). */
   const { metrics, deadLetter, tracker } = kafka
@@ -142,7 +140,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     // applied; retry until it is or we stop.
     const result = await retry(
       () => history.applyTicks(ticks, { group, topic, consumedOnly, submittedBefore, previous }),
-      { what: 'applying batch', signal, log, baseMs: retryBaseMs, maxMs: retryMaxMs, onRetry: () => metrics.retry() },
+      { ...kafka.backoff, what: 'applying batch', signal, log, onRetry: () => metrics.retry() },
     )
     stats.batches++
     stats.messages += batch.length

@@ -92,6 +92,23 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   return metrics
 }
 
+/** What a histogram is: its name, help, labels and buckets (in its unit). */
+export interface HistogramSpec<L extends string> {
+  name: string
+  help: string
+  labelNames: readonly L[]
+  buckets: number[]
+}
+
+/**
+ * A histogram on `registry`, or undefined without one: for domain code whose metrics
+ * registry is an optional dependency (`metrics?.observe(...)`).
+ */
+export function histogramOn<L extends string>(registry: Registry | undefined, spec: HistogramSpec<L>): Histogram<L> | undefined {
+  if (!registry) return undefined
+  return (registry.getSingleMetric(spec.name) as Histogram<L> | undefined) ?? new Histogram({ ...spec, registers: [registry] })
+}
+
 /** A running `/metrics` server. */
 export interface MetricsServer {
   /** `http://host:port` it listens on. */

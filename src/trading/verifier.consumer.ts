@@ -28,7 +28,7 @@
  * Another instance verifying the same order at the same time is harmless: the order row
  * is locked by the finishing, which applies only the first outcome.
  */
-import { Histogram, type Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
 import type { Db } from '../platform/db/index.ts'
 import type { OrderRow, UserRow } from '../platform/db/schema.ts'
 import {
@@ -39,6 +39,7 @@ import {
   type StringProducer,
 } from '../platform/kafka/index.ts'
 import type { Logger } from '../platform/logger.ts'
+import { histogramOn } from '../platform/metrics.ts'
 import { isPermanent, retry, RetryAbortedError } from '../platform/retry.ts'
 import type { Redis } from '../platform/redis.ts'
 import { createTurnLoader } from '../platform/turn-loader.ts'
@@ -147,8 +148,6 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
   const maxInFlight = options.maxInFlight ?? 5000
   const commitIntervalMs = options.commitIntervalMs ?? 200
   const shutdownGraceMs = options.shutdownGraceMs ?? 5000
-  const retryBaseMs = options.retryBaseMs ?? 100
-  const retryMaxMs = options.retryMaxMs ?? 5000
   const stats: OrderVerifierStats = {
     received: 0,
     verified: 0,
@@ -164,19 +163,16 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
   const now = deps.now ?? Date.now
   const kafka = createTopicConsumer(
     { consumer, producer, log, metrics: deps.metrics },
-    { topic, deadLetterTopic: options.deadLetterTopic, retryBaseMs, retryMaxMs },
+    { topic, deadLetterTopic: options.deadLetterTopic, retryBaseMs: options.retryBaseMs, retryMaxMs: options.retryMaxMs },
   )
   const { metrics, tracker } = kafka
   /** How long the external API took to answer, by result (a timeout is the whole wait). */
-  const verificationSeconds = deps.metrics
-    ? new Histogram({
-        name: 'bourse_verification_duration_seconds',
-        help: 'Time the external verification API took, from the request to its answer or the deadline, by result',
-        labelNames: ['result'] as const,
-        buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120],
-        registers: [deps.metrics],
-      })
-    : undefined
+  const verificationSeconds = histogramOn(deps.metrics, {
+    name: 'bourse_verification_duration_seconds',
+    help: 'Time the external verification API took, from the request to its answer or the deadline, by result',
+    labelNames: ['result'],
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120],
+  })
   /**
    * Offsets of the orders in flight, per partition. A rewind (a rebalance sent the stream
    * back to the committed offset) or a partition taken away starts the partition's
@@ -201,8 +197,7 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
         signal: abandon.signal,
         log,
         context: { orderId },
-        baseMs: retryBaseMs,
-        maxMs: retryMaxMs,
+        ...kafka.backoff,
         ...(permanent && { isPermanent: permanent }),
         onRetry: () => metrics.retry(),
       })

@@ -34,10 +34,10 @@ export interface TopicConsumerOptions {
   deadLetterTopic: string
   /** The group label of the metrics. @defaultValue the consumer's group id */
   group?: string
-  /** First delay before retrying a failed dead-letter send. @defaultValue the sender's */
-  retryBaseMs?: number
-  /** Longest delay between two dead-letter attempts. @defaultValue the sender's */
-  retryMaxMs?: number
+  /** First delay before retrying a failed step (dead letters, and the consumer's own steps through `backoff`). @defaultValue 100 */
+  retryBaseMs?: number | undefined
+  /** Longest delay between two attempts of a step. @defaultValue 5000 */
+  retryMaxMs?: number | undefined
 }
 
 /** An open stream and its committer. */
@@ -55,6 +55,8 @@ export interface TopicConsumer {
   /** Which offsets are finished: a consumer takes what it starts and finishes it when done. */
   readonly tracker: OffsetTracker
   readonly deadLetter: DeadLetterSender
+  /** The backoff of the consumer's retried steps, for `retry()`: `{ baseMs, maxMs }`. */
+  readonly backoff: { readonly baseMs: number; readonly maxMs: number }
   /** Opens the stream from the group's committed offsets (the earliest without any). */
   open(): Promise<TopicSession>
 }
@@ -65,18 +67,16 @@ export function createTopicConsumer(deps: TopicConsumerDeps, options: TopicConsu
   const { topic } = options
   const metrics = createConsumerMetrics(deps.metrics, { topic, group: options.group ?? consumer.groupId })
   const tracker = createOffsetTracker()
+  const backoff = Object.freeze({ baseMs: options.retryBaseMs ?? 100, maxMs: options.retryMaxMs ?? 5000 })
   const deadLetter = createDeadLetterSender(
     { producer, log, metrics, ...(deps.onDeadLetterRetry && { onRetry: deps.onDeadLetterRetry }) },
-    {
-      topic: options.deadLetterTopic,
-      ...(options.retryBaseMs !== undefined && { retryBaseMs: options.retryBaseMs }),
-      ...(options.retryMaxMs !== undefined && { retryMaxMs: options.retryMaxMs }),
-    },
+    { topic: options.deadLetterTopic, retryBaseMs: backoff.baseMs, retryMaxMs: backoff.maxMs },
   )
   return {
     metrics,
     tracker,
     deadLetter,
+    backoff,
     async open() {
       // Following the group from before the first assignment: partitions taken away by a
       // rebalance are no longer this instance's to commit.

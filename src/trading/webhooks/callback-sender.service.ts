@@ -19,10 +19,11 @@
 import type { BlockList } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
-import { Histogram, type Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
 import { type Dispatcher, request } from 'undici'
 import { type Db, notifyChannel } from '../../platform/db/index.ts'
 import type { Logger } from '../../platform/logger.ts'
+import { histogramOn } from '../../platform/metrics.ts'
 import { backoffDelay } from '../../platform/retry.ts'
 import { checkCallbackUrl, createCallbackAgent, parseAllowedNetworks } from './callback-url.ts'
 import { webhookHeaders } from './webhook-signing.ts'
@@ -131,15 +132,12 @@ function positive(name: string, value: number): void {
 export function createCallbackSender(deps: CallbackSenderDeps, options: CallbackSenderOptions): CallbackSender {
   const { db, schema } = deps
   /** From the order's final state (the delivery's creation, in the same statement) to a 2xx answer. */
-  const delaySeconds = deps.metrics
-    ? new Histogram({
-        name: 'bourse_callback_delay_seconds',
-        help: "Time from an order's final state to its callback's 2xx answer, by whether it was the first attempt",
-        labelNames: ['first_attempt'] as const,
-        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600, 86_400],
-        registers: [deps.metrics],
-      })
-    : undefined
+  const delaySeconds = histogramOn(deps.metrics, {
+    name: 'bourse_callback_delay_seconds',
+    help: "Time from an order's final state to its callback's 2xx answer, by whether it was the first attempt",
+    labelNames: ['first_attempt'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600, 86_400],
+  })
   const { concurrency, timeoutMs, retryBaseMs, retryMaxMs, leaseMs } = options
   const pollMs = options.pollMs ?? 1000
   const random = options.random ?? Math.random
