@@ -16,7 +16,7 @@ import type { ParseArgsOptionsConfig } from 'node:util'
 import { type Config, ConfigError, kafkaBrokers, loadConfig } from './config.ts'
 import { type CommandSpec, intOption, type ParsedCommand, parseCommand, runCommand } from './command.ts'
 import { closeDb, createDb, type Db, migrateToLatest } from './db/index.ts'
-import { defaultInstanceId, type HeartbeatHandle, startHeartbeat } from './heartbeat.ts'
+import { defaultInstanceId, startHeartbeat } from './heartbeat.ts'
 import { createAdmin, createConsumer, createProducer, ensureTopic, type StringConsumer, type StringProducer } from './kafka/clients.ts'
 import { createLifecycle, type Lifecycle } from './lifecycle.ts'
 import { createLogger, type Logger } from './logger.ts'
@@ -230,11 +230,11 @@ export function defineService<
       const log = createLogger({ level: config.LOG_LEVEL }).child({ service: name })
       const lifecycle = createLifecycle(log)
       lifecycle.onClose('logger', () => log.flush())
-      const metrics = createMetrics({ labels: { service: name } })
+      // Process metrics only where they can be scraped: a one-shot command has no use for them.
+      const metrics = createMetrics({ labels: { service: name }, processMetrics: daemon !== false })
       const needs = (definition.needs?.(parsed, config) ?? {}) as ServiceNeeds
       const ctx: Record<string, unknown> = { name, instance, config, log, lifecycle, metrics }
       const brokers = kafkaBrokers(config)
-      let heartbeat: HeartbeatHandle | undefined
 
       const open = async () => {
         if (needs.db) {
@@ -278,6 +278,14 @@ export function defineService<
           ctx.consumer = consumer
           ctx.group = group
         }
+        // Before the work starts, so a port already taken is a start that failed, not a
+        // service running without the metrics it was asked for.
+        if (metricsPort !== undefined) {
+          const server = await startMetricsServer(metrics.registry, metricsPort)
+          lifecycle.onClose('metrics server', () => server.close())
+          log.info({ url: `${server.url}/metrics` }, 'serving metrics')
+          process.stdout.write(`${name} metrics at ${server.url}/metrics\n`)
+        }
         return redis
       }
 
@@ -314,20 +322,14 @@ export function defineService<
         ...(consumer && { lag: await consumerLag(consumer).catch(() => undefined) }),
       })
       if (daemon && redis) {
-        heartbeat = await startHeartbeat(redis, log, {
+        const heartbeat = await startHeartbeat(redis, log, {
           service: name,
           instance,
           version,
           intervalMs: config.HEARTBEAT_INTERVAL_MS,
           status,
         })
-        lifecycle.onClose('heartbeat', () => heartbeat?.stop())
-      }
-      if (metricsPort !== undefined) {
-        const server = await startMetricsServer(metrics.registry, metricsPort)
-        lifecycle.onClose('metrics server', () => server.close())
-        log.info({ url: `${server.url}/metrics` }, 'serving metrics')
-        process.stdout.write(`${name} metrics at ${server.url}/metrics\n`)
+        lifecycle.onClose('heartbeat', () => heartbeat.stop())
       }
       if (running.stats || running.status) {
         const progress = setInterval(() => {

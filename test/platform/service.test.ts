@@ -144,3 +144,24 @@ test('metrics: a service registry with process metrics and stats read at scrape 
     await server.close()
   }
 })
+
+test('a metrics port already taken is a start that failed (exit 1), before the work starts', async () => {
+  const taken = await startMetricsServer(createMetrics({ processMetrics: false }).registry, 0)
+  let started = false
+  const service = defineService({
+    spec: { name: 'probe-port', usage: '', description: 'probe', options: {}, help: {} },
+    daemon: true,
+    async start() {
+      started = true
+      return { done: Promise.resolve() }
+    },
+  })
+  try {
+    const port = new URL(taken.url).port
+    assert.equal(await service.runWith(['--metrics-port', port], { env: env() }), 1)
+    assert.equal(started, false)
+    assert.equal(await service.runWith(['--metrics-port', 'x'], { env: env() }), 2)
+  } finally {
+    await taken.close()
+  }
+})
