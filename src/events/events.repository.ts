@@ -14,9 +14,9 @@
  * milliseconds), in the answers and in the cursors: a cursor holds the exact key of the
  * last row, so the next page starts strictly after it even when rows share a millisecond.
  */
-import { type Expression, type SqlBool, sql } from 'kysely'
+import { type Expression, type SelectQueryBuilder, type SqlBool, sql } from 'kysely'
 import type { Db } from '../platform/db/index.ts'
-import type { EventErrorRow, EventRow } from '../platform/db/schema.ts'
+import type { Database, EventErrorRow, EventRow } from '../platform/db/schema.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
 /** The timestamp columns, which the queries read as ISO 8601 text in UTC with microseconds. */
@@ -77,6 +77,25 @@ function afterCursor(column: 'occurred_at' | 'stored_at', direction: 'asc' | 'de
   return sql<SqlBool>`(${sql.ref(column)}, id) ${op} (${after.at}::timestamptz, ${after.id}::uuid)`
 }
 
+/**
+ * One page of `query` in `(time, id)` order from the cursor on, plus one row to tell
+ * whether there is a next page. The order names the time column with its table: the
+ * select gives the column's text form the same name, and ORDER BY would sort that text.
+ */
+async function readPage<
+  T extends 'events' | 'event_errors',
+  K extends 'occurred_at' | 'stored_at',
+  O extends { id: string } & Record<K, string>,
+>(query: SelectQueryBuilder<Database, T, O>, order: { table: T; column: K; direction: 'asc' | 'desc' }, page: PageRequest): Promise<Page<O>> {
+  const after = afterCursor(order.column, order.direction, page.cursor)
+  const rows = await (after ? query.where(after) : query)
+    .orderBy(sql.ref(`${order.table}.${order.column}`), order.direction)
+    .orderBy(sql.ref(`${order.table}.id`), order.direction)
+    .limit(page.limit + 1)
+    .execute()
+  return keysetPage(rows, page.limit, (last) => [last[order.column], last.id])
+}
+
 function selectEvents(db: Db) {
   return db
     .selectFrom('events')
@@ -93,14 +112,7 @@ export async function listEvents(db: Db, filter: EventFilter, page: PageRequest)
   if (filter.name !== undefined) query = query.where('name', '=', filter.name)
   if (filter.from !== undefined) query = query.where('occurred_at', '>=', instant(filter.from))
   if (filter.to !== undefined) query = query.where('occurred_at', '<', instant(filter.to))
-  const after = afterCursor('occurred_at', 'desc', page.cursor)
-  if (after) query = query.where(after)
-  const rows = await query
-    .orderBy('events.occurred_at', 'desc')
-    .orderBy('events.id', 'desc')
-    .limit(page.limit + 1)
-    .execute()
-  return keysetPage(rows, page.limit, (last) => [last.occurred_at, last.id])
+  return readPage(query, { table: 'events', column: 'occurred_at', direction: 'desc' }, page)
 }
 
 /**
@@ -115,14 +127,7 @@ export async function listSessionEvents(
 ): Promise<Page<StoredEvent>> {
   let query = selectEvents(db).where('session_id', '=', sessionId)
   if (filter.appId !== undefined) query = query.where('app_id', '=', filter.appId)
-  const after = afterCursor('occurred_at', 'asc', page.cursor)
-  if (after) query = query.where(after)
-  const rows = await query
-    .orderBy('events.occurred_at', 'asc')
-    .orderBy('events.id', 'asc')
-    .limit(page.limit + 1)
-    .execute()
-  return keysetPage(rows, page.limit, (last) => [last.occurred_at, last.id])
+  return readPage(query, { table: 'events', column: 'occurred_at', direction: 'asc' }, page)
 }
 
 /** Event errors newest first by `(stored_at, id)`, narrowed by `filter`. */
@@ -141,14 +146,7 @@ export async function listEventErrors(
   if (filter.name !== undefined) query = query.where('name', '=', filter.name)
   if (filter.from !== undefined) query = query.where('stored_at', '>=', instant(filter.from))
   if (filter.to !== undefined) query = query.where('stored_at', '<', instant(filter.to))
-  const after = afterCursor('stored_at', 'desc', page.cursor)
-  if (after) query = query.where(after)
-  const rows = await query
-    .orderBy('event_errors.stored_at', 'desc')
-    .orderBy('event_errors.id', 'desc')
-    .limit(page.limit + 1)
-    .execute()
-  return keysetPage(rows, page.limit, (last) => [last.stored_at, last.id])
+  return readPage(query, { table: 'event_errors', column: 'stored_at', direction: 'desc' }, page)
 }
 
 /**
