@@ -88,13 +88,23 @@ function timeRange(query: { from?: string | undefined; to?: string | undefined }
   return { from, to }
 }
 
-function eventView(row: StoredEvent, names: Map<string, string>): EventView {
+/** The fields an event and an event error share, the application by its name. */
+function sourceView<R extends StoredEvent | StoredEventError>(
+  row: R,
+  names: Map<string, string>,
+): Pick<R, 'id' | 'session_id' | 'category' | 'name'> & { app: string } {
   return {
     id: row.id,
     app: names.get(row.app_id) ?? row.app_id,
     session_id: row.session_id,
     category: row.category,
     name: row.name,
+  }
+}
+
+function eventView(row: StoredEvent, names: Map<string, string>): EventView {
+  return {
+    ...sourceView(row, names),
     data: row.data as Record<string, unknown>,
     timestamp: row.occurred_at,
     received_at: row.received_at,
@@ -105,11 +115,7 @@ function eventView(row: StoredEvent, names: Map<string, string>): EventView {
 
 function eventErrorView(row: StoredEventError, names: Map<string, string>): EventErrorView {
   return {
-    id: row.id,
-    app: names.get(row.app_id) ?? row.app_id,
-    session_id: row.session_id,
-    category: row.category,
-    name: row.name,
+    ...sourceView(row, names),
     raw: row.raw,
     reasons: row.reasons,
     received_at: row.received_at,
