@@ -10,7 +10,7 @@ import type { FastifyRequest } from 'fastify'
 import { type Principal, principalOf, requireAuth } from '../platform/http/auth.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
-import type { Page } from '../platform/db/keyset.ts'
+import type { Page, PageRequest } from '../platform/db/keyset.ts'
 import { BadRequest, ErrorResponseSchema, Forbidden } from '../platform/http/errors.ts'
 import { pageRequest, PageSchema } from '../platform/http/paging.ts'
 import { eventsAdminPageRoutes } from './events.admin.routes.ts'
@@ -29,6 +29,7 @@ import {
   listEventErrors,
   listEvents,
   listSessionEvents,
+  type EventFilter,
   type StoredEvent,
   type StoredEventError,
 } from './events.repository.ts'
@@ -87,13 +88,23 @@ function timeRange(query: { from?: string | undefined; to?: string | undefined }
   return { from, to }
 }
 
-function eventView(row: StoredEvent, names: Map<string, string>): EventView {
+/** The fields an event and an event error share, the application by its name. */
+function sourceView<R extends StoredEvent | StoredEventError>(
+  row: R,
+  names: Map<string, string>,
+): Pick<R, 'id' | 'session_id' | 'category' | 'name'> & { app: string } {
   return {
     id: row.id,
     app: names.get(row.app_id) ?? row.app_id,
     session_id: row.session_id,
     category: row.category,
     name: row.name,
+  }
+}
+
+function eventView(row: StoredEvent, names: Map<string, string>): EventView {
+  return {
+    ...sourceView(row, names),
     data: row.data as Record<string, unknown>,
     timestamp: row.occurred_at,
     received_at: row.received_at,
@@ -104,11 +115,7 @@ function eventView(row: StoredEvent, names: Map<string, string>): EventView {
 
 function eventErrorView(row: StoredEventError, names: Map<string, string>): EventErrorView {
   return {
-    id: row.id,
-    app: names.get(row.app_id) ?? row.app_id,
-    session_id: row.session_id,
-    category: row.category,
-    name: row.name,
+    ...sourceView(row, names),
     raw: row.raw,
     reasons: row.reasons,
     received_at: row.received_at,
@@ -132,6 +139,22 @@ const emptyPage = { items: [], next_cursor: null }
 export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
   const { db } = deps
   const scopeOf = (request: FastifyRequest, app: string | undefined) => appScope(db, principalOf(request), app)
+  /**
+   * One page of a filtered listing (`/api/events`, `/api/event-errors`): the time range
+   * checked, the filters held to what the caller may read, the applications named.
+   */
+  const filteredPage = async <R extends { app_id: string }, V>(
+    request: FastifyRequest,
+    query: EventsQuery | EventErrorsQuery,
+    list: (db: Db, filter: EventFilter, page: PageRequest) => Promise<Page<R>>,
+    view: (row: R, names: Map<string, string>) => V,
+  ): Promise<Page<V>> => {
+    const range = timeRange(query)
+    const scope = await scopeOf(request, query.app)
+    if (scope === 'none') return emptyPage
+    const filter = { ...scope, sessionId: query.session_id, category: query.category, name: query.name, ...range }
+    return pageView(db, await list(db, filter, pageRequest(query)), view)
+  }
 
   return async (app) => {
     app.get(
@@ -149,18 +172,7 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
           response: { 200: PageSchema(EventView), ...errors(400, 401, 403, 429) },
         },
       },
-      async (request) => {
-        const { query } = request
-        const range = timeRange(query)
-        const scope = await scopeOf(request, query.app)
-        if (scope === 'none') return emptyPage
-        const page = await listEvents(
-          db,
-          { ...scope, sessionId: query.session_id, category: query.category, name: query.name, ...range },
-          pageRequest(query),
-        )
-        return pageView(db, page, eventView)
-      },
+      async (request) => filteredPage(request, request.query, listEvents, eventView),
     )
 
     app.get(
@@ -201,18 +213,7 @@ export function eventQueryRoutes(deps: EventQueryDeps): RoutePlugin {
           response: { 200: PageSchema(EventErrorView), ...errors(400, 401, 403, 429) },
         },
       },
-      async (request) => {
-        const { query } = request
-        const range = timeRange(query)
-        const scope = await scopeOf(request, query.app)
-        if (scope === 'none') return emptyPage
-        const page = await listEventErrors(
-          db,
-          { ...scope, sessionId: query.session_id, category: query.category, name: query.name, ...range },
-          pageRequest(query),
-        )
-        return pageView(db, page, eventErrorView)
-      },
+      async (request) => filteredPage(request, request.query, listEventErrors, eventErrorView),
     )
 
     await app.register(eventsAdminPageRoutes())

@@ -14,9 +14,9 @@
  * milliseconds), in the answers and in the cursors: a cursor holds the exact key of the
  * last row, so the next page starts strictly after it even when rows share a millisecond.
  */
-import { type Expression, type SqlBool, sql } from 'kysely'
+import { type Expression, type SelectQueryBuilder, type SqlBool, sql } from 'kysely'
 import type { Db } from '../platform/db/index.ts'
-import type { EventErrorRow, EventRow } from '../platform/db/schema.ts'
+import type { Database, EventErrorRow, EventRow } from '../platform/db/schema.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
 /** The timestamp columns, which the queries read as ISO 8601 text in UTC with microseconds. */
@@ -28,12 +28,17 @@ export type StoredEvent = TimesAsText<EventRow, 'occurred_at' | 'received_at' | 
 /** A stored event error as the queries read it. */
 export type StoredEventError = TimesAsText<EventErrorRow, 'received_at' | 'stored_at'>
 
-/** Filters of {@link listEvents}; each one given narrows the result. */
-export interface EventFilter {
+/** The equality filters events and event errors share; each one given narrows the result. */
+interface SourceFilter {
   appId?: string | undefined
+  /** Only rows of this session (errors without a usable session never match). */
   sessionId?: string | undefined
   category?: string | undefined
   name?: string | undefined
+}
+
+/** Filters of {@link listEvents}. */
+export interface EventFilter extends SourceFilter {
   /** Earliest `occurred_at`, inclusive (text PostgreSQL reads as a timestamptz). */
   from?: string | undefined
   /** Latest `occurred_at`, exclusive. */
@@ -41,12 +46,7 @@ export interface EventFilter {
 }
 
 /** Filters of {@link listEventErrors}; the time range applies to `stored_at`. */
-export interface EventErrorFilter {
-  appId?: string | undefined
-  /** Only errors of this session (errors without a usable session never match). */
-  sessionId?: string | undefined
-  category?: string | undefined
-  name?: string | undefined
+export interface EventErrorFilter extends SourceFilter {
   /** Earliest `stored_at`, inclusive. */
   from?: string | undefined
   /** Latest `stored_at`, exclusive. */
@@ -77,6 +77,40 @@ function afterCursor(column: 'occurred_at' | 'stored_at', direction: 'asc' | 'de
   return sql<SqlBool>`(${sql.ref(column)}, id) ${op} (${after.at}::timestamptz, ${after.id}::uuid)`
 }
 
+/** `query` narrowed by the filters events and event errors share, the time range on `time`. */
+function narrowed<T extends 'events' | 'event_errors', O>(
+  query: SelectQueryBuilder<Database, T, O>,
+  filter: EventFilter | EventErrorFilter,
+  time: 'occurred_at' | 'stored_at',
+): SelectQueryBuilder<Database, T, O> {
+  const equal = { session_id: filter.sessionId, app_id: filter.appId, category: filter.category, name: filter.name }
+  for (const [column, value] of Object.entries(equal)) {
+    if (value !== undefined) query = query.where(sql.ref(column), '=', value)
+  }
+  if (filter.from !== undefined) query = query.where(sql.ref(time), '>=', instant(filter.from))
+  if (filter.to !== undefined) query = query.where(sql.ref(time), '<', instant(filter.to))
+  return query
+}
+
+/**
+ * One page of `query` in `(time, id)` order from the cursor on, plus one row to tell
+ * whether there is a next page. The order names the time column with its table: the
+ * select gives the column's text form the same name, and ORDER BY would sort that text.
+ */
+async function readPage<
+  T extends 'events' | 'event_errors',
+  K extends 'occurred_at' | 'stored_at',
+  O extends { id: string } & Record<K, string>,
+>(query: SelectQueryBuilder<Database, T, O>, order: { table: T; column: K; direction: 'asc' | 'desc' }, page: PageRequest): Promise<Page<O>> {
+  const after = afterCursor(order.column, order.direction, page.cursor)
+  const rows = await (after ? query.where(after) : query)
+    .orderBy(sql.ref(`${order.table}.${order.column}`), order.direction)
+    .orderBy(sql.ref(`${order.table}.id`), order.direction)
+    .limit(page.limit + 1)
+    .execute()
+  return keysetPage(rows, page.limit, (last) => [last[order.column], last.id])
+}
+
 function selectEvents(db: Db) {
   return db
     .selectFrom('events')
@@ -86,21 +120,8 @@ function selectEvents(db: Db) {
 
 /** Events newest first by `(occurred_at, id)`, narrowed by `filter`. */
 export async function listEvents(db: Db, filter: EventFilter, page: PageRequest): Promise<Page<StoredEvent>> {
-  let query = selectEvents(db)
-  if (filter.sessionId !== undefined) query = query.where('session_id', '=', filter.sessionId)
-  if (filter.appId !== undefined) query = query.where('app_id', '=', filter.appId)
-  if (filter.category !== undefined) query = query.where('category', '=', filter.category)
-  if (filter.name !== undefined) query = query.where('name', '=', filter.name)
-  if (filter.from !== undefined) query = query.where('occurred_at', '>=', instant(filter.from))
-  if (filter.to !== undefined) query = query.where('occurred_at', '<', instant(filter.to))
-  const after = afterCursor('occurred_at', 'desc', page.cursor)
-  if (after) query = query.where(after)
-  const rows = await query
-    .orderBy('events.occurred_at', 'desc')
-    .orderBy('events.id', 'desc')
-    .limit(page.limit + 1)
-    .execute()
-  return keysetPage(rows, page.limit, (last) => [last.occurred_at, last.id])
+  const query = narrowed(selectEvents(db), filter, 'occurred_at')
+  return readPage(query, { table: 'events', column: 'occurred_at', direction: 'desc' }, page)
 }
 
 /**
@@ -115,14 +136,7 @@ export async function listSessionEvents(
 ): Promise<Page<StoredEvent>> {
   let query = selectEvents(db).where('session_id', '=', sessionId)
   if (filter.appId !== undefined) query = query.where('app_id', '=', filter.appId)
-  const after = afterCursor('occurred_at', 'asc', page.cursor)
-  if (after) query = query.where(after)
-  const rows = await query
-    .orderBy('events.occurred_at', 'asc')
-    .orderBy('events.id', 'asc')
-    .limit(page.limit + 1)
-    .execute()
-  return keysetPage(rows, page.limit, (last) => [last.occurred_at, last.id])
+  return readPage(query, { table: 'events', column: 'occurred_at', direction: 'asc' }, page)
 }
 
 /** Event errors newest first by `(stored_at, id)`, narrowed by `filter`. */
@@ -131,24 +145,12 @@ export async function listEventErrors(
   filter: EventErrorFilter,
   page: PageRequest,
 ): Promise<Page<StoredEventError>> {
-  let query = db
+  const selected = db
     .selectFrom('event_errors')
     .select(['id', 'app_id', 'session_id', 'category', 'name', 'raw', 'reasons'])
     .select([isoText('received_at').as('received_at'), isoText('stored_at').as('stored_at')])
-  if (filter.appId !== undefined) query = query.where('app_id', '=', filter.appId)
-  if (filter.sessionId !== undefined) query = query.where('session_id', '=', filter.sessionId)
-  if (filter.category !== undefined) query = query.where('category', '=', filter.category)
-  if (filter.name !== undefined) query = query.where('name', '=', filter.name)
-  if (filter.from !== undefined) query = query.where('stored_at', '>=', instant(filter.from))
-  if (filter.to !== undefined) query = query.where('stored_at', '<', instant(filter.to))
-  const after = afterCursor('stored_at', 'desc', page.cursor)
-  if (after) query = query.where(after)
-  const rows = await query
-    .orderBy('event_errors.stored_at', 'desc')
-    .orderBy('event_errors.id', 'desc')
-    .limit(page.limit + 1)
-    .execute()
-  return keysetPage(rows, page.limit, (last) => [last.stored_at, last.id])
+  const query = narrowed(selected, filter, 'stored_at')
+  return readPage(query, { table: 'event_errors', column: 'stored_at', direction: 'desc' }, page)
 }
 
 /**

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Piscina } from 'piscina'
+import { runCloseSteps } from '../platform/lifecycle.ts'
 import type { Logger } from '../platform/logger.ts'
 import type { PerformanceResult, PerformanceTask } from './performance.worker.ts'
 import type { ClaimedStock, StockHistoryRepository } from './stock-history.repository.ts'
@@ -246,18 +247,15 @@ export function createPerformanceService(deps: PerformanceServiceDeps): Performa
     close() {
       closing ??= (async () => {
         stop.abort()
-        const steps: Array<[string, () => Promise<unknown> | undefined]> = [
-          ['scheduler', () => loop],
-          ['running cycle', () => tail],
-          ['worker pool', () => pool.destroy()],
-        ]
-        for (const [step, run] of steps) {
-          try {
-            await run()
-          } catch (err) {
-            log.error({ err, step }, 'performance service close step failed')
-          }
-        }
+        await runCloseSteps(
+          [
+            ['scheduler', () => loop],
+            ['running cycle', () => tail],
+            ['worker pool', () => pool.destroy()],
+          ],
+          log,
+          'performance service close step failed',
+        )
       })()
       return closing
     },

@@ -73,6 +73,35 @@ export function numberOption(name: string, value: string | undefined, min: numbe
   return n
 }
 
+/** Refuses the positionals left after a subcommand's own arguments. */
+export function refuseExtraArguments(extra: readonly string[]): void {
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
+}
+
+/**
+ * Refuses options given with a subcommand they do not go with: `where` maps an option to
+ * its subcommand (`{ label: 'create' }` gives `--label only goes with create`).
+ */
+export function refuseOptionsOutside<V extends object>(sub: string | undefined, values: V, where: { [K in keyof V]?: string }): void {
+  for (const [option, home] of Object.entries(where) as Array<[keyof V & string, string | undefined]>) {
+    if (sub !== home && values[option] !== undefined) throw new UsageError(`--${option} only goes with ${home}`)
+  }
+}
+
+/** The error for a missing or unknown subcommand, naming the ones there are. */
+export function subcommandError(command: string, sub: string | undefined, subcommands: readonly string[]): UsageError {
+  const choices = `${subcommands.slice(0, -1).join(', ')} or ${subcommands.at(-1)}`
+  return new UsageError(
+    sub === undefined ? `${command} needs a subcommand: ${choices}` : `unknown subcommand ${JSON.stringify(sub)}: use ${choices}`,
+  )
+}
+
+/** Ends a command with exit code 1, saying why on stderr as `bourse <command>: <message>`. */
+export function commandFailed(command: string, message: string): 1 {
+  process.stderr.write(`bourse ${command}: ${message}\n`)
+  return 1
+}
+
 /** Runs a command body, turning {@link UsageError} into exit code 2 with the message. */
 export async function runCommand(body: () => Promise<number>): Promise<number> {
   try {

@@ -29,6 +29,23 @@ export interface Lifecycle {
   shutdown(reason?: string): Promise<void>
 }
 
+/** A named step of a close: what it closes, and how. */
+export type CloseStep = readonly [name: string, close: () => unknown]
+
+/**
+ * Runs close steps in order, each in its own try/catch: a step that fails is logged with
+ * its name under `message`, and the next one still runs.
+ */
+export async function runCloseSteps(steps: readonly CloseStep[], log: Logger, message = 'close step failed'): Promise<void> {
+  for (const [step, close] of steps) {
+    try {
+      await close()
+    } catch (err) {
+      log.error({ err, step }, message)
+    }
+  }
+}
+
 /** Creates the lifecycle of one process and installs the signal handlers. */
 export function createLifecycle(log: Logger, options: LifecycleOptions = {}): Lifecycle {
   const steps: Step[] = []
@@ -52,13 +69,10 @@ export function createLifecycle(log: Logger, options: LifecycleOptions = {}): Li
     }, timeoutMs)
     timer.unref()
     closing = (async () => {
-      for (const step of [...steps].reverse()) {
-        try {
-          await step.close()
-        } catch (err) {
-          log.error({ err, step: step.name }, 'close step failed')
-        }
-      }
+      await runCloseSteps(
+        [...steps].reverse().map((step) => [step.name, step.close] as const),
+        log,
+      )
       clearTimeout(timer)
       for (const signal of signals) process.off(signal, onSignal)
     })()

@@ -2,8 +2,9 @@
 import { appNameProblem, type AppSummary, createApp, listApps, revokeApp } from '../events/apps.repository.ts'
 import type { Db } from '../platform/db/index.ts'
 import { Conflict } from '../platform/http/errors.ts'
-import { UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { commandFailed, refuseExtraArguments, subcommandError, UsageError } from '../platform/command.ts'
+import { defineDbCommand } from '../platform/db-command.ts'
+import { formatTable } from '../platform/text-table.ts'
 
 const spec = {
   name: 'apps',
@@ -22,9 +23,9 @@ const spec = {
 type Action = { kind: 'create'; name: string } | { kind: 'list' } | { kind: 'revoke'; idOrName: string }
 
 /** Checks the arguments before anything connects. */
-function parseAction(positionals: string[]): Action {
+function parseAction({ positionals }: { positionals: string[] }): Action {
   const [sub, arg, ...extra] = positionals
-  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
+  refuseExtraArguments(extra)
   switch (sub) {
     case 'create': {
       if (arg === undefined) throw new UsageError('create needs a NAME')
@@ -38,21 +39,17 @@ function parseAction(positionals: string[]): Action {
     case 'revoke':
       if (arg === undefined || arg === '') throw new UsageError('revoke needs an application ID or NAME (see `bourse apps list`)')
       return { kind: 'revoke', idOrName: arg }
-    case undefined:
-      throw new UsageError('apps needs a subcommand: create, list or revoke')
     default:
-      throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}: use create, list or revoke`)
+      throw subcommandError('apps', sub, ['create', 'list', 'revoke'])
   }
 }
 
 /** The rows of `apps list`, as aligned columns. */
 function formatApps(apps: AppSummary[]): string {
-  const rows = [
+  return formatTable(
     ['ID', 'NAME', 'CREATED', 'REVOKED'],
-    ...apps.map((a) => [a.id, a.name, a.created_at.toISOString(), a.revoked_at ? a.revoked_at.toISOString() : '-']),
-  ]
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+    apps.map((a) => [a.id, a.name, a.created_at.toISOString(), a.revoked_at ? a.revoked_at.toISOString() : '-']),
+  )
 }
 
 async function perform(db: Db, action: Action): Promise<number> {
@@ -62,10 +59,7 @@ async function perform(db: Db, action: Action): Promise<number> {
       try {
         created = await createApp(db, action.name)
       } catch (err) {
-        if (err instanceof Conflict) {
-          process.stderr.write(`bourse apps: ${err.message}; pick another name, or revoke it and use another\n`)
-          return 1
-        }
+        if (err instanceof Conflict) return commandFailed('apps', `${err.message}; pick another name, or revoke it and use another`)
         throw err
       }
       process.stdout.write(`${created.token}\n`)
@@ -81,8 +75,7 @@ async function perform(db: Db, action: Action): Promise<number> {
     case 'revoke': {
       const result = await revokeApp(db, action.idOrName)
       if (result.status === 'not_found') {
-        process.stderr.write(`bourse apps: no application with id or name ${JSON.stringify(action.idOrName)}\n`)
-        return 1
+        return commandFailed('apps', `no application with id or name ${JSON.stringify(action.idOrName)}`)
       }
       const what = `${JSON.stringify(result.app.name)} (${result.app.id})`
       process.stdout.write(result.status === 'revoked' ? `revoked ${what}\n` : `${what} was already revoked\n`)
@@ -91,9 +84,4 @@ async function perform(db: Db, action: Action): Promise<number> {
   }
 }
 
-export const { run } = defineService({
-  spec,
-  parse: ({ positionals }) => parseAction(positionals),
-  needs: () => ({ db: { max: 1 } }),
-  start: ({ db }, action) => perform(db, action),
-})
+export const { run } = defineDbCommand({ spec, parse: parseAction, perform })

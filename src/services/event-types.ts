@@ -4,8 +4,15 @@ import { deleteEventType, findEventType, listEventTypes, upsertEventType } from 
 import { InvalidEventTypeError } from '../events/event-validation.ts'
 import type { Db } from '../platform/db/index.ts'
 import type { EventTypeRow } from '../platform/db/schema.ts'
-import { UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import {
+  commandFailed,
+  refuseExtraArguments,
+  refuseOptionsOutside,
+  subcommandError,
+  UsageError,
+} from '../platform/command.ts'
+import { defineDbCommand } from '../platform/db-command.ts'
+import { formatTable } from '../platform/text-table.ts'
 
 const spec = {
   name: 'event-types',
@@ -52,11 +59,10 @@ function readSchema(value: string): unknown {
 }
 
 /** Checks the arguments before anything connects. */
-function parseAction(values: { schema?: string; description?: string }, positionals: string[]): Action {
+function parseAction({ values, positionals }: { values: { schema?: string; description?: string }; positionals: string[] }): Action {
   const [sub, category, name, ...extra] = positionals
-  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
-  if (sub !== 'set' && values.schema !== undefined) throw new UsageError('--schema only goes with set')
-  if (sub !== 'set' && values.description !== undefined) throw new UsageError('--description only goes with set')
+  refuseExtraArguments(extra)
+  refuseOptionsOutside(sub, values, { schema: 'set', description: 'set' })
   const typeOf = () => {
     if (category === undefined || name === undefined) throw new UsageError(`${sub} needs CATEGORY and NAME`)
     return { category, name }
@@ -73,21 +79,17 @@ function parseAction(values: { schema?: string; description?: string }, position
       if (values.schema === undefined) throw new UsageError('set needs --schema FILE|JSON')
       return { kind: 'set', ...type, schema: readSchema(values.schema), description: values.description }
     }
-    case undefined:
-      throw new UsageError('event-types needs a subcommand: list, show, set or delete')
     default:
-      throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}: use list, show, set or delete`)
+      throw subcommandError('event-types', sub, ['list', 'show', 'set', 'delete'])
   }
 }
 
 /** The rows of `event-types list`, as aligned columns. */
 function formatTypes(types: EventTypeRow[]): string {
-  const rows = [
+  return formatTable(
     ['CATEGORY', 'NAME', 'UPDATED', 'DESCRIPTION'],
-    ...types.map((t) => [t.category, t.name, t.updated_at.toISOString(), t.description ?? '-']),
-  ]
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+    types.map((t) => [t.category, t.name, t.updated_at.toISOString(), t.description ?? '-']),
+  )
 }
 
 const typeJson = (t: EventTypeRow) =>
@@ -105,10 +107,7 @@ async function perform(db: Db, action: Action): Promise<number> {
       return 0
     case 'show': {
       const type = await findEventType(db, action.category, action.name)
-      if (!type) {
-        process.stderr.write(`bourse event-types: no event type ${label(action)}\n`)
-        return 1
-      }
+      if (!type) return commandFailed('event-types', `no event type ${label(action)}`)
       process.stdout.write(`${typeJson(type)}\n`)
       return 0
     }
@@ -119,14 +118,12 @@ async function perform(db: Db, action: Action): Promise<number> {
         return 0
       } catch (err) {
         if (!(err instanceof InvalidEventTypeError)) throw err
-        process.stderr.write(`bourse event-types: ${err.message}\n`)
-        return 1
+        return commandFailed('event-types', err.message)
       }
     }
     case 'delete': {
       if (!(await deleteEventType(db, action.category, action.name))) {
-        process.stderr.write(`bourse event-types: no event type ${label(action)}\n`)
-        return 1
+        return commandFailed('event-types', `no event type ${label(action)}`)
       }
       process.stdout.write(`deleted ${label(action)}\n`)
       return 0
@@ -134,9 +131,4 @@ async function perform(db: Db, action: Action): Promise<number> {
   }
 }
 
-export const { run } = defineService({
-  spec,
-  parse: ({ values, positionals }) => parseAction(values, positionals),
-  needs: () => ({ db: { max: 1 } }),
-  start: ({ db }, action) => perform(db, action),
-})
+export const { run } = defineDbCommand({ spec, parse: parseAction, perform })

@@ -2,6 +2,7 @@
 import { UsageError } from '../platform/command.ts'
 import { type Heartbeat, readHeartbeats } from '../platform/heartbeat.ts'
 import { defineService } from '../platform/service.ts'
+import { formatTable } from '../platform/text-table.ts'
 import { daemons } from './daemons.ts'
 
 /** `1h02m`, `3m05s`, `12s`. */
@@ -24,9 +25,9 @@ function statusLine(status: Record<string, unknown>, prefix = ''): string {
 
 /** The table `bourse status` prints. */
 export function formatStatus(beats: readonly Heartbeat[], missing: readonly string[], now = Date.now()): string {
-  const rows = [
+  const table = formatTable(
     ['SERVICE', 'INSTANCE', 'PID', 'HOST', 'VERSION', 'UP', 'BEAT', 'STATUS'],
-    ...beats.map((b) => [
+    beats.map((b) => [
       b.service,
       b.instance,
       String(b.pid),
@@ -36,9 +37,8 @@ export function formatStatus(beats: readonly Heartbeat[], missing: readonly stri
       `${duration(now - Date.parse(b.last_beat))} ago`,
       statusLine(b.status ?? {}),
     ]),
-  ]
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
-  const lines = rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd())
+  )
+  const lines = [table]
   if (beats.length === 0) lines.push('(no live instances)')
   lines.push(missing.length === 0 ? 'every expected service is live' : `missing: ${missing.join(', ')}`)
   return lines.join('\n')

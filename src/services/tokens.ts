@@ -7,8 +7,15 @@ import {
 } from '../auth/index.ts'
 import type { Db } from '../platform/db/index.ts'
 import { NotFound } from '../platform/http/errors.ts'
-import { UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import {
+  commandFailed,
+  refuseExtraArguments,
+  refuseOptionsOutside,
+  subcommandError,
+  UsageError,
+} from '../platform/command.ts'
+import { defineDbCommand } from '../platform/db-command.ts'
+import { formatTable } from '../platform/text-table.ts'
 
 const spec = {
   name: 'tokens',
@@ -39,15 +46,10 @@ type Action =
   | { kind: 'revoke'; id: string }
 
 /** Checks the arguments before anything connects. */
-function parseAction(values: { admin?: boolean; label?: string; user?: string }, positionals: string[]): Action {
+function parseAction({ values, positionals }: { values: { admin?: boolean; label?: string; user?: string }; positionals: string[] }): Action {
   const [sub, arg, ...extra] = positionals
-  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
-  const refuse = (option: string, where: string) => {
-    throw new UsageError(`--${option} only goes with ${where}`)
-  }
-  if (sub !== 'create' && values.admin) refuse('admin', 'create')
-  if (sub !== 'create' && values.label !== undefined) refuse('label', 'create')
-  if (sub !== 'list' && values.user !== undefined) refuse('user', 'list')
+  refuseExtraArguments(extra)
+  refuseOptionsOutside(sub, values, { admin: 'create', label: 'create', user: 'list' })
   switch (sub) {
     case 'create': {
       if (values.label !== undefined && (values.label.trim() === '' || values.label.length > 200)) {
@@ -66,27 +68,23 @@ function parseAction(values: { admin?: boolean; label?: string; user?: string },
     case 'revoke':
       if (arg === undefined) throw new UsageError('revoke needs a token ID (see `bourse tokens list`)')
       return { kind: 'revoke', id: arg }
-    case undefined:
-      throw new UsageError('tokens needs a subcommand: create, list or revoke')
     default:
-      throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}: use create, list or revoke`)
+      throw subcommandError('tokens', sub, ['create', 'list', 'revoke'])
   }
 }
 
 /** The rows of `tokens list`, as aligned columns. */
 function formatTokens(tokens: ApiTokenSummary[]): string {
-  const rows = [
+  return formatTable(
     ['ID', 'OWNER', 'LABEL', 'CREATED', 'REVOKED'],
-    ...tokens.map((t) => [
+    tokens.map((t) => [
       t.id,
       t.admin ? 'admin' : `user ${t.user_id ?? ''}`,
       t.label ?? '-',
       t.created_at.toISOString(),
       t.revoked_at ? t.revoked_at.toISOString() : '-',
     ]),
-  ]
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+  )
 }
 
 async function perform(db: Db, action: Action): Promise<number> {
@@ -96,10 +94,7 @@ async function perform(db: Db, action: Action): Promise<number> {
       try {
         created = await createApiToken(db, action.owner, action.label)
       } catch (err) {
-        if (err instanceof NotFound) {
-          process.stderr.write(`bourse tokens: ${err.message}; create the user first\n`)
-          return 1
-        }
+        if (err instanceof NotFound) return commandFailed('tokens', `${err.message}; create the user first`)
         throw err
       }
       const owner = 'userId' in action.owner ? `user ${action.owner.userId}` : 'admin'
@@ -115,19 +110,11 @@ async function perform(db: Db, action: Action): Promise<number> {
     }
     case 'revoke': {
       const result = await revokeApiToken(db, action.id)
-      if (result === 'not_found') {
-        process.stderr.write(`bourse tokens: no token with id ${JSON.stringify(action.id)}\n`)
-        return 1
-      }
+      if (result === 'not_found') return commandFailed('tokens', `no token with id ${JSON.stringify(action.id)}`)
       process.stdout.write(result === 'revoked' ? `revoked ${action.id}\n` : `${action.id} was already revoked\n`)
       return 0
     }
   }
 }
 
-export const { run } = defineService({
-  spec,
-  parse: ({ values, positionals }) => parseAction(values, positionals),
-  needs: () => ({ db: { max: 1 } }),
-  start: ({ db }, action) => perform(db, action),
-})
+export const { run } = defineDbCommand({ spec, parse: parseAction, perform })

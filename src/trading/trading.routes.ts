@@ -50,6 +50,8 @@ export interface TradingRoutesDeps {
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponseSchema]))
 const OrderIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) })
 const UserParams = Type.Object({ user: UserName })
+/** A page of a list an admin may narrow to one user (a user token lists its own). */
+const UserPageQuery = Type.Object({ user: Type.Optional(UserName), ...pageQueryFields }, { additionalProperties: false })
 const DeadLetter = Type.Object({
   id: Type.String({ description: 'The `webhook-id` of every attempt' }),
   order_id: Type.String({ format: 'uuid' }),
@@ -100,6 +102,14 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
     if (!order) throw new NotFound(`order ${id} does not exist`, { field: 'params.id' })
     assertActsFor(principal, order.user_id)
     return order
+  }
+
+  /** The user a `/api/users/:user` route names, if the caller may act for them (404 if there is none). */
+  const actedForUser = async (principal: Principal, userId: string) => {
+    assertActsFor(principal, userId)
+    const user = await findUser(db, userId)
+    if (!user) throw new NotFound(`user ${userId} does not exist`, { field: 'params.user' })
+    return user
   }
 
   return async (app) => {
@@ -252,10 +262,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
           tags: ['orders'],
           summary: 'Orders, newest first, a keyset page at a time',
           description: "A user token sees its own user's orders; an admin token sees every order, or one user's with `user`.",
-          querystring: Type.Object(
-            { user: Type.Optional(UserName), ...pageQueryFields },
-            { additionalProperties: false },
-          ),
+          querystring: UserPageQuery,
           response: { 200: PageSchema(OrderView), ...errors(400, 401, 403, 429) },
         },
       },
@@ -278,9 +285,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         },
       },
       async (request) => {
-        assertActsFor(principalOf(request), request.params.user)
-        const user = await findUser(db, request.params.user)
-        if (!user) throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
+        const user = await actedForUser(principalOf(request), request.params.user)
         const holdings = await listHoldings(db, user.id)
         const prices = await deps.prices.readLatestPrices(holdings.map((h) => h.stock))
         let total = 0n
@@ -314,10 +319,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         },
       },
       async (request) => {
-        assertActsFor(principalOf(request), request.params.user)
-        if (!(await findUser(db, request.params.user))) {
-          throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
-        }
+        await actedForUser(principalOf(request), request.params.user)
         return mapPage(await listTransactions(db, request.params.user, pageRequest(request.query)), transactionView)
       },
     )
@@ -335,9 +337,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
         },
       },
       async (request) => {
-        assertActsFor(principalOf(request), request.params.user)
-        const user = await findUser(db, request.params.user)
-        if (!user) throw new NotFound(`user ${request.params.user} does not exist`, { field: 'params.user' })
+        const user = await actedForUser(principalOf(request), request.params.user)
         return { secret: user.webhook_secret }
       },
     )
@@ -350,10 +350,7 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
           operationId: 'listDeadLetters',
           tags: ['callbacks'],
           summary: 'Callbacks that could not be delivered within the retry window, newest first',
-          querystring: Type.Object(
-            { user: Type.Optional(UserName), ...pageQueryFields },
-            { additionalProperties: false },
-          ),
+          querystring: UserPageQuery,
           response: { 200: PageSchema(DeadLetter), ...errors(400, 401, 403, 429) },
         },
       },

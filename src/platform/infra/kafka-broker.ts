@@ -8,8 +8,8 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { kafkaBrokers } from '../config.ts'
 import { createAdmin, ensureTopic } from '../kafka/clients.ts'
-import { type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
-import { canConnect, type Endpoint, formatEndpoint, isLocalHost, parseHostPort, waitForPort } from './net.ts'
+import { assertLocalHost, type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
+import { canConnect, type Endpoint, formatEndpoint, parseHostPort, waitForPort } from './net.ts'
 import {
   isMissingProgram,
   livePidFromFile,
@@ -320,11 +320,7 @@ export function createKafkaBroker(deps: InfraDeps, options: KafkaBrokerOptions =
           await tailFile(paths.log),
         )
       }
-      if (!isLocalHost(endpoint.host)) {
-        throw new InfraError(
-          `${endpoint.host} is not this machine: start Kafka there, or point KAFKA_BROKERS here`,
-        )
-      }
+      assertLocalHost(endpoint, 'Kafka', 'KAFKA_BROKERS')
       await checkJava()
       await prepareFiles()
       await format()

@@ -40,6 +40,29 @@ function reportFailure(deps: InfraCommandDeps, service: LocalService, err: unkno
   deps.printError(serviceLine(service, `failed: ${err instanceof Error ? err.message : String(err)}`))
 }
 
+/**
+ * Runs `step` on each service in order. A failure is reported and the next service still
+ * gets its turn; an aborted `signal` stops before the next one. Resolves false when any
+ * step failed or the signal aborted.
+ */
+async function eachService(
+  deps: InfraCommandDeps,
+  signal: AbortSignal | undefined,
+  step: (service: LocalService) => Promise<void>,
+): Promise<boolean> {
+  let ok = true
+  for (const service of deps.services ?? localServices(deps)) {
+    if (signal?.aborted) return false
+    try {
+      await step(service)
+    } catch (err) {
+      ok = false
+      reportFailure(deps, service, err)
+    }
+  }
+  return ok
+}
+
 /** Options for {@link infraUp}. */
 export interface InfraUpOptions {
   /** Longest wait for a started service to accept connections. @defaultValue 90000 */
@@ -52,58 +75,43 @@ export interface InfraUpOptions {
  */
 export async function infraUp(deps: InfraCommandDeps, options: InfraUpOptions = {}): Promise<boolean> {
   const timeoutMs = options.timeoutMs ?? 90_000
-  let ok = true
-  for (const service of deps.services ?? localServices(deps)) {
-    if (deps.signal?.aborted) return false
-    try {
-      if (await canConnect(service.endpoint)) {
-        const started = await service.startedByBourse()
-        deps.print(
-          serviceLine(
-            service,
-            started ? `already running (${startedBy(started.pid)})` : 'already running, using it',
-          ),
-        )
-      } else {
-        deps.log.info(
-          { target: service.name, endpoint: formatEndpoint(service.endpoint) },
-          'not reachable, starting it',
-        )
-        const started = await service.start({ timeoutMs })
-        deps.print(
-          serviceLine(service, started.pid === undefined ? 'started' : `started (pid ${started.pid})`),
-        )
-      }
-      for (const line of (await service.prepare?.()) ?? []) deps.print(serviceLine(service, line))
-    } catch (err) {
-      ok = false
-      reportFailure(deps, service, err)
+  return eachService(deps, deps.signal, async (service) => {
+    if (await canConnect(service.endpoint)) {
+      const started = await service.startedByBourse()
+      deps.print(
+        serviceLine(
+          service,
+          started ? `already running (${startedBy(started.pid)})` : 'already running, using it',
+        ),
+      )
+    } else {
+      deps.log.info(
+        { target: service.name, endpoint: formatEndpoint(service.endpoint) },
+        'not reachable, starting it',
+      )
+      const started = await service.start({ timeoutMs })
+      deps.print(
+        serviceLine(service, started.pid === undefined ? 'started' : `started (pid ${started.pid})`),
+      )
     }
-  }
-  return ok
+    for (const line of (await service.prepare?.()) ?? []) deps.print(serviceLine(service, line))
+  })
 }
 
 /** Stops the services Bourse started; leaves the others alone. Resolves false when a stop failed. */
 export async function infraDown(deps: InfraCommandDeps): Promise<boolean> {
-  let ok = true
-  for (const service of deps.services ?? localServices(deps)) {
-    try {
-      const { outcome, pid } = await service.stop()
-      const text = {
-        stopped: `stopped (pid ${pid})`,
-        killed: `killed after it ignored SIGTERM (pid ${pid})`,
-        'not-running': 'was not running',
-        'not-started-by-bourse': (await canConnect(service.endpoint))
-          ? 'running, not started by bourse: left alone'
-          : 'not running',
-      }[outcome]
-      deps.print(serviceLine(service, text))
-    } catch (err) {
-      ok = false
-      reportFailure(deps, service, err)
-    }
-  }
-  return ok
+  return eachService(deps, undefined, async (service) => {
+    const { outcome, pid } = await service.stop()
+    const text = {
+      stopped: `stopped (pid ${pid})`,
+      killed: `killed after it ignored SIGTERM (pid ${pid})`,
+      'not-running': 'was not running',
+      'not-started-by-bourse': (await canConnect(service.endpoint))
+        ? 'running, not started by bourse: left alone'
+        : 'not running',
+    }[outcome]
+    deps.print(serviceLine(service, text))
+  })
 }
 
 /** Prints whether each service is reachable and whether Bourse started it. Resolves true when all are reachable. */

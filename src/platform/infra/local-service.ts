@@ -1,7 +1,7 @@
 /** What `bourse infra` knows about each local service (Kafka, Redis, PostgreSQL). */
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
-import type { Endpoint } from './net.ts'
+import { type Endpoint, isLocalHost } from './net.ts'
 import type { StopOutcome } from './processes.ts'
 
 /** Thrown when a service cannot be started or prepared; `details` holds a log tail or tool output. */
@@ -12,6 +12,16 @@ export class InfraError extends Error {
   constructor(message: string, details?: string) {
     super(message)
     this.details = details?.trim() === '' ? undefined : details
+  }
+}
+
+/**
+ * Refuses to start a service whose endpoint is another machine: `product` is what to
+ * start there, `variable` the setting that points elsewhere.
+ */
+export function assertLocalHost(endpoint: Endpoint, product: string, variable: string): void {
+  if (!isLocalHost(endpoint.host)) {
+    throw new InfraError(`${endpoint.host} is not this machine: start ${product} there, or point ${variable} here`)
   }
 }
 

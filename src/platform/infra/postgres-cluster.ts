@@ -4,8 +4,8 @@
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
-import { isLocalHost, urlEndpoint, waitForPort } from './net.ts'
+import { assertLocalHost, type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
+import { urlEndpoint, waitForPort } from './net.ts'
 import { isMissingProgram, isProcessAlive, readPidFile, removeFile, runTool, tailText } from './processes.ts'
 
 /** The installed cluster versions (`/etc/postgresql/<version>/main`), newest first. */
@@ -116,11 +116,7 @@ export function createPostgresCluster(deps: InfraDeps, options: { etc?: string }
     endpoint,
     startedByBourse,
     async start({ timeoutMs }) {
-      if (!isLocalHost(endpoint.host)) {
-        throw new InfraError(
-          `${endpoint.host} is not this machine: start PostgreSQL there, or point DATABASE_URL here`,
-        )
-      }
+      assertLocalHost(endpoint, 'PostgreSQL', 'DATABASE_URL')
       const [version] = await postgresVersions(options.etc)
       if (version === undefined) {
         throw new InfraError(

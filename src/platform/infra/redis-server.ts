@@ -1,8 +1,8 @@
 /** A throwaway local redis-server (no persistence) for machines that have none running. */
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
-import { isLocalHost, urlEndpoint, waitForPort } from './net.ts'
+import { assertLocalHost, type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
+import { urlEndpoint, waitForPort } from './net.ts'
 import {
   isMissingProgram,
   livePidFromFile,
@@ -61,11 +61,7 @@ export function createRedisServer(deps: InfraDeps): LocalService {
     endpoint,
     startedByBourse,
     async start({ timeoutMs }) {
-      if (!isLocalHost(endpoint.host)) {
-        throw new InfraError(
-          `${endpoint.host} is not this machine: start Redis there, or point REDIS_URL here`,
-        )
-      }
+      assertLocalHost(endpoint, 'Redis', 'REDIS_URL')
       await mkdir(paths.dir, { recursive: true })
       let result: Awaited<ReturnType<typeof runTool>>
       try {

@@ -22,6 +22,7 @@ import pg from 'pg'
 import type { Registry } from 'prom-client'
 import { type Dispatcher, request } from 'undici'
 import { type Db, notifyChannel } from '../../platform/db/index.ts'
+import { runCloseSteps } from '../../platform/lifecycle.ts'
 import type { Logger } from '../../platform/logger.ts'
 import { histogramOn } from '../../platform/metrics.ts'
 import { backoffDelay } from '../../platform/retry.ts'
@@ -396,18 +397,15 @@ export function createCallbackSender(deps: CallbackSenderDeps, options: Callback
         await claimLoop(signal, agent)
       } finally {
         // Stop claiming first (done), then let the attempts in flight record their results.
-        const steps: Array<[string, () => Promise<unknown>]> = [
-          ['attempts in flight', () => Promise.all([...inFlight])],
-          ['listen connection', () => listening],
-          ['http agent', () => agent.close()],
-        ]
-        for (const [step, close] of steps) {
-          try {
-            await close()
-          } catch (err) {
-            log.error({ err, step }, 'callback sender close step failed')
-          }
-        }
+        await runCloseSteps(
+          [
+            ['attempts in flight', () => Promise.all([...inFlight])],
+            ['listen connection', () => listening],
+            ['http agent', () => agent.close()],
+          ],
+          log,
+          'callback sender close step failed',
+        )
       }
     },
   }
