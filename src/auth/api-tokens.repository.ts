@@ -8,7 +8,7 @@
  */
 import { hash, randomBytes, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { ApiTokenRow } from '../platform/db/schema.ts'
 import { NotFound } from '../platform/http/errors.ts'
 

@@ -6,7 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { createCachedAuthenticator, hashApiToken, type TokenAuthenticator } from '../auth/index.ts'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { AppRow } from '../platform/db/schema.ts'
 import { BadRequest, Conflict } from '../platform/http/errors.ts'
 

@@ -15,7 +15,7 @@
  * last row, so the next page starts strictly after it even when rows share a millisecond.
  */
 import { type Expression, type SqlBool, sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { EventErrorRow, EventRow } from '../platform/db/schema.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 

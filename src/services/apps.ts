@@ -1,9 +1,9 @@
 /** `bourse apps`: register, list and revoke the applications trusted to send events. */
 import { appNameProblem, type AppSummary, createApp, listApps, revokeApp } from '../events/apps.repository.ts'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import { Conflict } from '../platform/http/errors.ts'
 import { UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'apps',

@@ -2,10 +2,10 @@
 import { readFileSync } from 'node:fs'
 import { deleteEventType, findEventType, listEventTypes, upsertEventType } from '../events/event-types.repository.ts'
 import { InvalidEventTypeError } from '../events/event-validation.ts'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { EventTypeRow } from '../platform/db/schema.ts'
 import { UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'event-types',

@@ -5,10 +5,10 @@ import {
   listApiTokens,
   revokeApiToken,
 } from '../auth/index.ts'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import { NotFound } from '../platform/http/errors.ts'
 import { UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'tokens',

@@ -12,7 +12,8 @@
  * thousands of orders of one user do not queue on them.
  */
 import { sql } from 'kysely'
-import { type Db, notifyChannel } from '../platform/db/index.ts'
+import { notifyChannel } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { OrderRow, RejectReason, UserRow } from '../platform/db/schema.ts'
 import { isRefusedByDatabase } from '../platform/retry.ts'
 import { toUnits, unitsText } from './money.ts'

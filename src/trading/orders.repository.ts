@@ -1,6 +1,6 @@
 /** Orders in PostgreSQL. */
 import { sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { NewOrder, OrderRow } from '../platform/db/schema.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 

@@ -29,7 +29,7 @@
  * is locked by the finishing, which applies only the first outcome.
  */
 import type { Registry } from 'prom-client'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { OrderRow, UserRow } from '../platform/db/schema.ts'
 import {
   createBatchReader,
