@@ -5,15 +5,18 @@
  * `src/services/shape.ts`, domain code imports `type Db` from here.
  */
 import type { Kysely } from 'kysely'
+import type { AuthTables } from './auth/db/tables.ts'
+import type { EventsTables } from './events/db/tables.ts'
 import { composeMigrations } from './platform/db/index.ts'
 import * as accounts from './platform/db/migrations/0001_accounts.ts'
 import * as events from './platform/db/migrations/0002_events.ts'
 import * as finishOrders from './platform/db/migrations/0003_finish_orders.ts'
 import * as callbacksInFinish from './platform/db/migrations/0004_callbacks_in_finish.ts'
 import * as eventErrorsSession from './platform/db/migrations/0005_event_errors_session.ts'
-import type { Database } from './platform/db/schema.ts'
+import type { TradingTables } from './trading/db/tables.ts'
 
-export type { Database } from './platform/db/schema.ts'
+/** Every table, for `Kysely<Database>`: each domain declares its own. */
+export type Database = AuthTables & TradingTables & EventsTables
 
 /** The database handle of every service and repository. */
 export type Db = Kysely<Database>

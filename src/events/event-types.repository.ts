@@ -5,7 +5,7 @@
  */
 import { sql } from 'kysely'
 import type { Db } from '../database.ts'
-import type { EventTypeRow } from '../platform/db/schema.ts'
+import type { EventTypeRow } from './db/tables.ts'
 import {
   assertValidEventSchema,
   createEventTypeRegistry,

@@ -16,7 +16,7 @@
  */
 import { type Expression, type SqlBool, sql } from 'kysely'
 import type { Db } from '../database.ts'
-import type { EventErrorRow, EventRow } from '../platform/db/schema.ts'
+import type { EventErrorRow, EventRow } from './db/tables.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
 /** The timestamp columns, which the queries read as ISO 8601 text in UTC with microseconds. */

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { deleteEventType, findEventType, listEventTypes, upsertEventType } from '../events/event-types.repository.ts'
 import { InvalidEventTypeError } from '../events/event-validation.ts'
 import type { Db } from '../database.ts'
-import type { EventTypeRow } from '../platform/db/schema.ts'
+import type { EventTypeRow } from '../events/db/tables.ts'
 import { UsageError } from '../platform/command.ts'
 import { defineService } from './shape.ts'
 

@@ -14,7 +14,7 @@
 import { sql } from 'kysely'
 import { notifyChannel } from '../platform/db/index.ts'
 import type { Db } from '../database.ts'
-import type { OrderRow, RejectReason, UserRow } from '../platform/db/schema.ts'
+import type { OrderRow, RejectReason, UserRow } from './db/tables.ts'
 import { isRefusedByDatabase } from '../platform/retry.ts'
 import { toUnits, unitsText } from './money.ts'
 

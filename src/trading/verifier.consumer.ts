@@ -30,7 +30,7 @@
  */
 import type { Registry } from 'prom-client'
 import type { Db } from '../database.ts'
-import type { OrderRow, UserRow } from '../platform/db/schema.ts'
+import type { OrderRow, UserRow } from './db/tables.ts'
 import {
   createBatchReader,
   createTopicConsumer,

@@ -10,7 +10,7 @@ import { sql } from 'kysely'
 import pg from 'pg'
 import { closeDb, createDb, notifyChannel } from '../../src/platform/db/index.ts'
 import type { Database, Db } from '../../src/database.ts'
-import type { OrderRow } from '../../src/platform/db/schema.ts'
+import type { OrderRow } from '../../src/trading/db/tables.ts'
 import {
   createOrderFinisher,
   type FinishItem,

@@ -11,7 +11,7 @@
 import { sql } from 'kysely'
 import { notifyChannel } from '../../platform/db/index.ts'
 import type { Db } from '../../database.ts'
-import type { WebhookDeliveryRow } from '../../platform/db/schema.ts'
+import type { WebhookDeliveryRow } from '../db/tables.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../../platform/db/keyset.ts'
 
 /** A claimed delivery with the signing secret of its user. */
