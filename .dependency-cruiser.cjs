@@ -3,6 +3,8 @@
  * - the platform (process shape, connections, HTTP, Kafka, metrics) imports no domain;
  * - a domain imports another domain only through that domain's `index.ts`;
  * - no domain imports the services (they compose domains, not the other way);
+ * - a domain's db/ (its tables and migrations) imports only the platform and itself:
+ *   src/database.ts composes it, and the domain's code imports src/database.ts;
  * - no import cycles.
  */
 const domains = '(auth|market|trading|events|alerts|btc|operations)'
@@ -35,6 +37,13 @@ module.exports = {
       severity: 'error',
       from: { path: `^src/${domains}/` },
       to: { path: '^src/(services/|cli\\.ts)' },
+    },
+    {
+      name: 'domain-db-imports-only-platform',
+      comment: "A domain's db/ is composed by src/database.ts, which the domain's code imports: importing that code back would be a cycle.",
+      severity: 'error',
+      from: { path: `^src/${domains}/db/` },
+      to: { path: '^src/', pathNot: ['^src/$1/db/', '^src/platform/'] },
     },
     {
       name: 'no-circular',

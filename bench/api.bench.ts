@@ -45,6 +45,7 @@ import { createStockHistoryRepository } from '../src/market/index.ts'
 import { createPrng } from '../src/market/tick-generator.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
 import { createDb, notifyChannel } from '../src/platform/db/index.ts'
+import type { Database } from '../src/database.ts'
 import { createAdmin } from '../src/platform/kafka/clients.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { createRedis } from '../src/platform/redis.ts'
@@ -303,7 +304,7 @@ async function placeOrders(apiUrl: string, token: string, callbackUrl: string, c
 
 // Other work on the machine moves every number here; the load average says how much there was.
 const loadAtStart = loadAverage1m()
-const db = createDb({ url: config.DATABASE_URL, schema, max: 4, log })
+const db = createDb<Database>({ url: config.DATABASE_URL, schema, max: 4, log })
 const redis = createRedis(redisUrl, log, 'bench')
 const verification = createVerificationServer(ORDERS)
 const receiver = createCallbackReceiver(WARMUP_ORDERS)

@@ -45,6 +45,7 @@ import { createApp } from '../src/events/apps.repository.ts'
 import type { IncomingEvent } from '../src/events/events.schemas.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
 import { createDb } from '../src/platform/db/index.ts'
+import type { Database } from '../src/database.ts'
 import { createAdmin, createConsumer, partitionBounds } from '../src/platform/kafka/clients.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { createRedis } from '../src/platform/redis.ts'
@@ -254,7 +255,7 @@ async function rawConsume(round: number, total: number): Promise<number> {
 // ---------------------------------------------------------------------------------------
 // The run.
 
-const db = createDb({ url: config.DATABASE_URL, schema, max: 2, log })
+const db = createDb<Database>({ url: config.DATABASE_URL, schema, max: 2, log })
 const redis = createRedis(redisUrl, log, 'bench')
 
 try {

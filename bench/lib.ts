@@ -14,7 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { sql } from 'kysely'
-import { closeDb, type Db, migrateToLatest } from '../src/platform/db/index.ts'
+import { closeDb, migrateToLatest } from '../src/platform/db/index.ts'
+import { type Db, migrations } from '../src/database.ts'
 import { createAdmin, type KafkaSettings } from '../src/platform/kafka/clients.ts'
 import { closeRedis, type Redis } from '../src/platform/redis.ts'
 
@@ -52,7 +53,7 @@ export function serviceEnvFor(
 /** Empties the run's Redis database and creates its schema, migrated. */
 export async function prepareNamespace(db: Db, redis: Redis, schema: string): Promise<void> {
   await redis.flushdb()
-  await migrateToLatest(db, schema)
+  await migrateToLatest(db, schema, migrations)
 }
 
 /** Node flags that make a process write a V8 CPU profile into `dir` when it stops; none without `dir`. */

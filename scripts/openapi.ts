@@ -12,6 +12,7 @@ import { Redis } from 'ioredis'
 import { Registry } from 'prom-client'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
 import { closeDb, createDb } from '../src/platform/db/index.ts'
+import type { Database } from '../src/database.ts'
 import { createProducer } from '../src/platform/kafka/clients.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { buildApiApp } from '../src/services/api.ts'
@@ -20,7 +21,7 @@ const config = loadConfig()
 const log = createLogger({ level: 'silent', pretty: false })
 const redis = new Redis(config.REDIS_URL, { lazyConnect: true })
 const subscriber = new Redis(config.REDIS_URL, { lazyConnect: true })
-const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA })
+const db = createDb<Database>({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA })
 const producer = createProducer({ brokers: kafkaBrokers(config) })
 try {
   // With a registry, so that GET /metrics is documented as the service serves it.

@@ -8,8 +8,8 @@
  */
 import { hash, randomBytes, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
-import type { ApiTokenRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { ApiTokenRow } from './db/tables.ts'
 import { NotFound } from '../platform/http/errors.ts'
 
 /** Every token starts with this, so a leaked one is easy to recognise (and to scan for). */

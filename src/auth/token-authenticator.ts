@@ -3,7 +3,7 @@
  * through `api_tokens` with a small in-process cache, for the HTTP platform's
  * `authenticate` option.
  */
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { Authenticate, Principal } from '../platform/http/auth.ts'
 import { findActiveTokenByHash, hashApiToken, isApiTokenFormat } from './api-tokens.repository.ts'
 

@@ -6,8 +6,8 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { createCachedAuthenticator, hashApiToken, type TokenAuthenticator } from '../auth/index.ts'
-import type { Db } from '../platform/db/index.ts'
-import type { AppRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { AppRow } from './db/tables.ts'
 import { BadRequest, Conflict } from '../platform/http/errors.ts'
 
 /** Every application token starts with this; user tokens (`bourse_` + 43) never have its length. */

@@ -4,8 +4,8 @@
  * stored; the worker reads them through {@link createEventTypeCache}.
  */
 import { sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
-import type { EventTypeRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { EventTypeRow } from './db/tables.ts'
 import {
   assertValidEventSchema,
   createEventTypeRegistry,

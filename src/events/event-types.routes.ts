@@ -6,8 +6,8 @@
 import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { assertAdmin, principalOf, requireAuth } from '../platform/http/auth.ts'
-import type { Db } from '../platform/db/index.ts'
-import type { EventTypeRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { EventTypeRow } from './db/tables.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
 import { BadRequest, ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
 import {

@@ -25,7 +25,7 @@
  */
 import { sql } from 'kysely'
 import type { Registry } from 'prom-client'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import {
   createBatchReader,
   createTopicConsumer,

@@ -8,7 +8,7 @@
  */
 import type { FastifyRequest } from 'fastify'
 import { type Principal, principalOf, requireAuth } from '../platform/http/auth.ts'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
 import type { Page, PageRequest } from '../platform/db/keyset.ts'
 import { BadRequest, ErrorResponseSchema, Forbidden } from '../platform/http/errors.ts'

@@ -4,7 +4,7 @@
  * and the stored events and errors as the API shows them.
  */
 import Type, { type Static } from 'typebox'
-import { EventErrorReason } from '../platform/db/schema.ts'
+import { EventErrorReason } from './db/tables.ts'
 import { pageQueryFields } from '../platform/http/paging.ts'
 
 const SESSION_EXAMPLE = 'e2085be5-9137-4e4e-80b5-f1ffddc25423'

@@ -15,8 +15,8 @@
  * last row, so the next page starts strictly after it even when rows share a millisecond.
  */
 import { type Expression, type SelectQueryBuilder, type SqlBool, sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
-import type { Database, EventErrorRow, EventRow } from '../platform/db/schema.ts'
+import type { Database, Db } from '../database.ts'
+import type { EventErrorRow, EventRow } from './db/tables.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
 /** The timestamp columns, which the queries read as ISO 8601 text in UTC with microseconds. */

@@ -10,12 +10,16 @@
  * taking more and finishes what is in flight first (consumers commit, the HTTP server
  * drains), then the heartbeat is removed, then Kafka, Redis and PostgreSQL close, and
  * the logs are flushed last.
+ *
+ * The platform knows no table: the application makes its `defineService` once with
+ * {@link createServiceShape}, naming its database type and handing over its migrations.
  */
 import { readFileSync } from 'node:fs'
 import type { ParseArgsOptionsConfig } from 'node:util'
 import { type Config, ConfigError, kafkaBrokers, loadConfig } from './config.ts'
 import { type CommandSpec, intOption, type ParsedCommand, parseCommand, runCommand } from './command.ts'
-import { closeDb, createDb, type Db, migrateToLatest } from './db/index.ts'
+import type { Kysely } from 'kysely'
+import { closeDb, createDb, migrateToLatest, type Migrations } from './db/index.ts'
 import { defaultInstanceId, startHeartbeat } from './heartbeat.ts'
 import { createAdmin, createConsumer, createProducer, ensureTopic, type StringConsumer, type StringProducer } from './kafka/clients.ts'
 import { createLifecycle, type Lifecycle } from './lifecycle.ts'
@@ -74,10 +78,14 @@ export interface BaseServiceContext {
   metrics: Metrics
 }
 
-/** The context a service starts with: the base, plus what it declared. */
-export type ServiceContext<N extends ServiceNeeds = ServiceNeeds, C extends ConsumerNeed | undefined = undefined> = BaseServiceContext &
+/** The context a service starts with: the base, plus what it declared (`DB`: the database's tables). */
+export type ServiceContext<
+  N extends ServiceNeeds = ServiceNeeds,
+  C extends ConsumerNeed | undefined = undefined,
+  DB = unknown,
+> = BaseServiceContext &
   (Has<N, 'redis'> extends true ? { redis: Redis } : unknown) &
-  (Has<N, 'db'> extends true ? { db: Db } : unknown) &
+  (Has<N, 'db'> extends true ? { db: Kysely<DB> } : unknown) &
   (Has<N, 'producer'> extends true ? { producer: StringProducer } : unknown) &
   (Has<N, 'reader'> extends true ? { reader: StringConsumer } : unknown) &
   (Has<N, 'topics'> extends true ? { partitions: ReadonlyMap<string, number> } : unknown) &
@@ -103,7 +111,7 @@ export interface RunningService {
 }
 
 /** A service's definition. */
-export interface ServiceDefinition<O extends ParseArgsOptionsConfig, P, N extends ServiceNeeds, C extends ConsumerNeed | undefined> {
+export interface ServiceDefinition<O extends ParseArgsOptionsConfig, P, N extends ServiceNeeds, C extends ConsumerNeed | undefined, DB = unknown> {
   /** The command line: name, usage, description, options and their help. */
   spec: CommandSpec<O>
   /**
@@ -124,7 +132,7 @@ export interface ServiceDefinition<O extends ParseArgsOptionsConfig, P, N extend
   /** What to open, from the options and the configuration. */
   needs?: (options: P, config: Config) => N
   /** Starts the work: an exit code for a command, or the running service. */
-  start(ctx: ServiceContext<N, C>, options: P): Promise<number | RunningService>
+  start(ctx: ServiceContext<N, C, DB>, options: P): Promise<number | RunningService>
 }
 
 /** What `src/cli.ts` calls. */
@@ -186,18 +194,44 @@ async function consumerLag(consumer: StringConsumer): Promise<Record<string, num
   return lag
 }
 
-/**
- * Defines a runnable service: `export const { run } = defineService({ ... })` in
- * `src/services/<name>.ts` is all a command module holds besides its options and start.
- */
-export function defineService<
+/** What an application's services share: see {@link createServiceShape}. */
+export interface ServiceShape {
+  /** Every migration of the application, applied when a service declares `needs.db`. */
+  migrations: Migrations
+}
+
+/** A defined service: what `src/cli.ts` runs, and `runWith` for tests. */
+export type DefinedService = CommandModule & { runWith(argv: string[], options: RunOptions): Promise<number> }
+
+/** Defines a runnable service in an application whose tables are `DB`. */
+export type DefineService<DB> = <
   O extends ParseArgsOptionsConfig,
   P = ParsedCommand<O>,
   N extends ServiceNeeds = ServiceNeeds,
   C extends ConsumerNeed | undefined = undefined,
 >(
-  definition: ServiceDefinition<O, P, N, C>,
-): CommandModule & { runWith(argv: string[], options: RunOptions): Promise<number> } {
+  definition: ServiceDefinition<O, P, N, C, DB>,
+) => DefinedService
+
+/**
+ * Makes the application's `defineService`, once: `ctx.db` is a `Kysely<DB>`, and a
+ * service that declares `needs.db` gets `shape.migrations` applied first. Then
+ * `export const { run } = defineService({ ... })` in `src/services/<name>.ts` is all a
+ * command module holds besides its options and start.
+ */
+export function createServiceShape<DB>(shape: ServiceShape): DefineService<DB> {
+  const migrations = Object.freeze({ ...shape.migrations })
+  return (definition) => defineService(definition, migrations)
+}
+
+/** Defines a runnable service (see {@link createServiceShape}). */
+function defineService<
+  O extends ParseArgsOptionsConfig,
+  P,
+  N extends ServiceNeeds,
+  C extends ConsumerNeed | undefined,
+  DB,
+>(definition: ServiceDefinition<O, P, N, C, DB>, migrations: Migrations): DefinedService {
   const daemon = definition.daemon ?? false
   const consumerOptions = definition.consumer
     ? { group: { type: 'string', default: definition.consumer.group } }
@@ -238,10 +272,10 @@ export function defineService<
 
       const open = async () => {
         if (needs.db) {
-          const db = createDb({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: needs.db.max, log })
+          const db = createDb<DB>({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: needs.db.max, log })
           lifecycle.onClose('postgres', () => closeDb(db))
           ctx.db = db
-          if (needs.db.migrate ?? true) await migrateToLatest(db, config.DATABASE_SCHEMA)
+          if (needs.db.migrate ?? true) await migrateToLatest(db, config.DATABASE_SCHEMA, migrations)
         }
         let redis: Redis | undefined
         if (needs.redis || daemon) {
@@ -300,7 +334,7 @@ export function defineService<
 
       let started: number | RunningService
       try {
-        started = await definition.start(ctx as ServiceContext<N, C>, parsed)
+        started = await definition.start(ctx as ServiceContext<N, C, DB>, parsed)
       } catch (err) {
         await lifecycle.shutdown('done')
         throw err

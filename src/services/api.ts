@@ -4,7 +4,7 @@ import { createTokenAuthenticator } from '../auth/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
 import type { Config } from '../platform/config.ts'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
 import type { Registry } from '../platform/metrics.ts'
 import type { Authenticate } from '../platform/http/auth.ts'
@@ -17,7 +17,8 @@ import { createOrderService } from '../trading/orders.service.ts'
 import { tradingRoutes } from '../trading/trading.routes.ts'
 import { parseAllowedNetworks } from '../trading/webhooks/callback-url.ts'
 import { intOption } from '../platform/command.ts'
-import { bourseLicense as license, bourseVersion as version, defineService } from '../platform/service.ts'
+import { bourseLicense as license, bourseVersion as version } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 
 /** The connections the API runs on; the caller owns and closes them. */

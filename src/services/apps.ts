@@ -1,10 +1,10 @@
 /** `bourse apps`: register, list and revoke the applications trusted to send events. */
 import { appNameProblem, type AppSummary, createApp, listApps, revokeApp } from '../events/apps.repository.ts'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import { Conflict } from '../platform/http/errors.ts'
 import { commandFailed, refuseExtraArguments, subcommandError, UsageError } from '../platform/command.ts'
-import { defineDbCommand } from '../platform/db-command.ts'
 import { formatTable } from '../platform/text-table.ts'
+import { defineDbCommand } from './shape.ts'
 
 const spec = {
   name: 'apps',

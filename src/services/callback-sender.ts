@@ -1,8 +1,8 @@
 /** `bourse callback-sender`: delivers signed order results to callback URLs, with retries and dead letters. */
 import { intOption, UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
 import { createCallbackSender } from '../trading/webhooks/callback-sender.service.ts'
 import { parseAllowedNetworks } from '../trading/webhooks/callback-url.ts'
+import { defineService } from './shape.ts'
 
 export const { run } = defineService({
   spec: {

@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
 import { UsageError } from '../platform/command.ts'
 import { readHeartbeats } from '../platform/heartbeat.ts'
-import { defineService } from '../platform/service.ts'
 import { type Daemon, daemons } from './daemons.ts'
+import { defineService } from './shape.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const cli = fileURLToPath(new URL('../cli.ts', import.meta.url))

@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs'
 import { deleteEventType, findEventType, listEventTypes, upsertEventType } from '../events/event-types.repository.ts'
 import { InvalidEventTypeError } from '../events/event-validation.ts'
-import type { Db } from '../platform/db/index.ts'
-import type { EventTypeRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { EventTypeRow } from '../events/db/tables.ts'
 import {
   commandFailed,
   refuseExtraArguments,
@@ -11,8 +11,8 @@ import {
   subcommandError,
   UsageError,
 } from '../platform/command.ts'
-import { defineDbCommand } from '../platform/db-command.ts'
 import { formatTable } from '../platform/text-table.ts'
+import { defineDbCommand } from './shape.ts'
 
 const spec = {
   name: 'event-types',

@@ -1,7 +1,7 @@
 /** `bourse events-worker`: events from Kafka → validated → PostgreSQL (`events` or `event_errors`), each once. */
 import { createEventsWorker } from '../events/events.consumer.ts'
 import { intOption } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 export const { run } = defineService({
   spec: {

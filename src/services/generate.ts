@@ -19,7 +19,7 @@ import { encodeTick, type TickMessage } from '../market/tick-message.ts'
 import { partitionForKey } from '../platform/kafka/partitions.ts'
 import { createProgress } from '../platform/progress.ts'
 import { type CommandSpec, intOption, numberOption, UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'generate',

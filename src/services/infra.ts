@@ -6,7 +6,7 @@
  */
 import { infraDown, infraStatus, infraUp } from '../platform/infra/local-infra.ts'
 import { intOption, UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const actions = ['up', 'down', 'status'] as const
 type Action = (typeof actions)[number]

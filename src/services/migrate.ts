@@ -1,6 +1,7 @@
 /** `bourse migrate`: creates or updates the PostgreSQL tables. */
+import { migrations } from '../database.ts'
 import { migrateToLatest } from '../platform/db/index.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'migrate',
@@ -17,7 +18,7 @@ export const { run } = defineService({
   // Migrating is the whole command, so it is done here rather than by the platform.
   needs: () => ({ db: { max: 1, migrate: false } }),
   async start({ config, db }) {
-    const applied = await migrateToLatest(db, config.DATABASE_SCHEMA)
+    const applied = await migrateToLatest(db, config.DATABASE_SCHEMA, migrations)
     process.stdout.write(applied.length === 0 ? 'up to date\n' : `applied ${applied.length}: ${applied.join(', ')}\n`)
     return 0
   },

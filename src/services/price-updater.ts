@@ -2,7 +2,7 @@
 import { createPriceUpdater } from '../market/price-updater.consumer.ts'
 import { createStockHistoryRepository } from '../market/stock-history.repository.ts'
 import { intOption } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 export const { run } = defineService({
   spec: {

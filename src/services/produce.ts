@@ -11,7 +11,7 @@ import {
 } from '../market/tick-producer.ts'
 import { createProgress, type Progress } from '../platform/progress.ts'
 import { type CommandSpec, intOption, UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'produce',

@@ -1,6 +1,6 @@
 /** `bourse rebuild-projections`: rewrites the Redis `userN` keys from PostgreSQL. */
 import { rebuildUserProjections } from '../trading/index.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'rebuild-projections',

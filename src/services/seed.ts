@@ -3,7 +3,7 @@ import { readRedisFixture } from '../market/redis-fixture.ts'
 import { createStockHistoryRepository } from '../market/stock-history.repository.ts'
 import { createAccounts, projectUser, resetAccountCredit } from '../trading/index.ts'
 import { UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'seed',

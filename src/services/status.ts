@@ -1,9 +1,9 @@
 /** `bourse status`: the live instances of every service, from their heartbeats in Redis. */
 import { UsageError } from '../platform/command.ts'
 import { type Heartbeat, readHeartbeats } from '../platform/heartbeat.ts'
-import { defineService } from '../platform/service.ts'
 import { formatTable } from '../platform/text-table.ts'
 import { daemons } from './daemons.ts'
+import { defineService } from './shape.ts'
 
 /** `1h02m`, `3m05s`, `12s`. */
 function duration(ms: number): string {

@@ -5,7 +5,7 @@ import {
   listApiTokens,
   revokeApiToken,
 } from '../auth/index.ts'
-import type { Db } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
 import { NotFound } from '../platform/http/errors.ts'
 import {
   commandFailed,
@@ -14,8 +14,8 @@ import {
   subcommandError,
   UsageError,
 } from '../platform/command.ts'
-import { defineDbCommand } from '../platform/db-command.ts'
 import { formatTable } from '../platform/text-table.ts'
+import { defineDbCommand } from './shape.ts'
 
 const spec = {
   name: 'tokens',

@@ -3,7 +3,7 @@ import { readPriceCsv } from '../market/price-csv.ts'
 import { createStockHistoryRepository } from '../market/stock-history.repository.ts'
 import type { Tick } from '../market/tick.ts'
 import { intOption, UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'update-prices',

@@ -1,10 +1,10 @@
 /** `bourse verifier`: orders from Kafka → external verification → executed in PostgreSQL. */
 import { createStockHistoryRepository } from '../market/index.ts'
 import { intOption } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
 import { defineUserProjection } from '../trading/user-projection.ts'
 import { createVerificationClient } from '../trading/verification.client.ts'
 import { createOrderVerifier } from '../trading/verifier.consumer.ts'
+import { defineService } from './shape.ts'
 
 export const { run } = defineService({
   spec: {

@@ -1,7 +1,7 @@
 /** `bourse verify-sim`: a stand-in for the external verification API, over real HTTP. */
 import { createVerificationSim } from '../trading/verification-sim.ts'
 import { intOption, numberOption, UsageError } from '../platform/command.ts'
-import { defineService } from '../platform/service.ts'
+import { defineService } from './shape.ts'
 
 const spec = {
   name: 'verify-sim',

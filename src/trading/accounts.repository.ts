@@ -1,7 +1,7 @@
 /** Users, holdings and transactions in PostgreSQL (the source of truth). */
 import { sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
-import type { HoldingRow, TransactionRow, UserRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { HoldingRow, TransactionRow, UserRow } from './db/tables.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 import { createWebhookSecret } from './webhooks/webhook-signing.ts'
 

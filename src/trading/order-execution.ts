@@ -12,8 +12,9 @@
  * thousands of orders of one user do not queue on them.
  */
 import { sql } from 'kysely'
-import { type Db, notifyChannel } from '../platform/db/index.ts'
-import type { OrderRow, RejectReason, UserRow } from '../platform/db/schema.ts'
+import { notifyChannel } from '../platform/db/index.ts'
+import type { Db } from '../database.ts'
+import type { OrderRow, RejectReason, UserRow } from './db/tables.ts'
 import { isRefusedByDatabase } from '../platform/retry.ts'
 import { toUnits, unitsText } from './money.ts'
 

@@ -6,7 +6,7 @@
  */
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
-import type { NewOrder } from '../platform/db/schema.ts'
+import type { NewOrder } from './db/tables.ts'
 import { OrderSide, Quantity, StockName, UserName } from './trading.schemas.ts'
 
 export const OrderMessage = Type.Object(

@@ -1,5 +1,5 @@
 /** Orders and transactions as the API, the SSE stream and the callbacks show them. */
-import type { OrderRow, TransactionRow } from '../platform/db/schema.ts'
+import type { OrderRow, TransactionRow } from './db/tables.ts'
 import { decimalNumber } from './money.ts'
 import type { OrderView, TransactionView } from './trading.schemas.ts'
 

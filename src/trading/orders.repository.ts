@@ -1,7 +1,7 @@
 /** Orders in PostgreSQL. */
 import { sql } from 'kysely'
-import type { Db } from '../platform/db/index.ts'
-import type { NewOrder, OrderRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { NewOrder, OrderRow } from './db/tables.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
 /** Inserts an order unless it exists (the API and the verifier may both insert it). */

@@ -9,8 +9,8 @@
  */
 import { createHash, randomUUID } from 'node:crypto'
 import type { BlockList } from 'node:net'
-import type { Db } from '../platform/db/index.ts'
-import type { OrderRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { OrderRow } from './db/tables.ts'
 import { BadRequest, Conflict, NotFound, ServiceUnavailable } from '../platform/http/errors.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
 import type { Logger } from '../platform/logger.ts'

@@ -3,7 +3,7 @@
  * document and the types of the code behind them.
  */
 import Type, { type Static } from 'typebox'
-import { OrderSide, OrderStatus, RejectReason } from '../platform/db/schema.ts'
+import { OrderSide, OrderStatus, RejectReason } from './db/tables.ts'
 
 // The order's column values: one schema for the table and the API.
 export { OrderSide, OrderStatus, RejectReason }

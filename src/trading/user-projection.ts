@@ -4,8 +4,8 @@
  * and a script keeps the newest, so projections written out of order (two verifiers,
  * a replay after a crash, a rebuild racing a trade) never go back in time.
  */
-import type { Db } from '../platform/db/index.ts'
-import type { UserRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { UserRow } from './db/tables.ts'
 import type { Redis } from '../platform/redis.ts'
 import { decimalNumber } from './money.ts'
 

@@ -29,8 +29,8 @@
  * is locked by the finishing, which applies only the first outcome.
  */
 import type { Registry } from 'prom-client'
-import type { Db } from '../platform/db/index.ts'
-import type { OrderRow, UserRow } from '../platform/db/schema.ts'
+import type { Db } from '../database.ts'
+import type { OrderRow, UserRow } from './db/tables.ts'
 import {
   createBatchReader,
   createTopicConsumer,

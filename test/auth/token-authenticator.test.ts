@@ -5,6 +5,7 @@ import { Redis } from 'ioredis'
 import Type from 'typebox'
 import { createApiToken, createTokenAuthenticator, revokeApiToken } from '../../src/auth/index.ts'
 import { closeDb, createDb } from '../../src/platform/db/index.ts'
+import type { Database } from '../../src/database.ts'
 import { createHttpApp, type HttpApp, type RoutePlugin } from '../../src/platform/http/app.ts'
 import { assertActsFor, type Authenticate, principalOf, requireAuth } from '../../src/platform/http/auth.ts'
 import { createLogger } from '../../src/platform/logger.ts'
@@ -217,5 +218,5 @@ describe('the token cache', () => {
 
 /** A pool on a port nothing listens on: every query fails at once. */
 function brokenDb() {
-  return createDb({ url: 'postgres://postgres@127.0.0.1:1/bourse', max: 1 })
+  return createDb<Database>({ url: 'postgres://postgres@127.0.0.1:1/bourse', max: 1 })
 }

@@ -13,7 +13,8 @@ import { sql } from 'kysely'
 import { encodeEventBatchMessage, encodeEventMessage, type EventMessageV1 } from '../../src/events/event-message.ts'
 import { createEventsWorker, type EventsWorkerOptions } from '../../src/events/events.consumer.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
-import { closeDb, createDb, type Db } from '../../src/platform/db/index.ts'
+import { closeDb, createDb } from '../../src/platform/db/index.ts'
+import type { Database, Db } from '../../src/database.ts'
 import { createAdmin, createConsumer, createProducer, type StringProducer } from '../../src/platform/kafka/clients.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
@@ -33,7 +34,7 @@ const cleanups: Array<() => Promise<unknown>> = []
 
 before(async () => {
   testDb = await openTestDb()
-  workerDb = createDb({ url: config.DATABASE_URL, schema: testDb.schema, max: 4 })
+  workerDb = createDb<Database>({ url: config.DATABASE_URL, schema: testDb.schema, max: 4 })
   producer = createProducer(settings)
   await testDb.db.insertInto('apps').values({ id: appId, name: 'consumer-test', token_hash: randomUUID() }).execute()
 })
@@ -379,7 +380,7 @@ describe('PostgreSQL unavailable', () => {
   const unreachableDb = async () => {
     const proxy = await startPostgresProxy(new URL(config.DATABASE_URL))
     cleanups.push(() => proxy.close())
-    const db = createDb({ url: proxy.url, schema: testDb.schema, max: 2 })
+    const db = createDb<Database>({ url: proxy.url, schema: testDb.schema, max: 2 })
     cleanups.push(() => closeDb(db))
     return { proxy, db }
   }

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
-import type { Database, Db } from '../../src/platform/db/index.ts'
+import type { Database, Db } from '../../src/database.ts'
 import {
   type EventErrorFilter,
   type EventFilter,

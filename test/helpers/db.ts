@@ -4,7 +4,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import { sql } from 'kysely'
-import { closeDb, createDb, type Db, migrateToLatest } from '../../src/platform/db/index.ts'
+import { closeDb, createDb, migrateToLatest } from '../../src/platform/db/index.ts'
+import { type Database, type Db, migrations } from '../../src/database.ts'
 import { testConfig } from './infra.ts'
 
 /** An open test schema. */
@@ -20,8 +21,8 @@ export interface TestDb {
 export async function openTestDb(): Promise<TestDb> {
   const schema = `t_${randomBytes(5).toString('hex')}`
   const config = testConfig({ DATABASE_SCHEMA: schema })
-  const db = createDb({ url: config.DATABASE_URL, schema, max: 5 })
-  await migrateToLatest(db, schema)
+  const db = createDb<Database>({ url: config.DATABASE_URL, schema, max: 5 })
+  await migrateToLatest(db, schema, migrations)
   return {
     db,
     schema,

@@ -3,7 +3,7 @@
  * store them), for the tests of the query routes and the admin page.
  */
 import { randomUUID } from 'node:crypto'
-import type { Db } from '../../src/platform/db/index.ts'
+import type { Db } from '../../src/database.ts'
 
 /** An event row to insert; timestamps are text PostgreSQL reads (microseconds kept). */
 export interface EventRowSpec {

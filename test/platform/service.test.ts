@@ -10,10 +10,14 @@ import { sql } from 'kysely'
 import { UsageError } from '../../src/platform/command.ts'
 import { heartbeatKey, readHeartbeats } from '../../src/platform/heartbeat.ts'
 import { createMetrics, startMetricsServer } from '../../src/platform/metrics.ts'
-import { defineService } from '../../src/platform/service.ts'
+import { createServiceShape } from '../../src/platform/service.ts'
+import { type Database, migrations } from '../../src/database.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
 import { closeTestRedis, openTestRedis, testEnv } from '../helpers/infra.ts'
 import { declaredType, scrapeMetrics, seriesTotal } from '../helpers/prometheus.ts'
+
+/** Bourse's own shape: `needs.db` opens a pool migrated with every table. */
+const defineService = createServiceShape<Database>({ migrations })
 
 let redis: Redis
 let testDb: TestDb

@@ -8,8 +8,9 @@ import { randomUUID } from 'node:crypto'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { sql } from 'kysely'
 import pg from 'pg'
-import { closeDb, createDb, type Db, notifyChannel } from '../../src/platform/db/index.ts'
-import type { OrderRow } from '../../src/platform/db/schema.ts'
+import { closeDb, createDb, notifyChannel } from '../../src/platform/db/index.ts'
+import type { Database, Db } from '../../src/database.ts'
+import type { OrderRow } from '../../src/trading/db/tables.ts'
 import {
   createOrderFinisher,
   type FinishItem,
@@ -305,7 +306,7 @@ describe('batches (finishOrders)', () => {
   test('concurrent batches over the same users, locked in opposite orders: no deadlock, every order once, money conserved', async () => {
     const users = ['c1', 'c2', 'c3', 'c4']
     for (const id of users) await seedUser(id, 10_000, { stock1: [100, 1000] })
-    const pool: Db = createDb({ url: testConfig().DATABASE_URL, schema: t.schema, max: 8 })
+    const pool: Db = createDb<Database>({ url: testConfig().DATABASE_URL, schema: t.schema, max: 8 })
     try {
       const orders: Array<{ id: string; userId: string; side: 'buy' | 'sell' }> = []
       for (let n = 0; n < 160; n++) {

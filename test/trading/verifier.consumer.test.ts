@@ -11,8 +11,9 @@ import { after, before, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
 import { createStockHistoryRepository } from '../../src/market/index.ts'
 import { kafkaBrokers } from '../../src/platform/config.ts'
-import { closeDb, createDb, type Db } from '../../src/platform/db/index.ts'
-import type { OrderRow } from '../../src/platform/db/schema.ts'
+import { closeDb, createDb } from '../../src/platform/db/index.ts'
+import type { Database, Db } from '../../src/database.ts'
+import type { OrderRow } from '../../src/trading/db/tables.ts'
 import { createAdmin, createConsumer, createProducer, type StringProducer } from '../../src/platform/kafka/clients.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { orderChannel } from '../../src/trading/order-events.ts'
@@ -38,7 +39,7 @@ const cleanups: Array<() => Promise<unknown>> = []
 
 before(async () => {
   testDb = await openTestDb()
-  verifierDb = createDb({ url: testConfig().DATABASE_URL, schema: testDb.schema, max: 10 })
+  verifierDb = createDb<Database>({ url: testConfig().DATABASE_URL, schema: testDb.schema, max: 10 })
   redis = await openTestRedis()
   producer = createProducer(settings)
   await createStockHistoryRepository(redis).seedStock('stock1', { id: 1, price: [100], time: ['09:00'], performance: 0 })

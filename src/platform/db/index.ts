@@ -1,27 +1,28 @@
 /**
  * PostgreSQL through Kysely: one pool per process, every connection working in the
- * configured schema (tests give each file its own), and the migrations in this folder.
+ * configured schema (tests give each file its own). The platform knows no table: the
+ * caller names its database type (`createDb<Database>`) and hands over its migrations.
  */
 import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { Logger } from '../logger.ts'
-import * as accounts from './migrations/0001_accounts.ts'
-import * as events from './migrations/0002_events.ts'
-import * as finishOrders from './migrations/0003_finish_orders.ts'
-import * as callbacksInFinish from './migrations/0004_callbacks_in_finish.ts'
-import * as eventErrorsSession from './migrations/0005_event_errors_session.ts'
-import type { Database } from './schema.ts'
 
-export type { Database } from './schema.ts'
-export type Db = Kysely<Database>
+/** Migrations by name; Kysely applies them in name order and records each name it applied. */
+export type Migrations = Record<string, Migration>
 
-/** Every migration, in order. A new migration is a new file here and a new line below. */
-const migrations: Record<string, Migration> = {
-  '0001_accounts': accounts,
-  '0002_events': events,
-  '0003_finish_orders': finishOrders,
-  '0004_callbacks_in_finish': callbacksInFinish,
-  '0005_event_errors_session': eventErrorsSession,
+/**
+ * Merges sets of migrations into one, refusing a name that two sets share (one would
+ * silently replace the other). Names sort across sets, so they share one sequence.
+ */
+export function composeMigrations(...sets: readonly Migrations[]): Migrations {
+  const all: Migrations = {}
+  for (const set of sets) {
+    for (const [name, migration] of Object.entries(set)) {
+      if (Object.hasOwn(all, name)) throw new Error(`migration ${name} is defined twice`)
+      all[name] = migration
+    }
+  }
+  return all
 }
 
 /** Options for {@link createDb}. */
@@ -36,7 +37,7 @@ export interface DbOptions {
 }
 
 /** Opens a connection pool working in `schema`. Close it with {@link closeDb}. */
-export function createDb(options: DbOptions): Db {
+export function createDb<DB>(options: DbOptions): Kysely<DB> {
   const schema = options.schema ?? 'public'
   const pool = new pg.Pool({
     connectionString: options.url,
@@ -50,19 +51,19 @@ export function createDb(options: DbOptions): Db {
     idleTimeoutMillis: 60_000,
   })
   pool.on('error', (err) => options.log?.warn({ err }, 'postgres idle connection error'))
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
 }
 
 /** Closes the pool; safe to call twice. */
-export async function closeDb(db: Db): Promise<void> {
+export async function closeDb<DB>(db: Kysely<DB>): Promise<void> {
   await db.destroy()
 }
 
 /**
- * Creates the schema if needed and applies every pending migration. Concurrent callers
- * are serialized by Kysely's migration lock. Resolves to the names applied now.
+ * Creates the schema if needed and applies every pending one of `migrations`. Concurrent
+ * callers are serialized by Kysely's migration lock. Resolves to the names applied now.
  */
-export async function migrateToLatest(db: Db, schema = 'public'): Promise<string[]> {
+export async function migrateToLatest<DB>(db: Kysely<DB>, schema: string, migrations: Migrations): Promise<string[]> {
   await sql`create schema if not exists ${sql.id(schema)}`.execute(db)
   const provider: MigrationProvider = { getMigrations: async () => migrations }
   const migrator = new Migrator({ db, provider, migrationTableSchema: schema })

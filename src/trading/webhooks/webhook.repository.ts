@@ -9,8 +9,9 @@
  * sender whose lease ran out can never turn a delivered callback back into a pending one.
  */
 import { sql } from 'kysely'
-import { type Db, notifyChannel } from '../../platform/db/index.ts'
-import type { WebhookDeliveryRow } from '../../platform/db/schema.ts'
+import { notifyChannel } from '../../platform/db/index.ts'
+import type { Db } from '../../database.ts'
+import type { WebhookDeliveryRow } from '../db/tables.ts'
 import { keysetPage, type Page, type PageRequest, readCursor } from '../../platform/db/keyset.ts'
 
 /** A claimed delivery with the signing secret of its user. */

@@ -7,7 +7,8 @@ import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { sql } from 'kysely'
-import { type Db, notifyChannel } from '../../../src/platform/db/index.ts'
+import { notifyChannel } from '../../../src/platform/db/index.ts'
+import type { Db } from '../../../src/database.ts'
 import { createWebhookSecret } from '../../../src/trading/webhooks/webhook-signing.ts'
 
 /** A webhook id of the form the finishing statement gives (migration 0004): `msg_` and 32 hex digits. */

@@ -1,12 +1,14 @@
 /**
- * A command that performs one action on the database (`bourse tokens`, `apps`,
- * `event-types`): it reads its arguments into the action before anything connects, then
- * performs it over a single connection and exits with the code the action returns.
+ * The services' `defineService`: `ctx.db` is typed with every table, and every migration
+ * is applied. And `defineDbCommand`, for the commands that perform one action on the
+ * database (`bourse tokens`, `apps`, `event-types`).
  */
 import type { ParseArgsOptionsConfig } from 'node:util'
-import type { CommandSpec, ParsedCommand } from './command.ts'
-import type { Db } from './db/index.ts'
-import { defineService } from './service.ts'
+import { type Database, type Db, migrations } from '../database.ts'
+import type { CommandSpec, ParsedCommand } from '../platform/command.ts'
+import { createServiceShape } from '../platform/service.ts'
+
+export const defineService = createServiceShape<Database>({ migrations })
 
 /** What {@link defineDbCommand} needs. */
 export interface DbCommandDefinition<O extends ParseArgsOptionsConfig, A> {
@@ -18,7 +20,10 @@ export interface DbCommandDefinition<O extends ParseArgsOptionsConfig, A> {
   perform: (db: Db, action: A) => Promise<number>
 }
 
-/** Defines a command that performs one action on the database: `export const { run } = defineDbCommand({ ... })`. */
+/**
+ * A command that reads its arguments into an action before anything connects, then
+ * performs it over a single connection and exits with the code the action returns.
+ */
 export function defineDbCommand<O extends ParseArgsOptionsConfig, A>({ spec, parse, perform }: DbCommandDefinition<O, A>) {
   return defineService({ spec, parse, needs: () => ({ db: { max: 1 } }), start: ({ db }, action) => perform(db, action) })
 }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { sql } from 'kysely'
-import * as callbacksInFinish from '../../../../src/platform/db/migrations/0004_callbacks_in_finish.ts'
+import * as callbacksInFinish from '../../../../src/trading/db/migrations/0004_callbacks_in_finish.ts'
 import { openTestDb, type TestDb } from '../../../helpers/db.ts'
 
 let t: TestDb

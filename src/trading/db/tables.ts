@@ -1,6 +1,6 @@
 /**
- * The PostgreSQL tables, as Kysely sees them. Migrations in `./migrations` create them;
- * these types must follow every migration.
+ * The trading domain's tables, as Kysely sees them. Its migrations (`./migrations`)
+ * create them; these types must follow every migration.
  *
  * Money is `numeric(20,4)`: pg returns it as a string (no float rounding), and arithmetic
  * on it happens in SQL.
@@ -10,13 +10,7 @@
  */
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
 import Type, { type Static } from 'typebox'
-
-/** A timestamp column with a database default. */
-type CreatedAt = ColumnType<Date, Date | string | undefined, never>
-/** A numeric column: read as a string, written as a string or number. */
-type Numeric = ColumnType<string, string | number, string | number>
-/** A bigint column read as a string by pg, written as a number or string. */
-type BigIntColumn = ColumnType<string, string | number | bigint, string | number | bigint>
+import type { BigIntColumn, CreatedAt, Numeric } from '../../platform/db/columns.ts'
 
 /** Trading accounts. The Redis keys `userN` are a projection of this table. */
 export interface UsersTable {
@@ -132,84 +126,13 @@ export interface WebhookDeliveriesTable {
   delivered_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
 }
 
-/** API tokens: only their SHA-256 is stored. */
-export interface ApiTokensTable {
-  id: string
-  token_hash: string
-  /** The user the token acts for; null for admin tokens. */
-  user_id: string | null
-  admin: boolean
-  label: string | null
-  created_at: CreatedAt
-  revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
-}
-
-/** Applications trusted to send events (The Eye): only their token's SHA-256 is stored. */
-export interface AppsTable {
-  id: string
-  name: string
-  token_hash: string
-  created_at: CreatedAt
-  revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
-}
-
-/** The JSON Schema the `data` of an event type must satisfy. */
-export interface EventTypesTable {
-  category: string
-  name: string
-  schema: ColumnType<Record<string, unknown>, string, string>
-  description: string | null
-  created_at: CreatedAt
-  updated_at: ColumnType<Date, Date | string | undefined, Date | string>
-}
-
-/** Valid events, stored once each (the id is the key). */
-export interface EventsTable {
-  id: string
-  app_id: string
-  session_id: string
-  category: string
-  name: string
-  data: ColumnType<unknown, string, string>
-  occurred_at: ColumnType<Date, Date | string, Date | string>
-  received_at: ColumnType<Date, Date | string, Date | string>
-  stored_at: CreatedAt
-  /** False when the type had no registered schema and was stored unvalidated. */
-  validated: ColumnType<boolean, boolean | undefined, boolean>
-}
-
-/** One reason an event was refused. */
-export const EventErrorReason = Type.Object({
-  field: Type.String({ description: 'JSON pointer into the event, e.g. `/data/host`' }),
-  message: Type.String(),
-})
-export type EventErrorReason = Static<typeof EventErrorReason>
-
-/** Invalid events: the raw event and every reason. */
-export interface EventErrorsTable {
-  id: string
-  app_id: string
-  session_id: string | null
-  category: string | null
-  name: string | null
-  raw: ColumnType<unknown, string, string>
-  reasons: ColumnType<EventErrorReason[], string, string>
-  received_at: ColumnType<Date, Date | string, Date | string>
-  stored_at: CreatedAt
-}
-
-/** Every table, for `Kysely<Database>`. */
-export interface Database {
-  apps: AppsTable
-  event_types: EventTypesTable
-  events: EventsTable
-  event_errors: EventErrorsTable
+/** The trading domain's tables, for the application's `Database`. */
+export interface TradingTables {
   users: UsersTable
   holdings: HoldingsTable
   orders: OrdersTable
   transactions: TransactionsTable
   webhook_deliveries: WebhookDeliveriesTable
-  api_tokens: ApiTokensTable
 }
 
 export type UserRow = Selectable<UsersTable>
@@ -220,8 +143,3 @@ export type NewOrder = Insertable<OrdersTable>
 export type OrderUpdate = Updateable<OrdersTable>
 export type TransactionRow = Selectable<TransactionsTable>
 export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>
-export type ApiTokenRow = Selectable<ApiTokensTable>
-export type AppRow = Selectable<AppsTable>
-export type EventTypeRow = Selectable<EventTypesTable>
-export type EventRow = Selectable<EventsTable>
-export type EventErrorRow = Selectable<EventErrorsTable>
