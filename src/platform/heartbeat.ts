@@ -63,7 +63,10 @@ export async function startHeartbeat(redis: Redis, log: Logger, options: Heartbe
   const ttlMs = options.intervalMs * 3
   const startedAt = new Date().toISOString()
   let failures = 0
-  const beat = async () => {
+  let stopped = false
+  /** The beat being written, if any: `stop()` waits for it, so it cannot rewrite the key after the delete. */
+  let writing: Promise<void> | undefined
+  const write = async () => {
     let status: Record<string, unknown> = {}
     try {
       status = (await options.status?.()) ?? {}
@@ -81,9 +84,18 @@ export async function startHeartbeat(redis: Redis, log: Logger, options: Heartbe
       ttl_ms: ttlMs,
       status,
     }
+    if (stopped) return
     await redis.set(key, JSON.stringify(heartbeat, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)), 'PX', ttlMs)
   }
+  const beat = (): Promise<void> => {
+    // One beat at a time: a slow status (consumer lag asks Kafka) skips the ticks meanwhile.
+    writing ??= write().finally(() => {
+      writing = undefined
+    })
+    return writing
+  }
   const tick = () => {
+    if (writing) return
     beat().then(
       () => {
         if (failures > 0) log.info({ failures }, 'heartbeat written again')
@@ -104,6 +116,8 @@ export async function startHeartbeat(redis: Redis, log: Logger, options: Heartbe
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(timer)
+        stopped = true
+        await writing?.catch(() => {})
         await redis.del(key).catch((err: unknown) => log.warn({ err }, 'removing heartbeat failed'))
       })()),
   }

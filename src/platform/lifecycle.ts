@@ -19,7 +19,7 @@ export interface LifecycleOptions {
 
 /** Process lifecycle: register cleanup steps, wait for a stop. */
 export interface Lifecycle {
-  /** Registers a close step; steps run in reverse order of registration. */
+  /** Registers a close step; steps run in reverse order of registration (after a shutdown began: at once, after it). */
   onClose(name: string, close: () => unknown): void
   /** Resolves when a shutdown was requested (signal or {@link Lifecycle.shutdown}). */
   readonly stopping: Promise<string>
@@ -91,7 +91,11 @@ export function createLifecycle(log: Logger, options: LifecycleOptions = {}): Li
 
   return {
     onClose: (name, close) => {
-      steps.push({ name, close })
+      // A step opened after the shutdown began (a signal during start-up, while connections
+      // were still being opened) is closed right after the others: it would otherwise keep
+      // the process alive.
+      if (closing) closing = closing.then(() => runCloseSteps([[name, close]], log))
+      else steps.push({ name, close })
     },
     stopping,
     signal: controller.signal,

@@ -6,10 +6,11 @@
  * logs progress, and turns the outcome into the exit code.
  *
  * Order of shutdown: close steps run in reverse order of registration, and the platform
- * registers the connections before the service's work. So on SIGTERM the work stops
- * taking more and finishes what is in flight first (consumers commit, the HTTP server
- * drains), then the heartbeat is removed, then Kafka, Redis and PostgreSQL close, and
- * the logs are flushed last.
+ * registers the connections and the heartbeat before the service's work. So on SIGTERM
+ * the work stops taking more and finishes what is in flight first (consumers commit, the
+ * HTTP server drains), then the heartbeat is removed, then Kafka, Redis and PostgreSQL
+ * close, and the logs are flushed last. A signal during start-up closes what was opened
+ * so far, and whatever is opened after it at once.
  *
  * The platform knows no table: the application makes its `defineService` once with
  * {@link createServiceShape}, naming its database type and handing over its migrations.
@@ -20,7 +21,7 @@ import { type Config, ConfigError, kafkaBrokers, loadConfig } from './config.ts'
 import { type CommandSpec, intOption, type ParsedCommand, parseCommand, runCommand } from './command.ts'
 import type { Kysely } from 'kysely'
 import { closeDb, createDb, migrateToLatest, type Migrations } from './db/index.ts'
-import { defaultInstanceId, startHeartbeat } from './heartbeat.ts'
+import { defaultInstanceId, type HeartbeatHandle, startHeartbeat } from './heartbeat.ts'
 import { createAdmin, createConsumer, createProducer, ensureTopic, type StringConsumer, type StringProducer } from './kafka/clients.ts'
 import { createLifecycle, type Lifecycle } from './lifecycle.ts'
 import { createLogger, type Logger } from './logger.ts'
@@ -332,6 +333,11 @@ function defineService<
         return 1
       }
 
+      // Registered before the work's own close steps, so it is removed after them: a
+      // draining API stays listed until it has stopped taking requests.
+      let heartbeat: HeartbeatHandle | undefined
+      if (daemon && redis) lifecycle.onClose('heartbeat', () => heartbeat?.stop())
+
       let started: number | RunningService
       try {
         started = await definition.start(ctx as ServiceContext<N, C, DB>, parsed)
@@ -349,25 +355,31 @@ function defineService<
       // and a work that fails meanwhile must not be an unhandled rejection.
       running.done?.catch(() => {})
       const consumer = ctx.consumer as StringConsumer | undefined
-      if (running.stats) metrics.exposeStats(name, running.stats, running.gauges)
+      const ownStatus = async () => ({ ...running.stats, ...(await running.status?.()) })
+      // The heartbeat adds the consumer's lag (two Kafka requests); progress lines do not.
       const status = async () => ({
-        ...running.stats,
-        ...(await running.status?.()),
+        ...(await ownStatus()),
         ...(consumer && { lag: await consumerLag(consumer).catch(() => undefined) }),
       })
-      if (daemon && redis) {
-        const heartbeat = await startHeartbeat(redis, log, {
-          service: name,
-          instance,
-          version,
-          intervalMs: config.HEARTBEAT_INTERVAL_MS,
-          status,
-        })
-        lifecycle.onClose('heartbeat', () => heartbeat.stop())
+      try {
+        if (running.stats) metrics.exposeStats(name, running.stats, running.gauges)
+        if (daemon && redis) {
+          heartbeat = await startHeartbeat(redis, log, {
+            service: name,
+            instance,
+            version,
+            intervalMs: config.HEARTBEAT_INTERVAL_MS,
+            status,
+          })
+        }
+      } catch (err) {
+        log.error({ err }, `${name} could not start its heartbeat or metrics`)
+        await lifecycle.shutdown('done')
+        return 1
       }
       if (running.stats || running.status) {
         const progress = setInterval(() => {
-          void status().then(
+          void ownStatus().then(
             (s) => log.info(s, 'progress'),
             (err: unknown) => log.warn({ err }, 'status failed'),
           )

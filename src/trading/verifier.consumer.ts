@@ -165,6 +165,11 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     { consumer, producer, log, metrics: deps.metrics },
     { topic, deadLetterTopic: options.deadLetterTopic, retryBaseMs: options.retryBaseMs, retryMaxMs: options.retryMaxMs },
   )
+  /**
+   * The tracker holds the offsets of the orders in flight, per partition: a rewind or a
+   * partition taken away starts its tracking over, and the superseded orders still in
+   * flight keep commits of that partition from passing them (see platform/kafka/offsets.ts).
+   */
   const { metrics, tracker } = kafka
   /** How long the external API took to answer, by result (a timeout is the whole wait). */
   const verificationSeconds = histogramOn(deps.metrics, {
@@ -173,13 +178,6 @@ export function createOrderVerifier(deps: OrderVerifierDeps, options: OrderVerif
     labelNames: ['result'],
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120],
   })
-  /**
-   * Offsets of the orders in flight, per partition. A rewind (a rebalance sent the stream
-   * back to the committed offset) or a partition taken away starts the partition's
-   * tracking over; the superseded one, while some of its orders are still in flight,
-   * keeps any commit of that partition from passing them (the partition may come back to
-   * this instance before they finish).
-   */
   /** Orders being processed, by id: a second copy of an order waits for the first instead of verifying again. */
   const ordersInFlight = new Map<string, Promise<void>>()
   /** Aborted when the shutdown stops waiting: every retry loop and verification gives up. */

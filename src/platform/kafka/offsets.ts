@@ -18,6 +18,8 @@ interface PartitionProgress {
   partition: number
   /** First offsets of the ranges taken and not finished, in the order taken (so the first is the lowest); value = leader epoch. */
   inFlight: Map<bigint, number>
+  /** First offset this tracking took: where the stream (re)started, the group's committed offset or past it. */
+  firstTaken: bigint
   /** Highest offset taken, and its leader epoch. */
   lastTaken: bigint
   lastEpoch: number
@@ -117,7 +119,7 @@ export function createOffsetTracker(): OffsetTracker {
         progress = undefined
       }
       if (!progress) {
-        progress = { partition, inFlight: new Map(), lastTaken: last, lastEpoch: leaderEpoch, committed: undefined }
+        progress = { partition, inFlight: new Map(), firstTaken: first, lastTaken: last, lastEpoch: leaderEpoch, committed: undefined }
         current.set(partition, progress)
       }
       progress.inFlight.set(first, leaderEpoch)
@@ -141,7 +143,9 @@ export function createOffsetTracker(): OffsetTracker {
           : { partition: progress.partition, offset: first.value[0], leaderEpoch: first.value[1] }
         for (const old of detached) {
           const lowest = old.partition === progress.partition ? firstKey(old) : undefined
-          if (lowest !== undefined && lowest < target.offset) target.offset = lowest
+          // Below where this tracking started, the group's offset already passed it: another
+          // instance finished it (and committing it would move the group's offset back).
+          if (lowest !== undefined && lowest >= progress.firstTaken && lowest < target.offset) target.offset = lowest
         }
         if (progress.committed === undefined || target.offset > progress.committed) targets.push(target)
       }

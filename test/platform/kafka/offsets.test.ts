@@ -65,6 +65,20 @@ describe('offset tracker', () => {
     assert.deepEqual(targets(tracker), [[2, 4n]])
   })
 
+  test('an unfinished offset below where the partition came back is not committed again: the group already passed it', () => {
+    const tracker = createOffsetTracker()
+    const stale = tracker.take(0, 10n, 10n, 1)
+    tracker.take(0, 11n, 11n, 1).finish()
+    // Taken away while 10 is still in flight; another instance finishes 10..50 and commits 51.
+    tracker.keepPartitions([1, 2])
+    const back = tracker.take(0, 51n, 51n, 2)
+    assert.deepEqual(targets(tracker), [[0, 51n]], 'never back to 10')
+    back.finish()
+    assert.deepEqual(targets(tracker), [[0, 52n]])
+    stale.finish()
+    assert.deepEqual(targets(tracker), [[0, 52n]])
+  })
+
   test('only assigned partitions are committed', () => {
     const tracker = createOffsetTracker()
     tracker.take(0, 0n, 0n, 0).finish()
