@@ -9,7 +9,7 @@ import { assertActsFor, assertAdmin, type Principal, principalOf, requireAuth } 
 import type { Db } from '../database.ts'
 import type { OrderRow, WebhookDeliveryRow } from './db/tables.ts'
 import { mapPage } from '../platform/db/keyset.ts'
-import { ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
+import { ErrorResponseSchema, Forbidden, NotFound } from '../platform/http/errors.ts'
 import { PageQuery, pageQueryFields, pageRequest, PageSchema } from '../platform/http/paging.ts'
 import type { Redis } from '../platform/redis.ts'
 import { findUser, listHoldings, listTransactions } from './accounts.repository.ts'
@@ -374,10 +374,13 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
       },
       async (request, reply) => {
         const principal = principalOf(request)
+        // Only the owning user or an admin: a token of no user (an application's) replays nothing.
+        const owner = principal.admin ? undefined : principal.userId
+        if (owner === null) throw new Forbidden('only the owning user or an admin may replay a callback')
         const row = await replayDeadLetter(db, request.params.id, {
           retryForMs: deps.callbackRetryForMs,
           schema: deps.schema,
-          ...(!principal.admin && principal.userId !== null && { userId: principal.userId }),
+          ...(owner !== undefined && { userId: owner }),
         })
         if (!row) throw new NotFound(`no dead letter ${request.params.id}`, { field: 'params.id' })
         reply.code(202)
