@@ -17,8 +17,6 @@ export interface Metrics {
   counter<L extends string = never>(name: string, help: string, labelNames?: readonly L[]): Counter<L>
   /** A gauge on this registry (created once per name); `collect` runs at each scrape. */
   gauge<L extends string = never>(name: string, help: string, labelNames?: readonly L[], collect?: (gauge: Gauge<L>) => void): Gauge<L>
-  /** A histogram on this registry (created once per name); buckets in the metric's unit. */
-  histogram<L extends string = never>(name: string, help: string, labelNames?: readonly L[], buckets?: number[]): Histogram<L>
   /**
    * Exposes a live stats object (the totals every service keeps for its progress lines):
    * each numeric field becomes `bourse_<prefix>_<field>_total`, a counter read at scrape
@@ -35,8 +33,6 @@ export interface MetricsOptions {
   processMetrics?: boolean
 }
 
-/** Latency buckets in seconds, from 1 ms to 2 min. */
-export const secondsBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
 
 const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
 
@@ -64,8 +60,6 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
           },
         }),
       }),
-    histogram: (name, help, labelNames = [], buckets = secondsBuckets) =>
-      existing(name) ?? new Histogram({ name, help, labelNames, buckets, registers: [registry] }),
     exposeStats(prefix, stats, gauges = []) {
       const record = stats as Record<string, unknown>
       for (const [field, value] of Object.entries(record)) {

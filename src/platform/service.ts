@@ -171,7 +171,7 @@ function configOrReport(name: string, env: NodeJS.ProcessEnv): Config | undefine
 }
 
 /** Exit code of a start refused for its configuration (sysexits' EX_CONFIG). */
-export const configErrorExitCode = 78
+const configErrorExitCode = 78
 
 /** Per-instance consumer lag: for each assigned partition, the end offset minus the group's committed offset. */
 async function consumerLag(consumer: StringConsumer): Promise<Record<string, number> | undefined> {

@@ -271,7 +271,7 @@ function isPage(url: string): boolean {
 }
 
 /** The headers helmet sets for `options`, computed once by running its middleware on a recorder. */
-export function staticSecurityHeaders(options: HelmetOptions): Record<string, string> {
+function staticSecurityHeaders(options: HelmetOptions): Record<string, string> {
   const headers: Record<string, string> = {}
   const recorder = {
     setHeader(name: string, value: unknown) {

@@ -24,7 +24,7 @@ export interface HttpMetricsOptions {
 export const HTTP_DURATION_METRIC = 'bourse_http_request_duration_seconds'
 
 /** The `route` label of requests no route matched (404s), so scanned URLs add no series. */
-export const UNMATCHED_ROUTE = 'unmatched'
+const UNMATCHED_ROUTE = 'unmatched'
 
 /** The Prometheus text format's media type. */
 const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8'

@@ -59,7 +59,7 @@ export function createConsumerMetrics(registry: Registry | undefined, labels: Co
   if (!registry) return noMetrics
   // Children bound to the labels once: an increment is then one addition, not a label lookup.
   const messages = counter(registry, 'bourse_consumer_messages_total', 'Messages taken from Kafka.').labels(labels)
-  const batches = counter(registry, 'bourse_consumer_batches_total', 'Batches of messages done.').labels(labels)
+  const batches = counter(registry, 'bourse_consumer_batches_total', 'Batches of messages: applied or stored (price updater, events worker), or pulled into flight (verifier).').labels(labels)
   const deadLetters = counter(registry, 'bourse_consumer_dead_letters_total', 'Messages sent to the dead-letter topic.').labels(labels)
   const retries = counter(registry, 'bourse_consumer_retries_total', 'Failed attempts that were retried.').labels(labels)
   const inFlight = gauge(registry, 'bourse_consumer_in_flight', 'Messages taken and not finished.').labels(labels)
