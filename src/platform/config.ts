@@ -15,6 +15,13 @@ const Url = (protocols: string[], example: string) =>
 export const ConfigSchema = Type.Object({
   /** Redis holding the market data contract (`stock1`, `user1`, ...). @defaultValue redis://127.0.0.1:6379/0 */
   REDIS_URL: Url(['redis', 'rediss'], 'redis://127.0.0.1:6379/0'),
+  /**
+   * Longest the API waits for a Redis answer, in ms; beyond it (Redis down or hung) the
+   * request gets 503 instead of waiting for Redis to come back. @defaultValue 1000
+   */
+  REDIS_COMMAND_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 600_000 }),
+  /** Longest a process waits for a new PostgreSQL connection, in ms. @defaultValue 5000 */
+  DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000 }),
   /** Comma-separated Kafka bootstrap brokers, `host:port`. @defaultValue 127.0.0.1:9092 */
   KAFKA_BROKERS: Type.String({ pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$' }),
   /** PostgreSQL for accounts and events (later services). @defaultValue postgres://postgres@127.0.0.1:5432/bourse */
@@ -103,6 +110,8 @@ export type Config = Readonly<Static<typeof ConfigSchema>>
 /** Each variable's default; undefined leaves an optional variable unset. */
 const defaults: Record<keyof Config, string | undefined> = {
   REDIS_URL: 'redis://127.0.0.1:6379/0',
+  REDIS_COMMAND_TIMEOUT_MS: '1000',
+  DATABASE_CONNECT_TIMEOUT_MS: '5000',
   KAFKA_BROKERS: '127.0.0.1:9092',
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/bourse',
   LOG_LEVEL: 'info',

@@ -273,7 +273,13 @@ function defineService<
 
       const open = async () => {
         if (needs.db) {
-          const db = createDb<DB>({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, max: needs.db.max, log })
+          const db = createDb<DB>({
+            url: config.DATABASE_URL,
+            schema: config.DATABASE_SCHEMA,
+            max: needs.db.max,
+            connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+            log,
+          })
           lifecycle.onClose('postgres', () => closeDb(db))
           ctx.db = db
           if (needs.db.migrate ?? true) await migrateToLatest(db, config.DATABASE_SCHEMA, migrations)

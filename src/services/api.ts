@@ -114,7 +114,7 @@ export const { run } = defineService({
     host: values.host ?? config.HOST,
   }),
   needs: (_, config) => ({
-    redis: {},
+    redis: { commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS },
     db: { max: 20 },
     producer: true,
     topics: [

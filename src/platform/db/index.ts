@@ -33,6 +33,8 @@ export interface DbOptions {
   schema?: string
   /** Largest number of pooled connections. @defaultValue 10 */
   max?: number
+  /** Longest wait for a new connection, in ms: a hung server fails the query instead of holding it for ever. @defaultValue 5000 */
+  connectTimeoutMs?: number
   log?: Logger
 }
 
@@ -49,6 +51,7 @@ export function createDb<DB>(options: DbOptions): Kysely<DB> {
     // between bursts (orders placed, then verified together) would otherwise open new ones,
     // each costing milliseconds, just when the burst comes.
     idleTimeoutMillis: 60_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
   })
   pool.on('error', (err) => options.log?.warn({ err }, 'postgres idle connection error'))
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })

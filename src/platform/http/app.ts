@@ -26,6 +26,7 @@ import type { Config } from '../config.ts'
 import { InvalidCursorError } from '../db/keyset.ts'
 import type { Logger } from '../logger.ts'
 import type { Redis } from '../redis.ts'
+import { isUnavailable } from '../unavailable.ts'
 import {
   AppError,
   ErrorResponseSchema,
@@ -217,6 +218,9 @@ function errorBody(code: string, message: string, details?: unknown): ErrorRespo
   return { error: details === undefined ? { code, message } : { code, message, details } }
 }
 
+/** `Retry-After` of a 503 for a dependency that is down: about when a reconnection is tried. */
+const DEPENDENCY_RETRY_AFTER_SECONDS = 2
+
 /** The answer for any thrown value; only {@link AppError}s and client errors say what went wrong. */
 function describeError(err: unknown, bodyLimit: number): ErrorAnswer {
   if (err instanceof AppError) {
@@ -246,6 +250,13 @@ function describeError(err: unknown, bodyLimit: number): ErrorAnswer {
     return { status: known.status, body: errorBody(known.code, message, details), headers: {} }
   }
   const status = typeof e.statusCode === 'number' ? e.statusCode : 500
+  if (status >= 500 && isUnavailable(err)) {
+    return {
+      status: 503,
+      body: errorBody('service_unavailable', 'a service this request needs is unavailable; try again later'),
+      headers: { 'retry-after': String(DEPENDENCY_RETRY_AFTER_SECONDS) },
+    }
+  }
   if (status >= 400 && status < 500) {
     // A client error raised by the framework or a plugin describes the request, not our
     // internals; a JSON syntax error from the parser lands here too.
