@@ -14,10 +14,12 @@ interface ComposeService {
   depends_on?: Record<string, { condition?: string }> | string[]
   healthcheck?: { test?: unknown }
   ports?: string[]
+  volumes?: Array<string | { type?: string; source?: string; target?: string }>
 }
 
 const compose = parse(readFileSync(join(repoRoot, 'compose.yaml'), 'utf8'), { merge: true }) as {
   services?: Record<string, ComposeService>
+  volumes?: Record<string, unknown>
 }
 const services = compose.services ?? {}
 const dockerfile = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8')
@@ -44,7 +46,46 @@ const environment = (service: ComposeService): Record<string, string> =>
       )
     : Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, String(v)]))
 
+/** The named volume a service mounts at `target` (short `name:/path` or long syntax), if any. */
+const namedVolumeAt = (service: ComposeService | undefined, target: string): string | undefined => {
+  for (const volume of service?.volumes ?? []) {
+    const [source, path] =
+      typeof volume === 'string' ? volume.split(':') : [volume.type === 'volume' ? volume.source : undefined, volume.target]
+    if (path === target && source && !source.startsWith('.') && !source.startsWith('/')) return source
+  }
+  return undefined
+}
+
+/** The value after `--name` in a command (`redis-server --appendonly yes`). */
+const flag = (service: ComposeService | undefined, name: string): string | undefined => {
+  const words = commandWords(service ?? {})
+  const at = words.indexOf(`--${name}`)
+  return at === -1 ? undefined : words[at + 1]
+}
+
 describe('compose.yaml', () => {
+  test('Redis is durable: the append-only file on, in a named volume', () => {
+    const redis = services.redis
+    assert.equal(flag(redis, 'appendonly'), 'yes', 'price histories and consumed offsets survive a restart')
+    assert.match(flag(redis, 'appendfsync') ?? 'everysec', /^(everysec|always)$/)
+    const volume = namedVolumeAt(redis, '/data')
+    assert.ok(volume, 'redis keeps /data in a named volume')
+    assert.ok(compose.volumes && volume in compose.volumes, `the volume ${volume} is declared`)
+  })
+
+  test('Kafka and PostgreSQL keep their data in named volumes too, so none outlives the others', () => {
+    const logDirs = environment(services.kafka ?? {}).KAFKA_LOG_DIRS
+    assert.ok(logDirs, 'KAFKA_LOG_DIRS is set')
+    for (const [name, target] of [
+      ['kafka', logDirs],
+      ['postgres', '/var/lib/postgresql/data'],
+    ] as const) {
+      const volume = namedVolumeAt(services[name], target)
+      assert.ok(volume, `${name} keeps ${target} in a named volume`)
+      assert.ok(compose.volumes && volume in compose.volumes, `the volume ${volume} is declared`)
+    }
+  })
+
   test('runs Kafka from the official image, Redis and PostgreSQL, each with a healthcheck', () => {
     assert.match(services.kafka?.image ?? '', /^apache\/kafka:4\./)
     assert.match(services.redis?.image ?? '', /^redis:/)

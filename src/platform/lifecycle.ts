@@ -2,7 +2,9 @@
  * Graceful shutdown for a process: SIGTERM/SIGINT stop taking work, then run the
  * registered close steps in reverse order of registration (last opened, first closed),
  * each in its own try/catch. A second signal does not start a second shutdown; a hard
- * timeout exits non-zero.
+ * timeout exits non-zero. A process started with an IPC channel (`bin/bourse.js` runs the
+ * CLI as such a child where the Node on PATH is older) shuts down the same way when its
+ * parent goes, even by SIGKILL, which the parent cannot forward.
  */
 import type { Logger } from './logger.ts'
 
@@ -75,6 +77,7 @@ export function createLifecycle(log: Logger, options: LifecycleOptions = {}): Li
       )
       clearTimeout(timer)
       for (const signal of signals) process.off(signal, onSignal)
+      process.off('disconnect', onParentGone)
     })()
     return closing
   }
@@ -88,6 +91,20 @@ export function createLifecycle(log: Logger, options: LifecycleOptions = {}): Li
     void shutdown(signal)
   }
   for (const signal of signals) process.on(signal, onSignal)
+
+  // The parent's end of the channel closes when it dies, however it dies: without this a
+  // supervisor killing the pid it tracks would leave the real service running. Unref'd,
+  // the channel does not keep a finished command alive. A parent already gone before the
+  // lifecycle existed shows as a channel that was there (`send`) but is disconnected.
+  const onParentGone = () => {
+    if (!closing) void shutdown('parent exited')
+  }
+  if (process.channel) {
+    process.once('disconnect', onParentGone)
+    process.channel.unref()
+  } else if (typeof process.send === 'function' && !process.connected) {
+    queueMicrotask(onParentGone)
+  }
 
   return {
     onClose: (name, close) => {

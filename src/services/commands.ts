@@ -11,7 +11,7 @@ export interface CommandEntry {
 
 export const commands: readonly CommandEntry[] = [
   { name: 'demo', summary: 'Start infrastructure, load the sample data, stream it and show a live summary', load: () => import('./demo.ts') },
-  { name: 'infra', summary: 'Start, stop or inspect local Kafka, Redis and PostgreSQL (up | down | status)', load: () => import('./infra.ts') },
+  { name: 'infra', summary: 'Start, stop, inspect or wipe local Kafka, Redis and PostgreSQL (up | down | status | reset)', load: () => import('./infra.ts') },
   { name: 'seed', summary: 'Load a fixture of Redis `SET key \'json\'` lines (users and stocks)', load: () => import('./seed.ts') },
   { name: 'update-prices', summary: 'Load a price CSV straight into Redis (no Kafka)', load: () => import('./update-prices.ts') },
   { name: 'produce', summary: 'Send a price CSV into the Kafka topic, each row exactly once, resumable', load: () => import('./produce.ts') },

@@ -24,10 +24,11 @@ import {
 export const kafkaPom = fileURLToPath(new URL('../../../infra/kafka/pom.xml', import.meta.url))
 
 /**
- * Any fixed 16-byte id works: the data directory is formatted afresh on every start, so
- * no older cluster id can be found in it. (Base64url of `BourseLocalKafka`.)
+ * The id the data directory is formatted with (base64url of `BourseLocalKafka`; compose.yaml
+ * uses it too). A data directory holding another id was not made by `bourse infra up`,
+ * so `up` refuses it rather than start a broker that would fail on it.
  */
-const clusterId = 'Qm91cnNlTG9jYWxLYWZrYQ'
+export const kafkaClusterId = 'Qm91cnNlTG9jYWxLYWZrYQ'
 
 /** Recognises our broker in `/proc/<pid>/cmdline`, so a recycled pid is never signalled. */
 const brokerMarker = 'kafka.Kafka'
@@ -41,7 +42,10 @@ export interface KafkaBrokerPaths {
   dir: string
   /** The broker's jars (fetched by Maven). */
   libs: string
-  /** `log.dirs`: wiped on every start. */
+  /**
+   * `log.dirs`: topics, messages, consumer group offsets. Kept across restarts (a broker
+   * that crashed comes back with everything it had acknowledged); only `infra reset` deletes it.
+   */
   data: string
   /** The broker configuration, rewritten on every start. */
   serverProperties: string
@@ -128,6 +132,23 @@ export function kafkaLog4j2Properties(): string {
     'logger.version.name = org.apache.kafka.common.utils.AppInfoParser',
     'logger.version.level = info',
   ].join('\n')}\n`
+}
+
+/**
+ * The cluster id a data directory was formatted with (`cluster.id` in its
+ * `meta.properties`), or undefined when it was never formatted.
+ */
+export async function formattedClusterId(dataDir: string): Promise<string | undefined> {
+  let text: string
+  try {
+    text = await readFile(join(dataDir, 'meta.properties'), 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  const id = /^cluster\.id=(.*)$/m.exec(text)?.[1]?.trim()
+  if (!id) throw new InfraError(`${join(dataDir, 'meta.properties')} has no cluster.id: run \`bourse infra reset\` to delete the broker's data`)
+  return id
 }
 
 /** The Kafka version the pom asks for (`<kafka.version>`). */
@@ -246,7 +267,6 @@ export function createKafkaBroker(deps: InfraDeps, options: KafkaBrokerOptions =
         `the controller port ${controllerPort} (client port + 1) is already taken: choose another KAFKA_BROKERS port`,
       )
     }
-    await rm(paths.data, { recursive: true, force: true })
     await mkdir(paths.data, { recursive: true })
     await writeFile(
       paths.serverProperties,
@@ -255,10 +275,26 @@ export function createKafkaBroker(deps: InfraDeps, options: KafkaBrokerOptions =
     await writeFile(paths.log4j, kafkaLog4j2Properties())
   }
 
+  /**
+   * Formats the data directory the first time only: formatting again would throw away
+   * every topic, message and committed offset the broker holds.
+   */
+  const formatOnce = async () => {
+    const found = await formattedClusterId(paths.data)
+    if (found === kafkaClusterId) return
+    if (found !== undefined) {
+      throw new InfraError(
+        `${paths.data} holds the data of another Kafka cluster (id ${found}, not ${kafkaClusterId}): run \`bourse infra reset\` to delete it, or set BOURSE_HOME elsewhere`,
+      )
+    }
+    log.info({ data: paths.data }, 'formatting the broker data directory (first start)')
+    await format()
+  }
+
   // StorageTool calls System.exit, so it runs as its own process.
   const format = async () => {
     const args = ['-Xmx256m', log4jOption, '-cp', classpath, 'kafka.tools.StorageTool', 'format']
-    const result = await runTool('java', [...args, '-t', clusterId, '-c', paths.serverProperties], {
+    const result = await runTool('java', [...args, '-t', kafkaClusterId, '-c', paths.serverProperties], {
       cwd: paths.dir,
     })
     if (result.code !== 0) throw new InfraError(`formatting ${paths.data} failed`, tailText(result.output))
@@ -309,6 +345,7 @@ export function createKafkaBroker(deps: InfraDeps, options: KafkaBrokerOptions =
   return {
     name: 'kafka',
     endpoint,
+    data: [{ path: paths.data, holds: 'every topic with its messages, and the consumer groups\' committed offsets' }],
     startedByBourse,
     async start({ timeoutMs }) {
       const earlier = await startedByBourse()
@@ -323,7 +360,7 @@ export function createKafkaBroker(deps: InfraDeps, options: KafkaBrokerOptions =
       assertLocalHost(endpoint, 'Kafka', 'KAFKA_BROKERS')
       await checkJava()
       await prepareFiles()
-      await format()
+      await formatOnce()
       return { pid: await launch(timeoutMs) }
     },
     async stop() {

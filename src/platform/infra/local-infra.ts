@@ -1,9 +1,11 @@
 /**
- * `bourse infra up | down | status` over the local Kafka, Redis and PostgreSQL: use what
- * already listens, start what does not, and stop only what Bourse started.
+ * `bourse infra up | down | status | reset` over the local Kafka, Redis and PostgreSQL:
+ * use what already listens, start what does not, stop only what Bourse started, and
+ * delete only the data Bourse keeps for what it runs.
  */
+import { stat, rm } from 'node:fs/promises'
 import { createKafkaBroker } from './kafka-broker.ts'
-import { type InfraDeps, InfraError, type LocalService } from './local-service.ts'
+import { type InfraDeps, InfraError, type LocalData, type LocalService } from './local-service.ts'
 import { canConnect, formatEndpoint } from './net.ts'
 import { createPostgresCluster } from './postgres-cluster.ts'
 import { createRedisServer } from './redis-server.ts'
@@ -111,6 +113,43 @@ export async function infraDown(deps: InfraCommandDeps): Promise<boolean> {
         : 'not running',
     }[outcome]
     deps.print(serviceLine(service, text))
+  })
+}
+
+/**
+ * Deletes the data Bourse keeps under BOURSE_HOME for the services it runs (the Kafka
+ * broker's topics, messages and group offsets; its redis-server's data), after stopping
+ * the ones it started, and prints each path it deleted with what it held. A service it
+ * keeps no data for (PostgreSQL: the system's cluster) is left alone. Data is never
+ * deleted while something still answers on the service's port: that may be a broker
+ * still using it. Resolves false when any service could not be reset.
+ */
+export async function infraReset(deps: InfraCommandDeps): Promise<boolean> {
+  return eachService(deps, undefined, async (service) => {
+    if (!service.data || service.data.length === 0) {
+      deps.print(serviceLine(service, 'left alone: bourse keeps no data of its own for it'))
+      return
+    }
+    const present: LocalData[] = []
+    for (const data of service.data) {
+      if (await stat(data.path).then(() => true, () => false)) present.push(data)
+    }
+    const { outcome, pid } = await service.stop()
+    if (outcome === 'stopped') deps.print(serviceLine(service, `stopped (pid ${pid})`))
+    if (outcome === 'killed') deps.print(serviceLine(service, `killed after it ignored SIGTERM (pid ${pid})`))
+    if (present.length === 0) {
+      deps.print(serviceLine(service, 'no data under BOURSE_HOME to delete'))
+      return
+    }
+    if (await canConnect(service.endpoint)) {
+      throw new InfraError(
+        `still answers on ${formatEndpoint(service.endpoint)} and bourse did not start it: stop it, then reset again (nothing was deleted; reset deletes ${present.map((d) => d.path).join(', ')})`,
+      )
+    }
+    for (const data of present) {
+      await rm(data.path, { recursive: true, force: true })
+      deps.print(serviceLine(service, `deleted ${data.path}: ${data.holds}`))
+    }
   })
 }
 

@@ -49,12 +49,22 @@ export interface StopResult {
   pid?: number
 }
 
+/** Data Bourse keeps for a service it runs, under BOURSE_HOME. */
+export interface LocalData {
+  /** A file or directory. */
+  path: string
+  /** What is lost with it, for the operator. */
+  holds: string
+}
+
 /** One service that `bourse infra` can find, start and stop on this machine. */
 export interface LocalService {
   /** Short name shown in the output (`kafka`, `redis`, `postgres`). */
   readonly name: string
   /** Where clients reach it, from the configuration. */
   readonly endpoint: Endpoint
+  /** What `infra reset` deletes once the service is stopped; none: reset leaves it alone. */
+  readonly data?: readonly LocalData[]
   /** Set when Bourse started the service and it is still running. */
   startedByBourse(): Promise<StartedByBourse | undefined>
   /** Starts it here and resolves once it accepts connections; throws {@link InfraError}. */

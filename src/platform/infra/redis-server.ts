@@ -1,4 +1,9 @@
-/** A throwaway local redis-server (no persistence) for machines that have none running. */
+/**
+ * A local redis-server for machines that have none running. It keeps its data in an
+ * append-only file under `$BOURSE_HOME/redis`, as compose.yaml's Redis does: the price
+ * histories and the consumed Kafka offsets live there, and the broker `infra up` starts
+ * keeps its topics across restarts, so a Redis that forgot them would disagree with it.
+ */
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { assertLocalHost, type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
@@ -23,22 +28,31 @@ export interface RedisServerPaths {
   pid: string
   /** The server's log file. */
   log: string
+  /** The server's data: the append-only files (`appendonlydir` from Redis 7, `appendonly.aof` before). */
+  appendOnly: string[]
 }
 
 /** The redis-server files under a Bourse home directory (made absolute). */
 export function redisServerPaths(bourseHome: string): RedisServerPaths {
   const dir = resolve(bourseHome, 'redis')
-  return { dir, pid: join(dir, 'redis.pid'), log: join(dir, 'redis.log') }
+  return { dir, pid: join(dir, 'redis.pid'), log: join(dir, 'redis.log'), appendOnly: [join(dir, 'appendonlydir'), join(dir, 'appendonly.aof')] }
 }
 
-/** Arguments of `redis-server`: daemonized, in memory only, on the configured port. */
+/**
+ * Arguments of `redis-server`: daemonized, on the configured port, persisted by the
+ * append-only file (no RDB snapshots), as compose.yaml runs it. Each write is in the file
+ * before its reply, so a crash of redis-server loses nothing; the file is fsynced every
+ * second, so a crash of the machine may lose the last second, and then a batch's ticks
+ * and its consumed offsets together (one script writes both), never one without the other.
+ */
 export function redisServerArgs(host: string, port: number, paths: RedisServerPaths): string[] {
   const settings: Array<[string, string]> = [
     ['daemonize', 'yes'],
     ['port', String(port)],
     ['bind', host === 'localhost' ? '127.0.0.1' : host],
     ['save', ''],
-    ['appendonly', 'no'],
+    ['appendonly', 'yes'],
+    ['appendfsync', 'everysec'],
     ['dir', paths.dir],
     ['pidfile', paths.pid],
     ['logfile', paths.log],
@@ -59,6 +73,10 @@ export function createRedisServer(deps: InfraDeps): LocalService {
   return {
     name: 'redis',
     endpoint,
+    data: paths.appendOnly.map((path) => ({
+      path,
+      holds: 'the data of the redis-server bourse started (users, stocks, price histories, consumed offsets)',
+    })),
     startedByBourse,
     async start({ timeoutMs }) {
       assertLocalHost(endpoint, 'Redis', 'REDIS_URL')

@@ -229,5 +229,5 @@ test('`bourse infra status` reports the running Redis as reachable', async () =>
 test('`bourse infra` without an action is a usage error', async () => {
   const { code, stderr } = await runCli(['infra'], testEnv())
   assert.equal(code, 2)
-  assert.match(stderr, /expected one of up, down, status/)
+  assert.match(stderr, /expected one of up, down, status, reset/)
 })
