@@ -36,7 +36,7 @@ import {
 import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal } from './auth.ts'
 import { type HealthCheck, healthRoutes } from './health.ts'
 import { httpMetricsPlugin } from './metrics.ts'
-import { coalescingRedisStore } from './rate-limit-store.ts'
+import { coalescingRedisStore, rateLimitRefund } from './rate-limit-store.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
 export type HttpApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
@@ -46,7 +46,14 @@ export type RoutePlugin = FastifyPluginAsyncTypebox
 
 /** What {@link createHttpApp} needs from the service. */
 export interface HttpDeps {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS' | 'METRICS_TOKEN'>
+  config: Pick<
+    Config,
+    | 'BODY_LIMIT_BYTES'
+    | 'RATE_LIMIT_MAX'
+    | 'RATE_LIMIT_WINDOW_MS'
+    | 'METRICS_TOKEN'
+    | 'AUTH_CACHE_MS'
+  >
   log: Logger
   /** Holds the rate-limit counters and is pinged by `/health`. Not closed by the app. */
   redis: Redis
@@ -340,6 +347,9 @@ function rateLimitKey(request: FastifyRequest): string {
   return `ip:${normalizeIP(request.ip)}`
 }
 
+/** Shortest interval between two checks of an open response's token, when `AUTH_CACHE_MS` is shorter (0 included). */
+const MIN_RECHECK_MS = 1000
+
 /**
  * Builds the API's Fastify instance with the shared plugins, the health route and the
  * given routes. Call `listen()` or `inject()` on it; `close()` stops it.
@@ -413,11 +423,6 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
 
-  // Before the rate limit: its key depends on whether the token is valid.
-  await app.register(authPlugin, { authenticate: options.authenticate ?? (async () => undefined) })
-  // After the auth plugin's onRoute hook, which documents the routes needing a token.
-  app.addHook('onRoute', documentRoute)
-
   await app.register(rateLimit, {
     // Applied below as one instance-wide hook rather than per route: instance hooks run
     // before route hooks, so a request is counted before `requireAuth` can refuse it.
@@ -433,7 +438,46 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     skipOnError: true,
     errorResponseBuilder: (_request, context) => new TooManyRequests(Math.max(1, Math.ceil(context.ttl / 1000))),
   })
-  app.addHook('onRequest', app.rateLimit())
+  const countRequest = app.rateLimit()
+  const countAddress = app.createRateLimit()
+  const giveBack = rateLimitRefund(redis, RATE_LIMIT_PREFIX)
+  // Requests already counted against their address before their token's lookup.
+  const countedBeforeLookup = new WeakSet<FastifyRequest>()
+
+  await app.register(authPlugin, {
+    authenticate: options.authenticate ?? (async () => undefined),
+    // A token that must be looked up is first counted against its address (it has no
+    // principal yet): made-up tokens then cost at most the address's budget of queries,
+    // and none once it answers 429. A token that proves valid gives the hit back and is
+    // counted against its own budget instead. Remembered tokens (real or rejected) skip this.
+    beforeLookup: async (request, reply) => {
+      const limit = await countAddress(request)
+      if (limit.isAllowed) return undefined
+      if (limit.isExceeded) {
+        const retryAfter = Math.max(1, limit.ttlInSeconds)
+        reply.headers({ 'x-ratelimit-limit': limit.max, 'x-ratelimit-remaining': 0, 'x-ratelimit-reset': retryAfter })
+        throw new TooManyRequests(retryAfter)
+      }
+      countedBeforeLookup.add(request)
+      reply.headers({ 'x-ratelimit-limit': limit.max, 'x-ratelimit-remaining': limit.remaining, 'x-ratelimit-reset': limit.ttlInSeconds })
+      return () => {
+        countedBeforeLookup.delete(request)
+        giveBack(limit.key).catch((err: unknown) => request.log.warn({ err }, 'rate-limit hit not given back'))
+      }
+    },
+    // Probes and documentation never read the caller, and are not rate-limited: looking
+    // their tokens up would be a query per request outside any budget.
+    skip: isExempt,
+    // An event stream outlives the token cache: its token is checked again as often, so a
+    // revoked token's stream ends within AUTH_CACHE_MS.
+    recheckMs: Math.max(config.AUTH_CACHE_MS, MIN_RECHECK_MS),
+  })
+  // After the auth plugin's onRoute hook, which documents the routes needing a token.
+  app.addHook('onRoute', documentRoute)
+  // After the auth hook: the key depends on whether the token is valid.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!countedBeforeLookup.has(request)) await countRequest.call(app, request, reply)
+  })
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? ''
