@@ -5,6 +5,7 @@
  * it (the Redis client and the database belong to the caller).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import rateLimit, { normalizeIP } from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -15,6 +16,7 @@ import helmet, { type HelmetOptions } from 'helmet'
 import type { Registry } from 'prom-client'
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifyHttpOptions,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -53,6 +55,10 @@ export interface HttpDeps {
     | 'RATE_LIMIT_WINDOW_MS'
     | 'METRICS_TOKEN'
     | 'AUTH_CACHE_MS'
+    | 'HTTP_HEADERS_TIMEOUT_MS'
+    | 'HTTP_REQUEST_TIMEOUT_MS'
+    | 'HTTP_KEEP_ALIVE_TIMEOUT_MS'
+    | 'HTTP_MAX_CONNECTIONS_PER_ADDRESS'
   >
   log: Logger
   /** Holds the rate-limit counters and is pinged by `/health`. Not closed by the app. */
@@ -351,15 +357,54 @@ function rateLimitKey(request: FastifyRequest): string {
 const MIN_RECHECK_MS = 1000
 
 /**
+ * Closes every connection from an address that already has `max` open, before it is
+ * read: one client cannot take all the sockets (or the file descriptors) of the process.
+ * Counted by the socket's address, so behind a proxy every client shares one count.
+ */
+function capConnectionsPerAddress(server: Server, max: number, log: Logger): void {
+  const open = new Map<string, number>()
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress
+    if (address === undefined) return
+    const count = open.get(address) ?? 0
+    if (count >= max) {
+      log.debug({ address, max }, 'connection refused: too many open from this address')
+      socket.destroy()
+      return
+    }
+    open.set(address, count + 1)
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1
+      if (left > 0) open.set(address, left)
+      else open.delete(address)
+    })
+  })
+}
+
+/**
  * Builds the API's Fastify instance with the shared plugins, the health route and the
  * given routes. Call `listen()` or `inject()` on it; `close()` stops it.
  */
 export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Promise<HttpApp> {
   const { config, log, redis } = deps
   const { rateLimitMax } = options
-  const serverOptions: FastifyServerOptions = {
+  // Node checks the head and request timeouts on a timer; a few checks per timeout keep
+  // the actual limit close to the configured one.
+  const headersTimeout = Math.min(config.HTTP_HEADERS_TIMEOUT_MS, config.HTTP_REQUEST_TIMEOUT_MS)
+  const serverOptions: FastifyServerOptions & Pick<FastifyHttpOptions<Server>, 'http'> = {
     loggerInstance: log,
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Fastify sets no request timeout by default: a body announced and never sent would
+    // hold its connection for ever. The request timeout ends once the request is
+    // received, so a long answer (an event stream) is not cut by it.
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    http: {
+      headersTimeout,
+      requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+    },
     // Path parameters such as session ids may be long; the router's default is 100 characters.
     routerOptions: { maxParamLength: 1024 },
     // Errors raised before routing (a malformed URL) get the same answer shape as the rest.
@@ -374,6 +419,7 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     },
   }
   const app = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>()
+  if (config.HTTP_MAX_CONNECTIONS_PER_ADDRESS > 0) capConnectionsPerAddress(app.server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS, log)
 
   // The API speaks JSON only: a text/plain body is refused with 415 instead of reaching
   // a schema as a string.
