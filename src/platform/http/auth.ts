@@ -40,6 +40,24 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * An {@link Authenticate} answering the first principal any of `authenticators` finds,
+ * asked in order (users' tokens, then applications', for instance). The options are
+ * passed on to each; `beforeLookup` runs at most once, however many of them must ask.
+ */
+export function firstPrincipal(...authenticators: Authenticate[]): Authenticate {
+  return async (token, options) => {
+    const before = options?.beforeLookup
+    let charged: Promise<void> | undefined
+    const passed = before ? { ...options, beforeLookup: () => (charged ??= before()) } : options
+    for (const authenticate of authenticators) {
+      const principal = await authenticate(token, passed)
+      if (principal) return principal
+    }
+    return undefined
+  }
+}
+
 /** Name of the OpenAPI security scheme for bearer tokens. */
 export const BEARER_SECURITY_SCHEME = 'bearer'
 

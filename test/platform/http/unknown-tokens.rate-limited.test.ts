@@ -9,7 +9,8 @@ import { after, before, describe, test } from 'node:test'
 import type { Redis } from 'ioredis'
 import { API_TOKEN_PREFIX, createApiToken, createCachedAuthenticator, findActiveTokenByHash, isApiTokenFormat } from '../../../src/auth/index.ts'
 import { createHttpApp, type HttpApp, RATE_LIMIT_PREFIX } from '../../../src/platform/http/app.ts'
-import { principalOf, requireAuth } from '../../../src/platform/http/auth.ts'
+import { firstPrincipal, principalOf, requireAuth } from '../../../src/platform/http/auth.ts'
+import { createAppAuthenticator } from '../../../src/events/index.ts'
 import { createLogger } from '../../../src/platform/logger.ts'
 import { openTestDb, type TestDb } from '../../helpers/db.ts'
 import { closeTestRedis, openTestRedis, testConfig } from '../../helpers/infra.ts'
@@ -25,7 +26,8 @@ before(async () => {
   redis = await openTestRedis()
   testDb = await openTestDb()
   await testDb.db.insertInto('users').values({ id: 'user1', credit: '0', webhook_secret: 'whsec_dGVzdA==' }).execute()
-  const authenticate = createCachedAuthenticator(
+  // Composed as the API composes its authenticators: users' tokens, then applications'.
+  const users = createCachedAuthenticator(
     {
       accepts: isApiTokenFormat,
       async lookup(tokenHash) {
@@ -36,6 +38,7 @@ before(async () => {
     },
     { cacheMs: 60_000 },
   )
+  const authenticate = firstPrincipal(users, createAppAuthenticator(testDb.db, { cacheMs: 60_000 }))
   app = await createHttpApp(
     { config: testConfig({ RATE_LIMIT_MAX: String(BUDGET) }), log: createLogger({ level: 'silent', pretty: false }), redis },
     {
