@@ -1,8 +1,9 @@
 /**
  * The Fastify application every HTTP service starts from: TypeBox schemas, one error
  * shape, security headers, OpenAPI at `/docs`, a Redis-backed rate limit, bearer-token
- * authentication, and the health routes `GET /health`, `/livez` and `/readyz`. Domains add routes as plugins; `app.close()` stops
- * it (the Redis client and the database belong to the caller).
+ * authentication, timeouts for slow clients and a cap on connections per address, and
+ * the health routes `GET /health`, `/livez` and `/readyz`. Domains add routes as plugins;
+ * `app.close()` stops it (the Redis client and the database belong to the caller).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
