@@ -65,6 +65,25 @@ export const ConfigSchema = Type.Object({
    * private then). @defaultValue unset
    */
   METRICS_TOKEN: Type.Optional(Type.String({ pattern: '^\\S+$', description: 'A bearer token without spaces' })),
+  /**
+   * Longest the API waits for a request's head (line and headers), in ms; a client still
+   * sending them then gets 408 and its connection closed. At most `HTTP_REQUEST_TIMEOUT_MS`
+   * (it is capped to it). @defaultValue 10000
+   */
+  HTTP_HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
+  /**
+   * Longest the API waits for a whole request, head and body, in ms (a body announced and
+   * never sent holds a connection no longer). It ends when the request is received, so
+   * an event stream's answer is not cut. @defaultValue 30000
+   */
+  HTTP_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
+  /** How long an idle keep-alive connection stays open between two requests, in ms. @defaultValue 72000 */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
+  /**
+   * Most connections the API keeps open from one address; more are closed at once. 0
+   * allows any number (behind a proxy, where every client has the proxy's address). @defaultValue 256
+   */
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: Type.Integer({ minimum: 0, maximum: 1_000_000 }),
   /** How long a checked API token is trusted without asking PostgreSQL again, in ms (revocation delay). @defaultValue 5000 */
   AUTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
   /** Kafka topic carrying orders to the verifier. @defaultValue orders */
@@ -131,6 +150,10 @@ const defaults: Record<keyof Config, string | undefined> = {
   EVENTS_RATE_LIMIT_MAX: '6000',
   RATE_LIMIT_WINDOW_MS: '60000',
   METRICS_TOKEN: undefined,
+  HTTP_HEADERS_TIMEOUT_MS: '10000',
+  HTTP_REQUEST_TIMEOUT_MS: '30000',
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: '72000',
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: '256',
   AUTH_CACHE_MS: '5000',
   ORDERS_TOPIC: 'orders',
   ORDERS_TOPIC_PARTITIONS: '3',

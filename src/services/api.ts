@@ -7,7 +7,7 @@ import type { Config } from '../platform/config.ts'
 import type { Db } from '../database.ts'
 import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
 import type { Registry } from '../platform/metrics.ts'
-import type { Authenticate } from '../platform/http/auth.ts'
+import { firstPrincipal } from '../platform/http/auth.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
 import type { Logger } from '../platform/logger.ts'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
@@ -40,17 +40,6 @@ export interface ApiOptions {
   metrics?: Registry
 }
 
-/** The first principal any of the authenticators finds for a token (users' tokens, then applications'). */
-function anyOf(...authenticators: Authenticate[]): Authenticate {
-  return async (token) => {
-    for (const authenticate of authenticators) {
-      const principal = await authenticate(token)
-      if (principal) return principal
-    }
-    return undefined
-  }
-}
-
 /** Builds the API's Fastify app on open connections (the service and the tests use it). */
 export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Promise<HttpApp> {
   const { config, log, redis, db, producer } = deps
@@ -66,7 +55,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
         'portfolios and transactions. Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`).',
       license: { name: license, identifier: license },
-      authenticate: anyOf(
+      authenticate: firstPrincipal(
         createTokenAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
         createAppAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),
       ),

@@ -187,7 +187,9 @@ export function tradingRoutes(deps: TradingRoutesDeps): FastifyPluginAsyncTypebo
           operationId: 'streamOrderEvents',
           tags: ['orders'],
           summary: "Server-Sent Events: the order's status now and at each change, until it is final",
-          description: 'Each event is `event: status` with the order as JSON `data`; the stream ends after the final state.',
+          description:
+            'Each event is `event: status` with the order as JSON `data`; the stream ends after the final state, or ' +
+            'within `AUTH_CACHE_MS` of its token being revoked.',
           params: OrderIdParams,
           produces: ['text/event-stream'],
           response: { 200: Type.String({ description: 'text/event-stream' }), ...errors(400, 401, 403, 404, 429) },

@@ -1,10 +1,12 @@
 /**
  * The Fastify application every HTTP service starts from: TypeBox schemas, one error
  * shape, security headers, OpenAPI at `/docs`, a Redis-backed rate limit, bearer-token
- * authentication, and the health routes `GET /health`, `/livez` and `/readyz`. Domains add routes as plugins; `app.close()` stops
- * it (the Redis client and the database belong to the caller).
+ * authentication, timeouts for slow clients and a cap on connections per address, and
+ * the health routes `GET /health`, `/livez` and `/readyz`. Domains add routes as plugins;
+ * `app.close()` stops it (the Redis client and the database belong to the caller).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import rateLimit, { normalizeIP } from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -15,6 +17,7 @@ import helmet, { type HelmetOptions } from 'helmet'
 import type { Registry } from 'prom-client'
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifyHttpOptions,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -37,7 +40,7 @@ import {
 import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal } from './auth.ts'
 import { type HealthCheck, healthRoutes } from './health.ts'
 import { httpMetricsPlugin } from './metrics.ts'
-import { coalescingRedisStore } from './rate-limit-store.ts'
+import { coalescingRedisStore, rateLimitRefund } from './rate-limit-store.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
 export type HttpApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
@@ -47,7 +50,18 @@ export type RoutePlugin = FastifyPluginAsyncTypebox
 
 /** What {@link createHttpApp} needs from the service. */
 export interface HttpDeps {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'RATE_LIMIT_MAX' | 'RATE_LIMIT_WINDOW_MS' | 'METRICS_TOKEN'>
+  config: Pick<
+    Config,
+    | 'BODY_LIMIT_BYTES'
+    | 'RATE_LIMIT_MAX'
+    | 'RATE_LIMIT_WINDOW_MS'
+    | 'METRICS_TOKEN'
+    | 'AUTH_CACHE_MS'
+    | 'HTTP_HEADERS_TIMEOUT_MS'
+    | 'HTTP_REQUEST_TIMEOUT_MS'
+    | 'HTTP_KEEP_ALIVE_TIMEOUT_MS'
+    | 'HTTP_MAX_CONNECTIONS_PER_ADDRESS'
+  >
   log: Logger
   /** Holds the rate-limit counters and is pinged by `/health`. Not closed by the app. */
   redis: Redis
@@ -351,6 +365,34 @@ function rateLimitKey(request: FastifyRequest): string {
   return `ip:${normalizeIP(request.ip)}`
 }
 
+/** Shortest interval between two checks of an open response's token, when `AUTH_CACHE_MS` is shorter (0 included). */
+const MIN_RECHECK_MS = 1000
+
+/**
+ * Closes every connection from an address that already has `max` open, before it is
+ * read: one client cannot take all the sockets (or the file descriptors) of the process.
+ * Counted by the socket's address, so behind a proxy every client shares one count.
+ */
+function capConnectionsPerAddress(server: Server, max: number, log: Logger): void {
+  const open = new Map<string, number>()
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress
+    if (address === undefined) return
+    const count = open.get(address) ?? 0
+    if (count >= max) {
+      log.debug({ address, max }, 'connection refused: too many open from this address')
+      socket.destroy()
+      return
+    }
+    open.set(address, count + 1)
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1
+      if (left > 0) open.set(address, left)
+      else open.delete(address)
+    })
+  })
+}
+
 /**
  * Builds the API's Fastify instance with the shared plugins, the health route and the
  * given routes. Call `listen()` or `inject()` on it; `close()` stops it.
@@ -358,9 +400,23 @@ function rateLimitKey(request: FastifyRequest): string {
 export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Promise<HttpApp> {
   const { config, log, redis } = deps
   const { rateLimitMax } = options
-  const serverOptions: FastifyServerOptions = {
+  // Node checks the head and request timeouts on a timer; a few checks per timeout keep
+  // the actual limit close to the configured one.
+  const headersTimeout = Math.min(config.HTTP_HEADERS_TIMEOUT_MS, config.HTTP_REQUEST_TIMEOUT_MS)
+  const serverOptions: FastifyServerOptions & Pick<FastifyHttpOptions<Server>, 'http'> = {
     loggerInstance: log,
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Fastify sets no request timeout by default: a body announced and never sent would
+    // hold its connection for ever. The request timeout ends once the request is
+    // received, so a long answer (an event stream) is not cut by it.
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    http: {
+      headersTimeout,
+      requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+    },
     // Path parameters such as session ids may be long; the router's default is 100 characters.
     routerOptions: { maxParamLength: 1024 },
     // Errors raised before routing (a malformed URL) get the same answer shape as the rest.
@@ -375,6 +431,7 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     },
   }
   const app = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>()
+  if (config.HTTP_MAX_CONNECTIONS_PER_ADDRESS > 0) capConnectionsPerAddress(app.server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS, log)
 
   // The API speaks JSON only: a text/plain body is refused with 415 instead of reaching
   // a schema as a string.
@@ -424,11 +481,6 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
 
-  // Before the rate limit: its key depends on whether the token is valid.
-  await app.register(authPlugin, { authenticate: options.authenticate ?? (async () => undefined) })
-  // After the auth plugin's onRoute hook, which documents the routes needing a token.
-  app.addHook('onRoute', documentRoute)
-
   await app.register(rateLimit, {
     // Applied below as one instance-wide hook rather than per route: instance hooks run
     // before route hooks, so a request is counted before `requireAuth` can refuse it.
@@ -444,7 +496,46 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     skipOnError: true,
     errorResponseBuilder: (_request, context) => new TooManyRequests(Math.max(1, Math.ceil(context.ttl / 1000))),
   })
-  app.addHook('onRequest', app.rateLimit())
+  const countRequest = app.rateLimit()
+  const countAddress = app.createRateLimit()
+  const giveBack = rateLimitRefund(redis, RATE_LIMIT_PREFIX)
+  // Requests already counted against their address before their token's lookup.
+  const countedBeforeLookup = new WeakSet<FastifyRequest>()
+
+  await app.register(authPlugin, {
+    authenticate: options.authenticate ?? (async () => undefined),
+    // A token that must be looked up is first counted against its address (it has no
+    // principal yet): made-up tokens then cost at most the address's budget of queries,
+    // and none once it answers 429. A token that proves valid gives the hit back and is
+    // counted against its own budget instead. Remembered tokens (real or rejected) skip this.
+    beforeLookup: async (request, reply) => {
+      const limit = await countAddress(request)
+      if (limit.isAllowed) return undefined
+      if (limit.isExceeded) {
+        const retryAfter = Math.max(1, limit.ttlInSeconds)
+        reply.headers({ 'x-ratelimit-limit': limit.max, 'x-ratelimit-remaining': 0, 'x-ratelimit-reset': retryAfter })
+        throw new TooManyRequests(retryAfter)
+      }
+      countedBeforeLookup.add(request)
+      reply.headers({ 'x-ratelimit-limit': limit.max, 'x-ratelimit-remaining': limit.remaining, 'x-ratelimit-reset': limit.ttlInSeconds })
+      return () => {
+        countedBeforeLookup.delete(request)
+        giveBack(limit.key).catch((err: unknown) => request.log.warn({ err }, 'rate-limit hit not given back'))
+      }
+    },
+    // Probes and documentation never read the caller, and are not rate-limited: looking
+    // their tokens up would be a query per request outside any budget.
+    skip: isExempt,
+    // An event stream outlives the token cache: its token is checked again as often, so a
+    // revoked token's stream ends within AUTH_CACHE_MS.
+    recheckMs: Math.max(config.AUTH_CACHE_MS, MIN_RECHECK_MS),
+  })
+  // After the auth plugin's onRoute hook, which documents the routes needing a token.
+  app.addHook('onRoute', documentRoute)
+  // After the auth hook: the key depends on whether the token is valid.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!countedBeforeLookup.has(request)) await countRequest.call(app, request, reply)
+  })
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? ''

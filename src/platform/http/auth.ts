@@ -5,7 +5,7 @@
  * caller add {@link requireAuth}, and check ownership with {@link assertActsFor}. What a
  * token is and where it is looked up belongs to the service (see `src/auth`).
  */
-import type { FastifyPluginAsync, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { Forbidden, ServiceUnavailable, Unauthorized } from './errors.ts'
 
@@ -18,13 +18,43 @@ export interface Principal {
   appId?: string
 }
 
+/** How one token is to be resolved, for {@link Authenticate}. */
+export interface AuthenticateOptions {
+  /**
+   * Runs before the token store is asked (not when the answer is remembered or already on
+   * its way); a rejection refuses the request without a lookup. The HTTP platform charges
+   * the caller's address here, so made-up tokens cost queries only within its rate limit.
+   */
+  beforeLookup?: () => Promise<void>
+  /** Ask the store even if an answer is remembered (re-checking a long-lived request). */
+  fresh?: boolean
+}
+
 /** Resolves a bearer token to its principal; undefined when it is unknown or revoked. */
-export type Authenticate = (token: string) => Promise<Principal | undefined>
+export type Authenticate = (token: string, options?: AuthenticateOptions) => Promise<Principal | undefined>
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The caller, when the request carries a valid bearer token; null otherwise. */
     principal: Principal | null
+  }
+}
+
+/**
+ * An {@link Authenticate} answering the first principal any of `authenticators` finds,
+ * asked in order (users' tokens, then applications', for instance). The options are
+ * passed on to each; `beforeLookup` runs at most once, however many of them must ask.
+ */
+export function firstPrincipal(...authenticators: Authenticate[]): Authenticate {
+  return async (token, options) => {
+    const before = options?.beforeLookup
+    let charged: Promise<void> | undefined
+    const passed = before ? { ...options, beforeLookup: () => (charged ??= before()) } : options
+    for (const authenticate of authenticators) {
+      const principal = await authenticate(token, passed)
+      if (principal) return principal
+    }
+    return undefined
   }
 }
 
@@ -68,7 +98,22 @@ export function assertAdmin(principal: Principal): void {
 
 /** Options for {@link authPlugin}. */
 export interface AuthPluginOptions {
+  /** Resolves a request's bearer token. */
   authenticate: Authenticate
+  /**
+   * Runs before a token has to be looked up (see {@link AuthenticateOptions.beforeLookup}):
+   * throwing refuses the request. It may return a function, called when the token proves
+   * valid, to give back what it charged. @defaultValue none: every lookup is made
+   */
+  beforeLookup?: (request: FastifyRequest, reply: FastifyReply) => Promise<(() => void) | undefined>
+  /** Requests whose token is not looked up at all (their routes never read the caller). @defaultValue none */
+  skip?: (request: FastifyRequest) => boolean
+  /**
+   * How often the token of a response still open (an event stream) is checked again, in
+   * ms; once it no longer authenticates, the response is ended. 0 never checks again.
+   * @defaultValue 0
+   */
+  recheckMs?: number
 }
 
 function hasRequireAuth(route: RouteOptions): boolean {
@@ -76,20 +121,78 @@ function hasRequireAuth(route: RouteOptions): boolean {
   return hooks.includes(requireAuth)
 }
 
+/**
+ * Checks the token of an open response every `recheckMs` and ends the response once the
+ * token no longer gives the same principal. A response whose headers are sent (a stream)
+ * is ended at once; one still being prepared is left to finish (it was allowed when it
+ * began) and checked again. A failed check keeps the response: the store being down says
+ * nothing about the token, and `/health` reports it.
+ */
+function endWhenRevoked(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  authenticate: Authenticate,
+  token: string,
+  principal: Principal,
+  recheckMs: number,
+): void {
+  const res = reply.raw
+  let checking = false
+  const timer = setInterval(() => {
+    if (checking) return
+    checking = true
+    authenticate(token, { fresh: true })
+      .then((now) => {
+        if (now?.tokenId === principal.tokenId || !res.headersSent) return
+        clearInterval(timer)
+        request.log.info({ tokenId: principal.tokenId }, 'token revoked: its open response is ended')
+        res.end()
+      })
+      .catch((err: unknown) => request.log.warn({ err }, 'token re-check failed; the response stays open'))
+      .finally(() => {
+        checking = false
+      })
+  }, recheckMs)
+  // A finished response (every normal one, within milliseconds) stops its check.
+  res.once('close', () => clearInterval(timer))
+}
+
 const auth: FastifyPluginAsync<AuthPluginOptions> = async (app, options) => {
+  const { authenticate, beforeLookup, skip } = options
+  const recheckMs = options.recheckMs ?? 0
   app.decorateRequest('principal', null)
 
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
     const token = bearerToken(request)
-    if (token === undefined) return
+    if (token === undefined || skip?.(request)) return
     let principal: Principal | undefined
+    let refused: { err: unknown } | undefined
+    let giveBack: (() => void) | undefined
     try {
-      principal = await options.authenticate(token)
+      principal = await authenticate(
+        token,
+        beforeLookup && {
+          beforeLookup: () =>
+            beforeLookup(request, reply).then(
+              (back) => {
+                giveBack = back
+              },
+              (err: unknown) => {
+                refused = { err }
+                throw err
+              },
+            ),
+        },
+      )
     } catch (err) {
+      // Refused before the lookup (the rate limit): that answer stands, it is no outage.
+      if (refused) throw refused.err
       request.log.error({ err }, 'token lookup failed')
       throw new ServiceUnavailable('cannot check the bearer token now', 5, err)
     }
     request.principal = principal ?? null
+    if (principal) giveBack?.()
+    if (principal && recheckMs > 0) endWhenRevoked(request, reply, authenticate, token, principal, recheckMs)
   })
 
   // The swagger plugin reads route schemas when it builds the document, so a security
@@ -104,5 +207,7 @@ const auth: FastifyPluginAsync<AuthPluginOptions> = async (app, options) => {
  * Sets `request.principal` from the bearer token before any route hook runs (the rate
  * limit keys on it), and documents the routes using {@link requireAuth} as needing a
  * bearer token in OpenAPI. A bad token is not an error here: public routes ignore it.
+ * A token that must be looked up passes `beforeLookup` first, and a response still open
+ * after `recheckMs` (an event stream) is ended once its token is revoked.
  */
 export const authPlugin = fp(auth, { name: 'bourse-auth', fastify: '5.x' })

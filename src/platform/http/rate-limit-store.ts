@@ -111,3 +111,24 @@ export function coalescingRedisStore(redis: Redis, prefix: string): FastifyRateL
     }
   } as unknown as FastifyRateLimitStoreCtor
 }
+
+/** Takes one hit off a counter that is still there and above 0 (an expired one stays gone). */
+const GIVE_BACK_HIT = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+`
+
+type GiveBackRedis = Redis & { bourseGiveBackHit(key: string): Promise<number> }
+
+/**
+ * Gives back one hit counted by a {@link coalescingRedisStore} with the same `prefix`
+ * (for a request counted against a caller it turned out not to belong to).
+ */
+export function rateLimitRefund(redis: Redis, prefix: string): (key: string) => Promise<void> {
+  const r = redis as GiveBackRedis
+  if (typeof r.bourseGiveBackHit !== 'function') redis.defineCommand('bourseGiveBackHit', { numberOfKeys: 1, lua: GIVE_BACK_HIT })
+  return async (key) => {
+    await r.bourseGiveBackHit(prefix + key)
+  }
+}
