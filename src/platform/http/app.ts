@@ -153,8 +153,24 @@ function createValidatorFactory(log: Logger) {
 }
 
 /**
+ * The first field of a coerced query string or path holding a number that is not finite.
+ * Coercion turns `?limit=1e400` into Infinity, which Ajv then lets through an integer's
+ * bounds (a 500 once it reached SQL).
+ */
+function nonFiniteField(data: unknown): string | undefined {
+  if (typeof data !== 'object' || data === null) return undefined
+  for (const [key, value] of Object.entries(data)) {
+    for (const item of Array.isArray(value) ? (value as unknown[]) : [value]) {
+      if (typeof item === 'number' && !Number.isFinite(item)) return key.replaceAll('~', '~0').replaceAll('/', '~1')
+    }
+  }
+  return undefined
+}
+
+/**
  * `validate` preceded by the refusal of text PostgreSQL cannot store (NUL, unpaired
- * surrogates: see ./text.ts), reported as a validation error of the field.
+ * surrogates: see ./text.ts) and followed by that of coerced numbers that are not finite,
+ * each reported as a validation error of the field.
  */
 function refusingUnstorableText(validate: ValidateFunction): ValidateFunction {
   const checked = function (this: unknown, data: unknown, context?: Parameters<ValidateFunction>[1]) {
@@ -165,6 +181,11 @@ function refusingUnstorableText(validate: ValidateFunction): ValidateFunction {
     }
     const valid = validate.call(this, data, context)
     checked.errors = validate.errors
+    const infinite = valid ? nonFiniteField(data) : undefined
+    if (infinite !== undefined) {
+      checked.errors = [{ keyword: 'type', instancePath: `/${infinite}`, schemaPath: '#', params: {}, message: 'must be a finite number' }]
+      return false
+    }
     return valid
   } as ValidateFunction
   // Fastify passes the parent to a validator with a schemaEnv, so coercion can replace a root value.
