@@ -232,6 +232,9 @@ export function parseEventTimestamp(value: string): ParsedTimestamp {
   instant.setUTCFullYear(year, month - 1, day)
   instant.setUTCHours(Number(h), Number(mi), Number(s), Number(micros.slice(0, 3)))
   instant.setTime(instant.getTime() - offsetMinutes * 60_000)
+  // An offset can carry 0001-01-01 or 9999-12-31 out of the years PostgreSQL reads in this form.
+  const utcYear = instant.getUTCFullYear()
+  if (utcYear < 1 || utcYear > 9999) return { ok: false, message: 'is outside the years 0001-9999 in UTC' }
   // The offset is whole minutes, so the sub-millisecond digits are the same in UTC.
   const text = `${instant.toISOString().slice(0, -1)}${micros.slice(3)}Z`
   return { ok: true, instant, text }

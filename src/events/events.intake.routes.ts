@@ -34,6 +34,7 @@ import {
   ServiceUnavailable,
 } from '../platform/http/errors.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
+import { unstorableJsonText } from '../platform/http/text.ts'
 import { createSendBatcher, type SendBatcher } from '../platform/kafka/send-batcher.ts'
 import type { Logger } from '../platform/logger.ts'
 import { eventIdsJson } from './event-ids.ts'
@@ -320,6 +321,13 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
         parsed = secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
       } catch {
         done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined)
+        return
+      }
+      // What PostgreSQL cannot store (NUL, unpaired surrogates) would stop the worker at
+      // the event: refused here, as the API's own JSON parser does.
+      const unstorable = unstorableJsonText(text, parsed)
+      if (unstorable) {
+        done(new BadRequest(`invalid request: ${unstorable.field}`, [unstorable], 'validation_failed'), undefined)
         return
       }
       rawBodies.set(request, text)

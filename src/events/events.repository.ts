@@ -17,7 +17,7 @@
 import { type Expression, type SelectQueryBuilder, type SqlBool, sql } from 'kysely'
 import type { Database, Db } from '../database.ts'
 import type { EventErrorRow, EventRow } from './db/tables.ts'
-import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
+import { isCursorInstant, isCursorUuid, keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
 /** The timestamp columns, which the queries read as ISO 8601 text in UTC with microseconds. */
 type TimesAsText<Row, K extends keyof Row> = Omit<Row, K> & { [P in K]: string }
@@ -71,7 +71,7 @@ function instant(text: string) {
  * the first page; throws `InvalidCursorError` for a foreign cursor.
  */
 function afterCursor(column: 'occurred_at' | 'stored_at', direction: 'asc' | 'desc', cursor: string | undefined): Expression<SqlBool> | undefined {
-  const after = readCursor(cursor, ['at', 'id'], ({ at, id }) => /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(at) && uuidPattern.test(id))
+  const after = readCursor(cursor, ['at', 'id'], ({ at, id }) => isCursorInstant(at) && isCursorUuid(id))
   if (!after) return undefined
   const op = sql.raw(direction === 'desc' ? '<' : '>')
   return sql<SqlBool>`(${sql.ref(column)}, id) ${op} (${after.at}::timestamptz, ${after.id}::uuid)`

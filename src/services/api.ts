@@ -53,7 +53,9 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       version,
       description:
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
-        'portfolios and transactions. Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`).',
+        'portfolios and transactions. Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`). ' +
+        'Text anywhere in a request (query, path, JSON body) must not contain U+0000 (NUL) or an unpaired UTF-16 ' +
+        'surrogate, which PostgreSQL cannot store: such a request is a 400 `validation_failed` naming the field.',
       license: { name: license, identifier: license },
       authenticate: firstPrincipal(
         createTokenAuthenticator(db, { cacheMs: config.AUTH_CACHE_MS }),

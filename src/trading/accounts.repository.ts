@@ -2,7 +2,7 @@
 import { sql } from 'kysely'
 import type { Db } from '../database.ts'
 import type { HoldingRow, TransactionRow, UserRow } from './db/tables.ts'
-import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
+import { isCursorInteger, keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 import { createWebhookSecret } from './webhooks/webhook-signing.ts'
 
 /** A new account. */
@@ -71,7 +71,7 @@ export function listHoldings(db: Db, userId: string): Promise<HoldingRow[]> {
 /** A user's transactions, newest first. Throws `InvalidCursorError` for a foreign cursor. */
 export async function listTransactions(db: Db, userId: string, page: PageRequest): Promise<Page<TransactionRow>> {
   let query = db.selectFrom('transactions').selectAll().where('user_id', '=', userId)
-  const after = readCursor(page.cursor, ['id'], ({ id }) => /^\d{1,19}$/.test(id))
+  const after = readCursor(page.cursor, ['id'], ({ id }) => isCursorInteger(id, 0n))
   if (after) query = query.where('id', '<', after.id)
   const rows = await query.orderBy('id', 'desc').limit(page.limit + 1).execute()
   return keysetPage(rows, page.limit, (last) => [String(last.id)])

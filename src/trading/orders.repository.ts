@@ -2,7 +2,7 @@
 import { sql } from 'kysely'
 import type { Db } from '../database.ts'
 import type { NewOrder, OrderRow } from './db/tables.ts'
-import { keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
+import { isCursorInstant, isCursorUuid, keysetPage, type Page, type PageRequest, readCursor } from '../platform/db/keyset.ts'
 
 /** Inserts an order unless it exists (the API and the verifier may both insert it). */
 export async function insertOrder(db: Db, order: NewOrder): Promise<void> {
@@ -22,7 +22,7 @@ export function findOrder(db: Db, id: string): Promise<OrderRow | undefined> {
 export async function listOrders(db: Db, filter: { userId?: string | undefined }, page: PageRequest): Promise<Page<OrderRow>> {
   let query = db.selectFrom('orders').selectAll()
   if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId)
-  const after = readCursor(page.cursor, ['at', 'id'], ({ at, id }) => !Number.isNaN(Date.parse(at)) && /^[0-9a-f-]{36}$/.test(id))
+  const after = readCursor(page.cursor, ['at', 'id'], ({ at, id }) => isCursorInstant(at) && isCursorUuid(id))
   // Microseconds matter: the cursor keeps PostgreSQL's own text of the timestamp.
   if (after) query = query.where(sql<boolean>`(created_at, id) < (${after.at}::timestamptz, ${after.id}::uuid)`)
   const rows = await query

@@ -123,7 +123,7 @@ describe('POST /api/events accepts', () => {
   })
 
   it('carries text beyond ASCII byte for byte', async () => {
-    const event = sampleEvent(undefined, { data: { host: 'bücher.example', path: '/ðŸ/日本語/😀', note: 'a\u0000b "q" \\' } })
+    const event = sampleEvent(undefined, { data: { host: 'bücher.example', path: '/ðŸ/日本語/😀', note: 'a\u0001b "q" \\' } })
     const res = await send(JSON.stringify([event]))
     assert.equal(res.statusCode, 202, res.body)
     const { ids } = accepted(res)

@@ -48,6 +48,43 @@ export function decodeCursor(cursor: string, length: number): string[] | undefin
 }
 
 /**
+ * Whether `text` is an instant PostgreSQL reads as `timestamptz`: ISO 8601 in UTC with up
+ * to microseconds (`2021-01-01T09:15:27.243860Z`, as the queries write cursor keys), of
+ * years 0001-9999, every field of which exists. `Date.parse` alone accepts texts
+ * PostgreSQL refuses (`"1"`, year -271821, hour 99), and a refused bound is a 500.
+ */
+export function isCursorInstant(text: string): boolean {
+  const match = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?Z$/.exec(text)
+  if (!match) return false
+  const [year = 0, month = 0, day = 0, hours = 0, minutes = 0, seconds = 0] = match.slice(1).map(Number)
+  if (year < 1) return false
+  const date = new Date(0)
+  // setUTCFullYear, not Date.UTC: Date.UTC maps years 0-99 to 1900-1999.
+  date.setUTCFullYear(year, month - 1, day)
+  date.setUTCHours(hours, minutes, seconds)
+  return (
+    date.getUTCFullYear() === year &&
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    date.getUTCHours() === hours &&
+    date.getUTCMinutes() === minutes &&
+    date.getUTCSeconds() === seconds
+  )
+}
+
+/** Whether `text` is a UUID in PostgreSQL's text form (hex digits in 8-4-4-4-12). */
+export function isCursorUuid(text: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(text)
+}
+
+/** Whether `text` is a decimal integer within `[min, max]` (by default PostgreSQL's `bigint`). */
+export function isCursorInteger(text: string, min = -(2n ** 63n), max = 2n ** 63n - 1n): boolean {
+  if (!/^-?\d{1,20}$/.test(text)) return false
+  const value = BigInt(text)
+  return value >= min && value <= max
+}
+
+/**
  * The sort key a cursor holds, by name (`keys` in the order {@link keysetPage}'s `keyOf`
  * gives them); undefined without a cursor (the first page). Throws
  * {@link InvalidCursorError} when the cursor is not one of ours or `isValid` refuses the

@@ -11,7 +11,7 @@ import rateLimit, { normalizeIP } from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { type AnySchema, Ajv, type ErrorObject, type Options as AjvOptions } from 'ajv'
+import { type AnySchema, Ajv, type ErrorObject, type Options as AjvOptions, type ValidateFunction } from 'ajv'
 import ajvFormats from 'ajv-formats'
 import helmet, { type HelmetOptions } from 'helmet'
 import type { Registry } from 'prom-client'
@@ -32,6 +32,7 @@ import type { Redis } from '../redis.ts'
 import { isUnavailable } from '../unavailable.ts'
 import {
   AppError,
+  BadRequest,
   ErrorResponseSchema,
   type ErrorResponse,
   type FieldError,
@@ -41,6 +42,7 @@ import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal }
 import { type HealthCheck, healthRoutes } from './health.ts'
 import { httpMetricsPlugin } from './metrics.ts'
 import { coalescingRedisStore, rateLimitRefund } from './rate-limit-store.ts'
+import { findUnstorableText, readablePointer, unstorableJsonText } from './text.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
 export type HttpApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
@@ -158,19 +160,53 @@ function createValidatorFactory(log: Logger) {
       const ajv = httpPart === 'body' ? body : text
       // A shared schema referenced by $id is compiled once per Ajv instance.
       const id = typeof schema === 'object' && schema !== null && '$id' in schema ? schema.$id : undefined
-      return (typeof id === 'string' && ajv.getSchema(id)) || ajv.compile(schema)
+      const validate = (typeof id === 'string' && ajv.getSchema(id)) || ajv.compile(schema)
+      // JSON bodies are checked by the JSON parser, which sees their text (see createHttpApp).
+      return httpPart === 'querystring' || httpPart === 'params' ? refusingUnstorableText(validate) : validate
     }
   }
 }
 
-/** Turns a JSON pointer (`/items/0/price`) into a readable path (`items[0].price`). */
-function readablePath(pointer: string): string {
-  let path = ''
-  for (const raw of pointer.split('/').slice(1)) {
-    const segment = raw.replaceAll('~1', '/').replaceAll('~0', '~')
-    path += /^\d+$/.test(segment) ? `[${segment}]` : `.${segment}`
+/**
+ * The first field of a coerced query string or path holding a number that is not finite.
+ * Coercion turns `?limit=1e400` into Infinity, which Ajv then lets through an integer's
+ * bounds (a 500 once it reached SQL).
+ */
+function nonFiniteField(data: unknown): string | undefined {
+  if (typeof data !== 'object' || data === null) return undefined
+  for (const [key, value] of Object.entries(data)) {
+    for (const item of Array.isArray(value) ? (value as unknown[]) : [value]) {
+      if (typeof item === 'number' && !Number.isFinite(item)) return key.replaceAll('~', '~0').replaceAll('/', '~1')
+    }
   }
-  return path
+  return undefined
+}
+
+/**
+ * `validate` preceded by the refusal of text PostgreSQL cannot store (NUL, unpaired
+ * surrogates: see ./text.ts) and followed by that of coerced numbers that are not finite,
+ * each reported as a validation error of the field.
+ */
+function refusingUnstorableText(validate: ValidateFunction): ValidateFunction {
+  const checked = function (this: unknown, data: unknown, context?: Parameters<ValidateFunction>[1]) {
+    const found = findUnstorableText(data)
+    if (found !== undefined) {
+      checked.errors = [{ keyword: 'text', instancePath: found.pointer, schemaPath: '#', params: {}, message: found.message }]
+      return false
+    }
+    const valid = validate.call(this, data, context)
+    checked.errors = validate.errors
+    const infinite = valid ? nonFiniteField(data) : undefined
+    if (infinite !== undefined) {
+      checked.errors = [{ keyword: 'type', instancePath: `/${infinite}`, schemaPath: '#', params: {}, message: 'must be a finite number' }]
+      return false
+    }
+    return valid
+  } as ValidateFunction
+  // Fastify passes the parent to a validator with a schemaEnv, so coercion can replace a root value.
+  checked.schemaEnv = validate.schemaEnv
+  checked.schema = validate.schema
+  return checked
 }
 
 /** One {@link FieldError} per Ajv error, naming the field (also a missing or an unknown one). */
@@ -178,7 +214,7 @@ export function fieldErrors(errors: readonly ErrorObject[], part: string): Field
   const seen = new Set<string>()
   const out: FieldError[] = []
   for (const error of errors) {
-    let field = part + readablePath(error.instancePath)
+    let field = part + readablePointer(error.instancePath)
     let message = error.message ?? 'is invalid'
     if (error.keyword === 'additionalProperties') {
       field += `.${String(error.params.additionalProperty)}`
@@ -436,6 +472,18 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
   // The API speaks JSON only: a text/plain body is refused with 415 instead of reaching
   // a schema as a string.
   app.removeContentTypeParser('text/plain')
+  // Fastify's JSON parser, then the refusal of text PostgreSQL cannot store (./text.ts).
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = String(body)
+    // The default parser calls back at once; it returns nothing to wait for.
+    void parseJson(request, text, (err, parsed) => {
+      const unstorable = err ? undefined : unstorableJsonText(text, parsed)
+      if (unstorable) done(new BadRequest(`invalid request: ${unstorable.field}`, [unstorable], 'validation_failed'), undefined)
+      else done(err ?? null, parsed)
+    })
+  })
 
   app.setErrorHandler((err, request, reply) => {
     const answer = describeError(err, config.BODY_LIMIT_BYTES)

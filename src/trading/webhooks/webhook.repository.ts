@@ -12,7 +12,7 @@ import { sql } from 'kysely'
 import { notifyChannel } from '../../platform/db/index.ts'
 import type { Db } from '../../database.ts'
 import type { WebhookDeliveryRow } from '../db/tables.ts'
-import { keysetPage, type Page, type PageRequest, readCursor } from '../../platform/db/keyset.ts'
+import { isCursorInteger, keysetPage, type Page, type PageRequest, readCursor } from '../../platform/db/keyset.ts'
 
 /** A claimed delivery with the signing secret of its user. */
 export type ClaimedDelivery = WebhookDeliveryRow & {
@@ -182,6 +182,10 @@ export interface DeadLetterFilter {
   userId?: string | undefined
 }
 
+/** Microseconds since the epoch of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z: the cursor bounds accepted. */
+const MIN_MICROS = -62_135_596_800_000_000n
+const MAX_MICROS = 253_402_300_799_999_999n
+
 /**
  * Dead letters, newest first, a keyset page at a time. Throws `InvalidCursorError` for a
  * foreign cursor.
@@ -196,7 +200,12 @@ export async function listDeadLetters(db: Db, filter: DeadLetterFilter, page: Pa
     .select(sql<string>`(extract(epoch from created_at) * 1000000)::bigint::text`.as('created_us'))
     .where('status', '=', 'dead')
   if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId)
-  const after = readCursor(page.cursor, ['micros', 'id'], ({ micros }) => /^-?\d{1,20}$/.test(micros))
+  const after = readCursor(
+    page.cursor,
+    ['micros', 'id'],
+    // The microseconds of an instant of years 0001-9999 (PostgreSQL's range is wider), and a webhook id.
+    ({ micros, id }) => isCursorInteger(micros, MIN_MICROS, MAX_MICROS) && /^msg_[0-9a-f]{32}$/.test(id),
+  )
   if (after) {
     query = query.where(
       sql<boolean>`(created_at, id) < (timestamptz 'epoch' + ${after.micros}::bigint * interval '1 microsecond', ${after.id})`,
