@@ -23,6 +23,7 @@ import type { Kysely } from 'kysely'
 import { closeDb, createDb, migrateToLatest, type Migrations } from './db/index.ts'
 import { defaultInstanceId, type HeartbeatHandle, startHeartbeat } from './heartbeat.ts'
 import { createAdmin, createConsumer, createProducer, ensureTopic, type StringConsumer, type StringProducer } from './kafka/clients.ts'
+import { createKafkaReachability, type KafkaReachability } from './kafka/reachability.ts'
 import { createLifecycle, type Lifecycle } from './lifecycle.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetrics, type Metrics, startMetricsServer } from './metrics.ts'
@@ -77,6 +78,12 @@ export interface BaseServiceContext {
   lifecycle: Lifecycle
   /** This service's metrics registry. */
   metrics: Metrics
+  /**
+   * Whether the Kafka clients the platform opened for this service reach the broker: each
+   * logs a warning when it loses the broker and when it has it back, the heartbeat shows
+   * it, and senders call `assertReachable()` to fail fast while it is down.
+   */
+  kafka: KafkaReachability
 }
 
 /** The context a service starts with: the base, plus what it declared (`DB`: the database's tables). */
@@ -268,7 +275,10 @@ function defineService<
       // Process metrics only where they can be scraped: a one-shot command has no use for them.
       const metrics = createMetrics({ labels: { service: name }, processMetrics: daemon !== false })
       const needs = (definition.needs?.(parsed, config) ?? {}) as ServiceNeeds
-      const ctx: Record<string, unknown> = { name, instance, config, log, lifecycle, metrics }
+      const kafka = createKafkaReachability({ log })
+      lifecycle.onClose('kafka reachability', () => kafka.close())
+      const ctx: Record<string, unknown> = { name, instance, config, log, lifecycle, metrics, kafka }
+      let watchesKafka = false
       const brokers = kafkaBrokers(config)
 
       const open = async () => {
@@ -298,11 +308,15 @@ function defineService<
         if (needs.producer || definition.consumer) {
           const producer = createProducer({ brokers })
           lifecycle.onClose('kafka producer', () => producer.close())
+          kafka.watch(producer, 'producer')
+          watchesKafka = true
           ctx.producer = producer
         }
         if (needs.reader) {
           const reader = createConsumer({ brokers }, `bourse-${name}`)
           lifecycle.onClose('kafka reader', () => reader.close())
+          kafka.watch(reader, 'reader')
+          watchesKafka = true
           ctx.reader = reader
         }
         if (definition.consumer) {
@@ -310,6 +324,8 @@ function defineService<
           const instanceId = values['instance-id'] as string | undefined
           const consumer = createConsumer({ brokers }, group, instanceId === undefined ? {} : { instanceId })
           lifecycle.onClose('kafka consumer', () => consumer.close(true))
+          kafka.watch(consumer, 'consumer')
+          watchesKafka = true
           ctx.consumer = consumer
           ctx.group = group
         }
@@ -356,10 +372,12 @@ function defineService<
       running.done?.catch(() => {})
       const consumer = ctx.consumer as StringConsumer | undefined
       const ownStatus = async () => ({ ...running.stats, ...(await running.status?.()) })
-      // The heartbeat adds the consumer's lag (two Kafka requests); progress lines do not.
+      // The heartbeat adds the consumer's lag (two Kafka requests) and whether the broker is
+      // reachable; progress lines do not.
       const status = async () => ({
         ...(await ownStatus()),
-        ...(consumer && { lag: await consumerLag(consumer).catch(() => undefined) }),
+        ...(watchesKafka && { kafka: kafka.status() }),
+        ...(consumer && kafka.reachable && { lag: await consumerLag(consumer).catch(() => undefined) }),
       })
       try {
         if (running.stats) metrics.exposeStats(name, running.stats, running.gauges)
