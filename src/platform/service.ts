@@ -202,6 +202,23 @@ async function consumerLag(consumer: StringConsumer): Promise<Record<string, num
   return lag
 }
 
+/**
+ * {@link consumerLag}, or undefined when it fails or takes longer than `ms`: a lag request
+ * caught by a broker outage retries for minutes, and the heartbeat waiting for it would
+ * expire, making a live instance look dead.
+ */
+async function lagWithin(consumer: StringConsumer, ms: number): Promise<Record<string, number> | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(resolve, ms, undefined)
+  })
+  try {
+    return await Promise.race([consumerLag(consumer).catch(() => undefined), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** What an application's services share: see {@link createServiceShape}. */
 export interface ServiceShape {
   /** Every migration of the application, applied when a service declares `needs.db`. */
@@ -377,7 +394,7 @@ function defineService<
       const status = async () => ({
         ...(await ownStatus()),
         ...(watchesKafka && { kafka: kafka.status() }),
-        ...(consumer && kafka.reachable && { lag: await consumerLag(consumer).catch(() => undefined) }),
+        ...(consumer && kafka.reachable && { lag: await lagWithin(consumer, config.HEARTBEAT_INTERVAL_MS) }),
       })
       try {
         if (running.stats) metrics.exposeStats(name, running.stats, running.gauges)

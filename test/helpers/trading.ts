@@ -41,7 +41,6 @@ export async function openTradingApi(extra: Record<string, string> = {}, options
   const testDb = await openTestDb()
   const redis = await openTestRedis()
   const topic = uniqueName('orders')
-  const dropTopic = await createTestTopic(topic, 3)
   const config = testConfig({
     ...testDb.env,
     ORDERS_TOPIC: topic,
@@ -50,6 +49,8 @@ export async function openTradingApi(extra: Record<string, string> = {}, options
     AUTH_CACHE_MS: '0',
     ...extra,
   })
+  // On the broker the API uses: a test may give it one of its own (KAFKA_BROKERS).
+  const dropTopic = await createTestTopic(topic, 3, kafkaBrokers(config))
   const log = createLogger({ level: 'silent', pretty: false })
   const producer = createProducer({ brokers: kafkaBrokers(config) })
   const { Redis: RedisClient } = await import('ioredis')

@@ -10,8 +10,9 @@
  * proves little (a hung broker's kernel still accepts them; one broker of several may be
  * down), so each of these events only starts a probe: a metadata request of the client
  * itself, retried once. Its answer decides: answered is reachable, failed is
- * unreachable. While unreachable, the probe runs again every `probeIntervalMs`, so an
- * idle client (an API producer without requests) notices the broker is back by itself.
+ * unreachable. A client is probed once when it is watched, and while unreachable the
+ * probe runs again every `probeIntervalMs`, so an idle client (an API producer without
+ * requests) notices the broker is gone, and back, by itself.
  */
 import type { MetadataOptions } from '@platformatic/kafka'
 import type { Logger } from '../logger.ts'
@@ -172,6 +173,9 @@ export function createKafkaReachability(options: KafkaReachabilityOptions): Kafk
       client.on('client:broker:failed', onTrouble)
       client.on('client:close', stop)
       views.add(view)
+      // A first look, which also opens a connection: a client that has sent nothing yet
+      // (a producer kept for dead letters) has none whose loss could tell it the broker is gone.
+      probeSoon()
     },
     close() {
       closed = true
