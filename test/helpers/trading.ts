@@ -83,12 +83,25 @@ export async function openTradingApi(extra: Record<string, string> = {}, options
     tokens,
     auth: (token) => ({ authorization: `Bearer ${token}` }),
     async close() {
-      await app.close()
-      subscriber.disconnect()
-      await producer.close()
-      await dropTopic()
-      await closeTestRedis(redis)
-      await testDb.close()
+      // Each step on its own: a topic that cannot be deleted (a test's broker killed) must
+      // not leave the connections open and the test process running.
+      const errors: unknown[] = []
+      const steps = [
+        () => app.close(),
+        () => subscriber.disconnect(),
+        () => producer.close(),
+        () => dropTopic(),
+        () => closeTestRedis(redis),
+        () => testDb.close(),
+      ]
+      for (const step of steps) {
+        try {
+          await step()
+        } catch (err) {
+          errors.push(err)
+        }
+      }
+      if (errors.length > 0) throw new AggregateError(errors, 'closing the trading API failed')
     },
   }
 }
