@@ -35,6 +35,7 @@ import {
 } from '../platform/http/errors.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
 import { unstorableJsonText } from '../platform/http/text.ts'
+import { type KafkaReachability, KafkaUnreachableError } from '../platform/kafka/reachability.ts'
 import { createSendBatcher, type SendBatcher } from '../platform/kafka/send-batcher.ts'
 import type { Logger } from '../platform/logger.ts'
 import { eventIdsJson } from './event-ids.ts'
@@ -77,7 +78,13 @@ export interface EventIntakeDeps {
   sendTimeoutMs?: number
   /** The `Retry-After` of a 503, in seconds. @defaultValue 5 */
   retryAfterSeconds?: number
-  /** Sends the messages, coalescing concurrent requests'. @defaultValue createSendBatcher(producer) */
+  /**
+   * Whether the producer reaches the broker: while it is known to be down, requests are
+   * answered 503 at once instead of after the producer's retries.
+   * @defaultValue none: every request waits for its send
+   */
+  reachability?: KafkaReachability | undefined
+  /** Sends the messages, coalescing concurrent requests'. @defaultValue createSendBatcher(producer, { reachability }) */
   batcher?: SendBatcher
 }
 
@@ -280,7 +287,7 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
   const sendTimeoutMs = deps.sendTimeoutMs ?? 5000
   const retryAfterSeconds = deps.retryAfterSeconds ?? 5
 
-  const batcher = deps.batcher ?? createSendBatcher(producer, { maxBytes: MAX_SEND_BYTES })
+  const batcher = deps.batcher ?? createSendBatcher(producer, { maxBytes: MAX_SEND_BYTES, reachability: deps.reachability })
 
   /**
    * Sends every message and resolves only when the broker confirmed all of them; rejects
@@ -407,8 +414,15 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
           await sendAll(messages, events.length)
         } catch (err) {
           const timedOut = err instanceof SendTimeoutError
-          request.log.warn({ err, appId, events: events.length, timedOut }, 'could not queue events in Kafka')
-          const reason = timedOut ? `the event queue did not confirm them within ${sendTimeoutMs} ms` : 'the event queue is unavailable'
+          // Refused at once while the broker is known to be down: the outage itself was
+          // logged once, a warning per refused request would only repeat it.
+          const knownDown = err instanceof KafkaUnreachableError
+          if (!knownDown) request.log.warn({ err, appId, events: events.length, timedOut }, 'could not queue events in Kafka')
+          const reason = timedOut
+            ? `the event queue did not confirm them within ${sendTimeoutMs} ms`
+            : knownDown
+              ? 'the event queue is unreachable'
+              : 'the event queue is unavailable'
           throw new ServiceUnavailable(`events cannot be taken right now (${reason}); send them again later`, retryAfterSeconds, err)
         }
         // The answer's text is written here, the same as the response schema would make it:

@@ -23,6 +23,7 @@ import type { Kysely } from 'kysely'
 import { closeDb, createDb, migrateToLatest, type Migrations } from './db/index.ts'
 import { defaultInstanceId, type HeartbeatHandle, startHeartbeat } from './heartbeat.ts'
 import { createAdmin, createConsumer, createProducer, ensureTopic, type StringConsumer, type StringProducer } from './kafka/clients.ts'
+import { createKafkaReachability, type KafkaReachability } from './kafka/reachability.ts'
 import { createLifecycle, type Lifecycle } from './lifecycle.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetrics, type Metrics, startMetricsServer } from './metrics.ts'
@@ -77,6 +78,12 @@ export interface BaseServiceContext {
   lifecycle: Lifecycle
   /** This service's metrics registry. */
   metrics: Metrics
+  /**
+   * Whether the Kafka clients the platform opened for this service reach the broker: each
+   * logs a warning when it loses the broker and when it has it back, the heartbeat shows
+   * it, and senders call `assertReachable()` to fail fast while it is down.
+   */
+  kafka: KafkaReachability
 }
 
 /** The context a service starts with: the base, plus what it declared (`DB`: the database's tables). */
@@ -195,6 +202,23 @@ async function consumerLag(consumer: StringConsumer): Promise<Record<string, num
   return lag
 }
 
+/**
+ * {@link consumerLag}, or undefined when it fails or takes longer than `ms`: a lag request
+ * caught by a broker outage retries for minutes, and the heartbeat waiting for it would
+ * expire, making a live instance look dead.
+ */
+async function lagWithin(consumer: StringConsumer, ms: number): Promise<Record<string, number> | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(resolve, ms, undefined)
+  })
+  try {
+    return await Promise.race([consumerLag(consumer).catch(() => undefined), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** What an application's services share: see {@link createServiceShape}. */
 export interface ServiceShape {
   /** Every migration of the application, applied when a service declares `needs.db`. */
@@ -268,7 +292,10 @@ function defineService<
       // Process metrics only where they can be scraped: a one-shot command has no use for them.
       const metrics = createMetrics({ labels: { service: name }, processMetrics: daemon !== false })
       const needs = (definition.needs?.(parsed, config) ?? {}) as ServiceNeeds
-      const ctx: Record<string, unknown> = { name, instance, config, log, lifecycle, metrics }
+      const kafka = createKafkaReachability({ log })
+      lifecycle.onClose('kafka reachability', () => kafka.close())
+      const ctx: Record<string, unknown> = { name, instance, config, log, lifecycle, metrics, kafka }
+      let watchesKafka = false
       const brokers = kafkaBrokers(config)
 
       const open = async () => {
@@ -304,11 +331,15 @@ function defineService<
         if (needs.producer || definition.consumer) {
           const producer = createProducer({ brokers })
           lifecycle.onClose('kafka producer', () => producer.close())
+          kafka.watch(producer, 'producer')
+          watchesKafka = true
           ctx.producer = producer
         }
         if (needs.reader) {
           const reader = createConsumer({ brokers }, `bourse-${name}`)
           lifecycle.onClose('kafka reader', () => reader.close())
+          kafka.watch(reader, 'reader')
+          watchesKafka = true
           ctx.reader = reader
         }
         if (definition.consumer) {
@@ -316,6 +347,8 @@ function defineService<
           const instanceId = values['instance-id'] as string | undefined
           const consumer = createConsumer({ brokers }, group, instanceId === undefined ? {} : { instanceId })
           lifecycle.onClose('kafka consumer', () => consumer.close(true))
+          kafka.watch(consumer, 'consumer')
+          watchesKafka = true
           ctx.consumer = consumer
           ctx.group = group
         }
@@ -362,10 +395,12 @@ function defineService<
       running.done?.catch(() => {})
       const consumer = ctx.consumer as StringConsumer | undefined
       const ownStatus = async () => ({ ...running.stats, ...(await running.status?.()) })
-      // The heartbeat adds the consumer's lag (two Kafka requests); progress lines do not.
+      // The heartbeat adds the consumer's lag (two Kafka requests) and whether the broker is
+      // reachable; progress lines do not.
       const status = async () => ({
         ...(await ownStatus()),
-        ...(consumer && { lag: await consumerLag(consumer).catch(() => undefined) }),
+        ...(watchesKafka && { kafka: kafka.status() }),
+        ...(consumer && kafka.reachable && { lag: await lagWithin(consumer, config.HEARTBEAT_INTERVAL_MS) }),
       })
       try {
         if (running.stats) metrics.exposeStats(name, running.stats, running.gauges)

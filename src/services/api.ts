@@ -9,6 +9,7 @@ import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
 import type { Registry } from '../platform/metrics.ts'
 import { firstPrincipal } from '../platform/http/auth.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
+import { createKafkaReachability, type KafkaReachability } from '../platform/kafka/reachability.ts'
 import type { Logger } from '../platform/logger.ts'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
 import { createBuyStockService } from '../trading/buy-stock.service.ts'
@@ -30,6 +31,12 @@ export interface ApiDeps {
   subscriber: Redis
   db: Db
   producer: StringProducer
+  /**
+   * Whether `producer` reaches the broker (the service's own, also shown in its heartbeat):
+   * orders and events are refused at once while it is known to be down.
+   * @defaultValue one of the app's own, watching `producer`, closed with the app
+   */
+  kafka?: KafkaReachability
 }
 
 /** Options of {@link buildApiApp}. */
@@ -43,6 +50,8 @@ export interface ApiOptions {
 /** Builds the API's Fastify app on open connections (the service and the tests use it). */
 export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Promise<HttpApp> {
   const { config, log, redis, db, producer } = deps
+  const kafka = deps.kafka ?? createKafkaReachability({ log })
+  if (!deps.kafka) kafka.watch(producer, 'producer')
   const prices = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
   const allowedNetworks = parseAllowedNetworks(config.CALLBACK_ALLOWED_NETWORKS)
   const hub = createOrderStatusHub(deps.subscriber)
@@ -65,7 +74,12 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       // 100 events per second from them, far beyond a person's 60 requests per minute.
       rateLimitMax: (principal) => (principal?.appId !== undefined ? config.EVENTS_RATE_LIMIT_MAX : config.RATE_LIMIT_MAX),
       healthChecks: { postgres: () => sql`select 1`.execute(db) },
-      readinessChecks: { kafka: () => producer.metadata({ topics: [config.ORDERS_TOPIC], forceUpdate: true }) },
+      readinessChecks: {
+        kafka: async () => {
+          kafka.assertReachable()
+          await producer.metadata({ topics: [config.ORDERS_TOPIC], forceUpdate: true })
+        },
+      },
       ...(options.metrics && { metrics: options.metrics }),
       routes: [
         tradingRoutes({
@@ -74,18 +88,19 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
           prices,
           hub,
           buyStock: createBuyStockService({ redis, prices }),
-          orders: createOrderService({ db, producer, log }, { topic: config.ORDERS_TOPIC, allowedNetworks }),
+          orders: createOrderService({ db, producer, log, reachability: kafka }, { topic: config.ORDERS_TOPIC, allowedNetworks }),
           schema: config.DATABASE_SCHEMA,
           callbackRetryForMs: config.CALLBACK_RETRY_FOR_MS,
           ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
         }),
-        eventIntakeRoutes({ producer, topic: config.EVENTS_TOPIC, log }),
+        eventIntakeRoutes({ producer, topic: config.EVENTS_TOPIC, log, reachability: kafka }),
         eventQueryRoutes({ db }),
         eventTypeRoutes({ db }),
       ],
     },
   )
   app.addHook('onClose', () => hub.close())
+  if (!deps.kafka) app.addHook('onClose', () => kafka.close())
   return app
 }
 
@@ -113,10 +128,10 @@ export const { run } = defineService({
       { name: config.EVENTS_TOPIC, partitions: config.EVENTS_TOPIC_PARTITIONS },
     ],
   }),
-  async start({ config, log, lifecycle, redis, db, producer, metrics }, { port, host }) {
+  async start({ config, log, lifecycle, redis, db, producer, metrics, kafka }, { port, host }) {
     const subscriber = createRedis(config.REDIS_URL, log, 'api-subscriber')
     lifecycle.onClose('redis subscriber', () => closeRedis(subscriber))
-    const app = await buildApiApp({ config, log, redis, subscriber, db, producer }, { metrics: metrics.registry })
+    const app = await buildApiApp({ config, log, redis, subscriber, db, producer, kafka }, { metrics: metrics.registry })
     // Closed first: stop taking requests and finish those in flight before the connections go.
     lifecycle.onClose('http', () => app.close())
     const address = await app.listen({ port, host })

@@ -49,9 +49,9 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`
 }
 
-/** Creates a topic for a test; returns a function deleting it (and its dead-letter topic). */
-export async function createTestTopic(topic: string, partitions: number): Promise<() => Promise<void>> {
-  const admin = createAdmin({ brokers: kafkaBrokers(testConfig()) })
+/** Creates a topic for a test (on the test broker, or on `brokers`); returns a function deleting it (and its dead-letter topic). */
+export async function createTestTopic(topic: string, partitions: number, brokers = kafkaBrokers(testConfig())): Promise<() => Promise<void>> {
+  const admin = createAdmin({ brokers })
   await admin.createTopics({ topics: [topic], partitions, replicas: 1 })
   return async () => {
     try {

@@ -41,7 +41,6 @@ export async function openTradingApi(extra: Record<string, string> = {}, options
   const testDb = await openTestDb()
   const redis = await openTestRedis()
   const topic = uniqueName('orders')
-  const dropTopic = await createTestTopic(topic, 3)
   const config = testConfig({
     ...testDb.env,
     ORDERS_TOPIC: topic,
@@ -50,6 +49,8 @@ export async function openTradingApi(extra: Record<string, string> = {}, options
     AUTH_CACHE_MS: '0',
     ...extra,
   })
+  // On the broker the API uses: a test may give it one of its own (KAFKA_BROKERS).
+  const dropTopic = await createTestTopic(topic, 3, kafkaBrokers(config))
   const log = createLogger({ level: 'silent', pretty: false })
   const producer = createProducer({ brokers: kafkaBrokers(config) })
   const { Redis: RedisClient } = await import('ioredis')
@@ -82,12 +83,25 @@ export async function openTradingApi(extra: Record<string, string> = {}, options
     tokens,
     auth: (token) => ({ authorization: `Bearer ${token}` }),
     async close() {
-      await app.close()
-      subscriber.disconnect()
-      await producer.close()
-      await dropTopic()
-      await closeTestRedis(redis)
-      await testDb.close()
+      // Each step on its own: a topic that cannot be deleted (a test's broker killed) must
+      // not leave the connections open and the test process running.
+      const errors: unknown[] = []
+      const steps = [
+        () => app.close(),
+        () => subscriber.disconnect(),
+        () => producer.close(),
+        () => dropTopic(),
+        () => closeTestRedis(redis),
+        () => testDb.close(),
+      ]
+      for (const step of steps) {
+        try {
+          await step()
+        } catch (err) {
+          errors.push(err)
+        }
+      }
+      if (errors.length > 0) throw new AggregateError(errors, 'closing the trading API failed')
     },
   }
 }

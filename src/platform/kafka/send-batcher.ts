@@ -12,6 +12,7 @@
  */
 import type { MessageToProduce } from '@platformatic/kafka'
 import type { StringProducer } from './clients.ts'
+import type { KafkaReachability } from './reachability.ts'
 
 /** A message as the batcher sends it. */
 export type StringMessageToProduce = MessageToProduce<string, string, string, string>
@@ -24,6 +25,12 @@ export interface SendBatcherOptions {
   maxBytes?: number
   /** Most sends waiting for the broker at once; more messages wait and join the next send. @defaultValue 1 */
   maxInFlight?: number
+  /**
+   * While it says the broker is down, `send` rejects at once with its
+   * `KafkaUnreachableError` instead of waiting for the producer's retries to fail.
+   * @defaultValue none: every message is handed to the producer
+   */
+  reachability?: Pick<KafkaReachability, 'assertReachable'> | undefined
 }
 
 /** Sends messages, coalesced with other callers'. */
@@ -77,6 +84,11 @@ export function createSendBatcher(producer: StringProducer, options: SendBatcher
 
   return {
     send(message, bytes) {
+      try {
+        options.reachability?.assertReachable()
+      } catch (err) {
+        return Promise.reject(err as Error)
+      }
       const { promise, resolve, reject } = Promise.withResolvers<void>()
       queue.push({ message, bytes, resolve, reject })
       if (timer === undefined && inFlight < maxInFlight) timer = setTimeout(flush, lingerMs)
