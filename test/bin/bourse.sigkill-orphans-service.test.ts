@@ -6,16 +6,29 @@ import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { readdir, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
+import { delimiter, join } from 'node:path'
 import { describe, it } from 'node:test'
 import { isProcessAlive } from '../../src/platform/infra/processes.ts'
 import { repoRoot, testEnv, waitFor } from '../helpers/infra.ts'
 
 const wrapper = join(repoRoot, 'bin', 'bourse.js')
 
-/** The major version of the `node` on PATH, the one `npx bourse` starts the wrapper with. */
-const pathNodeMajor = Number(spawnSync('node', ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.split('.')[0])
-const skip = pathNodeMajor >= 24 ? `the node on PATH is ${pathNodeMajor}: the wrapper runs the CLI in-process` : false
+/** The major version of a node binary, or undefined if it does not run. */
+function nodeMajor(node: string): number | undefined {
+  const { stdout, status } = spawnSync(node, ['-p', 'process.versions.node'], { encoding: 'utf8' })
+  return status === 0 ? Number(stdout.split('.')[0]) : undefined
+}
+
+/**
+ * A Node older than 24 on this machine, the kind `npx bourse` starts the wrapper with.
+ * `npm test` puts the project's Node 24 first on PATH, so the search skips
+ * `node_modules/.bin` and also looks where system packages install node.
+ */
+const olderNode = [...(process.env.PATH ?? '').split(delimiter).filter((dir) => dir !== '' && !dir.includes('node_modules')), '/usr/bin', '/usr/local/bin']
+  .map((dir) => join(dir, 'node'))
+  .find((node) => existsSync(node) && (nodeMajor(node) ?? 24) < 24)
+const skip = olderNode === undefined ? 'no Node older than 24 here: the wrapper runs the CLI in-process' : false
 
 /** The pids whose parent is `parent`, from /proc. */
 async function childrenOf(parent: number): Promise<number[]> {
@@ -28,9 +41,9 @@ async function childrenOf(parent: number): Promise<number[]> {
   return pids
 }
 
-/** Starts `node bin/bourse.js <args>` with the PATH's node; collects stdout and stderr. */
+/** Starts `node bin/bourse.js <args>` with the older node; collects stdout and stderr. */
 function startWrapper(args: string[], env: NodeJS.ProcessEnv) {
-  const child = spawn('node', [wrapper, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(olderNode ?? 'node', [wrapper, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d))
   child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d))
