@@ -151,6 +151,8 @@ export interface StockHistoryRepository {
   listStocks(): Promise<string[]>
   /** The last applied offset per partition for a group and topic. */
   appliedOffsets(group: string, topic: string): Promise<Map<number, bigint>>
+  /** Deletes the applied offsets of a group and topic (a rebuild replays the topic); true when there were some. */
+  clearAppliedOffsets(group: string, topic: string): Promise<boolean>
   /** Claims up to `limit` changed stocks for `owner`, under a lease of `leaseMs`. */
   claimChanged(owner: string, leaseMs: number, limit: number): Promise<ClaimedStock[]>
   /**
@@ -328,6 +330,9 @@ export function createStockHistoryRepository(
     async appliedOffsets(group, topic) {
       const raw = await redis.hgetall(offsetsKey(group, topic))
       return new Map(Object.entries(raw).map(([p, o]) => [Number(p), BigInt(o)]))
+    },
+    async clearAppliedOffsets(group, topic) {
+      return (await redis.del(offsetsKey(group, topic))) > 0
     },
     async claimChanged(owner, leaseMs, limit) {
       const flat = (await r.claimChanged(owner, leaseMs, limit)) as string[]

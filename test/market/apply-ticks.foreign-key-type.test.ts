@@ -33,8 +33,11 @@ before(async () => {
 })
 beforeEach(() => redis.flushdb())
 after(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup()
-  await closeTestRedis(redis)
+  try {
+    for (const cleanup of cleanups.reverse()) await cleanup()
+  } finally {
+    await closeTestRedis(redis)
+  }
 })
 
 const get = async (key: string) => JSON.parse((await redis.get(key)) ?? 'null') as unknown
@@ -82,7 +85,6 @@ test("one of Bourse's own keys of the wrong type refuses the whole batch before 
 test('through Kafka: a tick for a list-typed stock key is applied after quarantine, no retry without end', async () => {
   const topic = uniqueName('foreign-key')
   cleanups.push(await createTestTopic(topic, 1))
-  cleanups.push(await createTestTopic(`${topic}.dead-letter`, 1))
   await redis.rpush('foreignlist', 'a')
   await produceTicks(topic, batch)
   const settings = { brokers: kafkaBrokers(testConfig()) }
