@@ -31,7 +31,7 @@ import {
   type TakenOffsets,
 } from '../platform/kafka/index.ts'
 import type { Logger } from '../platform/logger.ts'
-import { FatalError, retry } from '../platform/retry.ts'
+import { FatalError, retry, RetryAbortedError } from '../platform/retry.ts'
 import {
   AppliedOffsetsLostError,
   offsetsKey,
@@ -314,9 +314,21 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
         if (batch === 'stopped') break
         if (batch === 'idle') {
           await settled()
-          await history.flush()
+          // Redis may be briefly down (restarting): retried like a batch, not fatal.
+          let stored: Map<number, bigint>
+          try {
+            stored = await retry(
+              async () => {
+                await history.flush()
+                return history.appliedOffsets(group, topic)
+              },
+              { ...kafka.backoff, what: 'checking what is applied', signal, log, onRetry: () => metrics.retry() },
+            )
+          } catch (err) {
+            if (err instanceof RetryAbortedError) break
+            throw err
+          }
           await commitToKafka()
-          const stored = await history.appliedOffsets(group, topic)
           checkRecord(stored)
           if (options.untilIdle && (await caughtUp(stored))) {
             log.info({ ...stats }, 'caught up')

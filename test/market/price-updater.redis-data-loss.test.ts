@@ -132,8 +132,11 @@ test('--rebuild over histories holding part of the ticks ends with the same cont
   const ticks = ticksWithCorrections(3000, 8, 6)
   await produceTicks(topic, ticks)
   await runUntilIdle(topic, 'g-partial', { batchSize: 300 })
-  await redis.del(offsetsKey('g-partial', topic))
-  await runUntilIdle(topic, 'g-partial', { rebuild: true })
+  // Redis lost its data, and then got part of the ticks again from elsewhere (a CSV load).
+  await redis.flushdb()
+  await createStockHistoryRepository(redis).applyTicks(ticks.slice(0, 1000))
+  const stats = await runUntilIdle(topic, 'g-partial', { rebuild: true })
+  assert.equal(stats.messages, ticks.length, 'every partition replayed from its beginning')
   const expected = applyToModel(new Map(), ticks)
   const stored = await readStocks(redis, expected.keys())
   for (const [stock, model] of expected) assert.deepEqual(stored.get(stock), model.json, stock)
