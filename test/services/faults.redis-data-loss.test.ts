@@ -40,7 +40,7 @@ const applied = async () => (await redis.hvals(offsetsKey(group, topic))).reduce
 /** Every key the updater writes (the heartbeat aside). */
 const contractKeys = async () => (await redis.keys('*')).filter((key) => !key.startsWith('bourse:heartbeat:')).sort()
 
-test('Redis flushed during an ingest: the updater stops with exit 65 naming --rebuild, a restart is refused, --rebuild rebuilds exactly', async () => {
+test('Redis flushed during an ingest: the updater stops with exit 65 naming --rebuild, a restart is refused, --rebuild rebuilds exactly', async (t) => {
   const ticks = ticksWithCorrections(TICKS, 20, 21)
   await produceTicks(topic, ticks)
   const expected = applyToModel(new Map(), ticks)
@@ -49,6 +49,7 @@ test('Redis flushed during an ingest: the updater stops with exit 65 naming --re
   const rebuild = `bourse price-updater --topic ${topic} --group ${group} --rebuild --until-idle`
 
   const updater = startService(args, env)
+  t.after(() => updater.kill())
   await waitFor(async () => (await applied()) >= TICKS * 0.3, { timeoutMs: 60_000, intervalMs: 20, what: '30% applied' })
   await redis.flushall()
   const exited = await waitFor(() => updater.child.exitCode ?? undefined, { timeoutMs: 20_000, what: 'the updater to stop' })

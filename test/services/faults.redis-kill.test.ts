@@ -53,6 +53,7 @@ test(`Redis killed with SIGKILL during a ${TICKS}-tick ingest and restarted from
   const args = ['price-updater', '--topic', topic, '--group', group, '--batch-size', '500', '--idle-ms', '300']
 
   const updater = startService(args, env)
+  t.after(() => updater.kill())
   // Past the first seconds, so that every partition has offsets fsynced before the kill.
   await waitFor(async () => (await applied()) >= TICKS * 0.3, { timeoutMs: 60_000, intervalMs: 20, what: '30% applied' })
   await own.kill()
