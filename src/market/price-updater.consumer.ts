@@ -9,6 +9,14 @@
  * or below them that still arrive (Kafka's committed offset lags Redis after a crash, or a
  * partition moved to another instance mid-batch) are skipped by the script. Kafka offsets
  * are committed after Redis, only to keep lag metrics and restarts cheap.
+ *
+ * Redis losing data: Kafka's committed offsets are only a hint, so they are never used to
+ * resume a group Redis holds no record of. At the start, a group that has committed
+ * offsets in Kafka for a partition Redis holds no applied offset of is refused: Redis lost
+ * its data, and starting from Kafka's offsets would skip every tick before them. Running,
+ * an offsets record that vanished or went back (seen by the apply script, or at idle) stops
+ * the updater with a {@link FatalError} saying what to run. `rebuild` recovers: it deletes
+ * the group's offsets and replays every partition from its beginning.
  */
 import type { Registry } from 'prom-client'
 import {
@@ -23,8 +31,13 @@ import {
   type TakenOffsets,
 } from '../platform/kafka/index.ts'
 import type { Logger } from '../platform/logger.ts'
-import { retry } from '../platform/retry.ts'
-import type { SourcedTick, StockHistoryRepository } from './stock-history.repository.ts'
+import { FatalError, retry, RetryAbortedError } from '../platform/retry.ts'
+import {
+  AppliedOffsetsLostError,
+  offsetsKey,
+  type SourcedTick,
+  type StockHistoryRepository,
+} from './stock-history.repository.ts'
 import { decodeTick } from './tick-message.ts'
 
 /** Dependencies of the price updater. */
@@ -58,6 +71,32 @@ export interface PriceUpdaterOptions {
   retryBaseMs?: number
   /** Highest ceiling of a delay between two attempts, in ms. @defaultValue 5000 */
   retryMaxMs?: number
+  /**
+   * Recovery after Redis lost data: delete the group's applied offsets and replay every
+   * partition from its beginning. Histories are not cleared: each tick sets its time's
+   * price again, so a history holding any part of the topic's ticks (or none) ends equal
+   * to a clean run. @defaultValue false
+   */
+  rebuild?: boolean
+}
+
+/** The command that recovers a group whose record Redis lost. */
+function rebuildCommand(topic: string, group: string): string {
+  return `bourse price-updater --topic ${topic} --group ${group} --rebuild --until-idle`
+}
+
+/** What the operator reads when Redis lost (or went back on) the group's record while the updater ran. */
+function stoppedMessage(err: AppliedOffsetsLostError, topic: string, group: string): string {
+  if (err.stored === undefined) {
+    return (
+      `${err.message}. Stopped, so that nothing is applied on top of a partial state. The ticks are still ` +
+      `in Kafka: run \`${rebuildCommand(topic, group)}\` to replay the topic into Redis, then start the price updater again.`
+    )
+  }
+  return (
+    `${err.message}. Stopped; the ticks after offset ${err.stored} are still in Kafka: start the price updater ` +
+    "again and it resumes from Redis's offsets."
+  )
 }
 
 /** Running totals, for progress output and tests. */
@@ -105,6 +144,8 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
   const { metrics, deadLetter, tracker } = kafka
   /** Last offset applied in Redis per partition, as far as this instance knows. */
   const applied = new Map<number, bigint>()
+  /** With `rebuild`: where each partition not applied yet starts (its beginning). */
+  const replayFrom = new Map<number, bigint>()
   /** Messages submitted and not yet applied. */
   let inFlight = 0
   let lastCommit = Date.now()
@@ -139,7 +180,17 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     // Redis unreachable (or the previous batch failed): nothing of this batch was
     // applied; retry until it is or we stop.
     const result = await retry(
-      () => history.applyTicks(ticks, { group, topic, consumedOnly, submittedBefore, previous }),
+      () =>
+        history.applyTicks(ticks, {
+          group,
+          topic,
+          consumedOnly,
+          submittedBefore,
+          previous,
+          // Once this instance knows of applied offsets, the record must stay: a missing
+          // one is Redis having lost it, not a new group.
+          recordExpected: applied.size > 0 || submittedBefore.size > 0,
+        }),
       { ...kafka.backoff, what: 'applying batch', signal, log, onRetry: () => metrics.retry() },
     )
     stats.batches++
@@ -160,12 +211,46 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     metrics.inFlight(inFlight)
   }
 
+  /**
+   * Refuses to start when Kafka has committed offsets of the group for a partition Redis
+   * holds no applied offset of: Kafka commits only what Redis recorded first, so Redis lost
+   * its data, and resuming from Kafka's offsets would skip every tick before them.
+   */
+  const refuseLostRecord = async (bounds: ReadonlyArray<{ partition: number; start: bigint }>) => {
+    const committed = (
+      await consumer.listCommittedOffsets({ topics: [{ topic, partitions: bounds.map((b) => b.partition) }] })
+    ).get(topic)
+    const lost = bounds.filter(({ partition, start }) => {
+      const next = committed?.[partition] ?? -1n
+      return next > start && !applied.has(partition)
+    })
+    if (lost.length === 0) return
+    const where = lost.map(({ partition }) => `${topic}/${partition} at ${committed?.[partition]}`).join(', ')
+    throw new FatalError(
+      `refusing to start: Redis holds no applied offset of group ${group} for ` +
+        `${applied.size === 0 ? `topic ${topic} (no ${offsetsKey(group, topic)})` : lost.map((b) => `${topic}/${b.partition}`).join(', ')}` +
+        `, but Kafka has the group's committed offsets (${where}): Redis lost its data (flushed, or restarted ` +
+        'without persistence), and resuming from Kafka would skip every tick before them. The ticks are still in ' +
+        `Kafka: run \`${rebuildCommand(topic, group)}\` to replay the topic into Redis, then start the price updater as usual.`,
+    )
+  }
+
+  /**
+   * At idle: Redis must still hold at least what this instance applied. A record gone or
+   * behind means Redis lost writes; without this check a quiet partition would never
+   * notice, and `untilIdle` would wait for ever.
+   */
+  const checkRecord = (stored: ReadonlyMap<number, bigint>) => {
+    if (stored.size === 0 && applied.size > 0) throw new AppliedOffsetsLostError(topic, group)
+    for (const [partition, done] of applied) {
+      const now = stored.get(partition)
+      if (now === undefined || now < done) throw new AppliedOffsetsLostError(topic, group, partition, now, done)
+    }
+  }
+
   /** True when every partition of the topic is applied (by any instance) up to its end. */
-  const caughtUp = async () => {
-    const [bounds, stored] = await Promise.all([
-      partitionBounds(consumer, topic),
-      history.appliedOffsets(group, topic),
-    ])
+  const caughtUp = async (stored: ReadonlyMap<number, bigint>) => {
+    const bounds = await partitionBounds(consumer, topic)
     return bounds.every(({ partition, start, end }) => {
       if (end <= start) return true
       const done = stored.get(partition)
@@ -173,78 +258,118 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     })
   }
 
+  const consume = async (signal: AbortSignal): Promise<PriceUpdaterStats> => {
+    const bounds = await partitionBounds(consumer, topic)
+    const starts = new Map(bounds.map(({ partition, start }) => [partition, start]))
+    if (options.rebuild) {
+      const cleared = await history.clearAppliedOffsets(group, topic)
+      log.warn({ cleared }, 'rebuilding: replaying every partition from its beginning')
+      for (const { partition, start } of bounds) replayFrom.set(partition, start)
+    } else {
+      for (const [partition, offset] of await history.appliedOffsets(group, topic)) applied.set(partition, offset)
+      await refuseLostRecord(bounds)
+    }
+    const session = await kafka.open()
+    const { stream } = session
+    // A commit can fail during a rebalance; Redis already holds the truth, so the next
+    // owner of the partition skips what was applied. Logged, not fatal.
+    const commitToKafka = async () => {
+      lastCommit = Date.now()
+      await session.commit()
+    }
+    // On every (re)assignment, move each partition to the offset after the last one
+    // applied in Redis (as far as this instance knows), ahead of Kafka's committed
+    // offset or behind it: Redis is the record, and Kafka's offset runs ahead of it when
+    // Redis restarted from an older save. A rebuild starts partitions it has not
+    // applied yet at their beginning. Never below the partition's beginning: Kafka would
+    // answer out of range, move it there and ask again.
+    stream.on('offsets', () => {
+      for (const [key, next] of stream.offsetsToFetch) {
+        const separator = key.lastIndexOf(':')
+        if (key.slice(0, separator) !== topic) continue
+        const partition = Number(key.slice(separator + 1))
+        const done = applied.get(partition)
+        const from = done === undefined ? replayFrom.get(partition) : done + 1n
+        if (from !== undefined && from !== next && from >= (starts.get(partition) ?? 0n)) stream.offsetsToFetch.set(key, from)
+      }
+    })
+    const nextBatch = createBatchReader(stream, { maxBatch: batchSize, idleMs })
+    // Two batches at most are outstanding: one applying in Redis while the next is
+    // decoded and sent behind it (the script keeps them in order, see applyBatch).
+    const submitted = new Map<number, bigint>()
+    let previous: Promise<void> = Promise.resolve()
+    let current: Promise<void> = Promise.resolve()
+    // A failed batch stops the reading at once (its error is thrown by settled()): waiting
+    // for the next batch or idle to notice would leave a stopped updater looking alive.
+    const failed = new AbortController()
+    const reading = AbortSignal.any([signal, failed.signal])
+    const settled = async () => {
+      await previous
+      await current
+    }
+    log.info({ applied: Object.fromEntries([...applied].map(([p, o]) => [p, o.toString()])) }, 'consuming')
+    try {
+      for (;;) {
+        const batch = await nextBatch(reading)
+        if (batch === 'stopped') break
+        if (batch === 'idle') {
+          await settled()
+          // Redis may be briefly down (restarting): retried like a batch, not fatal.
+          let stored: Map<number, bigint>
+          try {
+            stored = await retry(
+              async () => {
+                await history.flush()
+                return history.appliedOffsets(group, topic)
+              },
+              { ...kafka.backoff, what: 'checking what is applied', signal, log, onRetry: () => metrics.retry() },
+            )
+          } catch (err) {
+            if (err instanceof RetryAbortedError) break
+            throw err
+          }
+          await commitToKafka()
+          checkRecord(stored)
+          if (options.untilIdle && (await caughtUp(stored))) {
+            log.info({ ...stats }, 'caught up')
+            break
+          }
+          continue
+        }
+        await previous
+        const submittedBefore = new Map(submitted)
+        for (const message of batch) {
+          const last = submitted.get(message.partition)
+          if (last === undefined || message.offset > last) submitted.set(message.partition, message.offset)
+        }
+        const ranges = takeBatch(tracker, batch, positionOfMessage)
+        inFlight += batch.length
+        metrics.messages(batch.length)
+        metrics.inFlight(inFlight)
+        previous = current
+        current = applyBatch(batch, ranges, signal, previous, submittedBefore)
+        current.catch(() => failed.abort()) // surfaced when awaited as `previous` or by settled()
+        if (Date.now() - lastCommit >= commitIntervalMs) await commitToKafka()
+        if (signal.aborted) break
+      }
+      await settled()
+    } finally {
+      await settled().catch((err: unknown) => log.error({ err }, 'last batches failed'))
+      await history.flush().catch((err: unknown) => log.error({ err }, 'final flush failed'))
+      await session.close()
+    }
+    return { ...stats }
+  }
+
   return {
     stats,
     async run(signal) {
-      for (const [partition, offset] of await history.appliedOffsets(group, topic)) {
-        applied.set(partition, offset)
-      }
-      const session = await kafka.open()
-      const { stream } = session
-      // A commit can fail during a rebalance; Redis already holds the truth, so the next
-      // owner of the partition skips what was applied. Logged, not fatal.
-      const commitToKafka = async () => {
-        lastCommit = Date.now()
-        await session.commit()
-      }
-      // On every (re)assignment, move each partition to the offset after the last one
-      // applied in Redis, when that is ahead of Kafka's committed offset.
-      stream.on('offsets', () => {
-        for (const [key, next] of stream.offsetsToFetch) {
-          const separator = key.lastIndexOf(':')
-          if (key.slice(0, separator) !== topic) continue
-          const done = applied.get(Number(key.slice(separator + 1)))
-          if (done !== undefined && done + 1n > next) stream.offsetsToFetch.set(key, done + 1n)
-        }
-      })
-      const nextBatch = createBatchReader(stream, { maxBatch: batchSize, idleMs })
-      // Two batches at most are outstanding: one applying in Redis while the next is
-      // decoded and sent behind it (the script keeps them in order, see applyBatch).
-      const submitted = new Map<number, bigint>()
-      let previous: Promise<void> = Promise.resolve()
-      let current: Promise<void> = Promise.resolve()
-      const settled = async () => {
-        await previous
-        await current
-      }
-      log.info({ applied: Object.fromEntries([...applied].map(([p, o]) => [p, o.toString()])) }, 'consuming')
       try {
-        for (;;) {
-          const batch = await nextBatch(signal)
-          if (batch === 'stopped') break
-          if (batch === 'idle') {
-            await settled()
-            await history.flush()
-            await commitToKafka()
-            if (options.untilIdle && (await caughtUp())) {
-              log.info({ ...stats }, 'caught up')
-              break
-            }
-            continue
-          }
-          await previous
-          const submittedBefore = new Map(submitted)
-          for (const message of batch) {
-            const last = submitted.get(message.partition)
-            if (last === undefined || message.offset > last) submitted.set(message.partition, message.offset)
-          }
-          const ranges = takeBatch(tracker, batch, positionOfMessage)
-          inFlight += batch.length
-          metrics.messages(batch.length)
-          metrics.inFlight(inFlight)
-          previous = current
-          current = applyBatch(batch, ranges, signal, previous, submittedBefore)
-          current.catch(() => {}) // surfaced when awaited as `previous` or by settled()
-          if (Date.now() - lastCommit >= commitIntervalMs) await commitToKafka()
-          if (signal.aborted) break
-        }
-        await settled()
-      } finally {
-        await settled().catch((err: unknown) => log.error({ err }, 'last batches failed'))
-        await history.flush().catch((err: unknown) => log.error({ err }, 'final flush failed'))
-        await session.close()
+        return await consume(signal)
+      } catch (err) {
+        if (err instanceof AppliedOffsetsLostError) throw new FatalError(stoppedMessage(err, topic, group), { cause: err })
+        throw err
       }
-      return { ...stats }
     },
   }
 }

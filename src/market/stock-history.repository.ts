@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import type { Redis } from '../platform/redis.ts'
+import { FatalError } from '../platform/retry.ts'
 import { priceToken, type Tick } from './tick.ts'
 
 const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
@@ -78,6 +79,44 @@ export interface OffsetsOptions {
    */
   submittedBefore?: ReadonlyMap<number, bigint>
   previous?: Promise<unknown>
+  /**
+   * The group's offsets record must exist already (the caller found it at its start, or
+   * applied batches since): a missing one means Redis lost it, and nothing is written.
+   * @defaultValue false: the first batch of a new group creates it
+   */
+  recordExpected?: boolean
+}
+
+/**
+ * Redis's record of applied offsets is behind what the caller knows was applied: Redis
+ * lost writes. Nothing of the batch was written. `stored` is undefined when the record (or
+ * the partition's entry) is gone altogether, the stored offset when Redis went back to
+ * an older state of its own (restarted from a save older than its last writes).
+ */
+export class AppliedOffsetsLostError extends FatalError {
+  override name = 'AppliedOffsetsLostError'
+  /** The partition whose offset went back; undefined when the whole record is gone. */
+  readonly partition: number | undefined
+  /** The offset Redis holds now; undefined when it holds none. */
+  readonly stored: bigint | undefined
+  constructor(topic: string, group: string, partition?: number, stored?: bigint, expected?: bigint) {
+    const where = partition === undefined ? topic : `${topic}/${partition}`
+    super(
+      stored === undefined
+        ? `Redis holds no applied offset of group ${group} for ${where} any more` +
+            (expected === undefined ? '' : `, though offsets up to ${expected} were applied`) +
+            ': Redis lost its data (flushed, or restarted without persistence)'
+        : `the applied offset of group ${group} for ${where} in Redis went back to ${stored}, below ${expected} ` +
+            'already applied: Redis restarted from a save older than its last writes',
+    )
+    this.partition = partition
+    this.stored = stored
+  }
+}
+
+/** One of Bourse's own keys holds a value of another type: nothing of the batch was written. */
+export class HistoryKeyTypeError extends FatalError {
+  override name = 'HistoryKeyTypeError'
 }
 
 /** Key of the hash of applied offsets for a consumer group on a topic. */
@@ -112,6 +151,8 @@ export interface StockHistoryRepository {
   listStocks(): Promise<string[]>
   /** The last applied offset per partition for a group and topic. */
   appliedOffsets(group: string, topic: string): Promise<Map<number, bigint>>
+  /** Deletes the applied offsets of a group and topic (a rebuild replays the topic); true when there were some. */
+  clearAppliedOffsets(group: string, topic: string): Promise<boolean>
   /** Claims up to `limit` changed stocks for `owner`, under a lease of `leaseMs`. */
   claimChanged(owner: string, leaseMs: number, limit: number): Promise<ClaimedStock[]>
   /**
@@ -134,6 +175,7 @@ function buildApplyArgs(
   offsetsKeyName: string,
   interval: string,
   submittedBefore: ReadonlyMap<number, bigint>,
+  recordExpected: boolean,
 ): string[] {
   const ranges = new Map<number, { first: bigint; last: bigint }>()
   const extend = (source: TickSource | undefined) => {
@@ -157,7 +199,7 @@ function buildApplyArgs(
     group.tokens.push(priceToken(tick.price))
   }
   for (const source of consumedOnly) extend(source)
-  const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0)]
+  const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0), recordExpected ? '1' : '']
   if (offsetsKeyName) {
     for (const [partition, range] of ranges) {
       const before = submittedBefore.get(partition)
@@ -210,9 +252,17 @@ export function createStockHistoryRepository(
       let previous = offsets?.previous
       for (;;) {
         // Sent before waiting for the previous batch: Redis runs them in order anyway.
-        const reply = r.applyTicks(...buildApplyArgs(pending, consumed, key, interval, submitted)) as Promise<
-          Array<number | string>
-        >
+        const args = buildApplyArgs(pending, consumed, key, interval, submitted, offsets?.recordExpected ?? false)
+        const reply = (r.applyTicks(...args) as Promise<Array<number | string>>).catch((err: unknown) => {
+          const text = err instanceof Error ? err.message : ''
+          const at = text.indexOf('BOURSE-KEYTYPE ')
+          if (at === -1) throw err
+          throw new HistoryKeyTypeError(
+            `${text.slice(at + 'BOURSE-KEYTYPE '.length).split(' script:')[0]}, where Bourse keeps a history: ` +
+              'nothing of the batch was written; rename or delete that key and start again',
+            { cause: err },
+          )
+        })
         const waited = previous !== undefined
         if (previous) {
           reply.catch(() => {})
@@ -220,6 +270,9 @@ export function createStockHistoryRepository(
           previous = undefined
         }
         const answer = await reply
+        if (answer[0] === -3) {
+          throw new AppliedOffsetsLostError(offsets!.topic, offsets!.group)
+        }
         if (answer[0] !== -1 && answer[0] !== -2) {
           const [appended = 0, updated = 0, unchanged = 0, quarantined = 0] = answer as number[]
           return { appended, updated, unchanged, replayed, quarantined }
@@ -229,9 +282,14 @@ export function createStockHistoryRepository(
         if (answer[0] === -2) {
           // The previous batch had not been applied when this one ran; it has settled now.
           if (waited) continue
-          throw new Error(
-            `applied offset of ${offsets?.topic}/${partition} went back to ${stored}, ` +
-              `below ${submitted.get(partition)} already applied: was ${key} reset?`,
+          // Applied before and now gone or lower: Redis lost writes. Retrying cannot help.
+          // (The script answers -1 for a partition it has no entry for.)
+          throw new AppliedOffsetsLostError(
+            offsets!.topic,
+            offsets!.group,
+            partition,
+            stored < 0n ? undefined : stored,
+            submitted.get(partition),
           )
         }
         // Part of the batch was applied before (a replay): drop it and try again. The
@@ -272,6 +330,9 @@ export function createStockHistoryRepository(
     async appliedOffsets(group, topic) {
       const raw = await redis.hgetall(offsetsKey(group, topic))
       return new Map(Object.entries(raw).map(([p, o]) => [Number(p), BigInt(o)]))
+    },
+    async clearAppliedOffsets(group, topic) {
+      return (await redis.del(offsetsKey(group, topic))) > 0
     },
     async claimChanged(owner, leaseMs, limit) {
       const flat = (await r.claimChanged(owner, leaseMs, limit)) as string[]

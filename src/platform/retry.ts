@@ -11,6 +11,19 @@ export class PermanentError extends Error {
   override name = 'PermanentError'
 }
 
+/**
+ * A failure that retrying in this process cannot fix, such as a store that lost what the
+ * service wrote to it: {@link retry} never retries it, and a service whose start or work
+ * fails with it stops with exit code {@link fatalExitCode}, printing the message, which
+ * says what happened and what to run.
+ */
+export class FatalError extends Error {
+  override name = 'FatalError'
+}
+
+/** Exit code of a service stopped by a {@link FatalError} (sysexits' EX_DATAERR). */
+export const fatalExitCode = 65
+
 /** Thrown by {@link retry} when its signal aborted before the work succeeded; `cause` is the last failure, if any. */
 export class RetryAbortedError extends Error {
   override name = 'RetryAbortedError'
@@ -80,7 +93,8 @@ export interface RetryOptions {
  * Runs `fn` until it resolves, waiting {@link backoffDelay} between attempts. `fn` runs at
  * least once, even with an aborted signal (work in hand is attempted); after a failure,
  * an aborted signal ends the retries with {@link RetryAbortedError}, as does an abort
- * during a delay. Permanent failures and the last of `maxAttempts` are rethrown as they are.
+ * during a delay. A {@link FatalError}, permanent failures and the last of `maxAttempts`
+ * are rethrown as they are.
  */
 export async function retry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
   const { what, signal, log } = options
@@ -92,7 +106,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, options: Ret
     try {
       return await fn(attempt)
     } catch (err) {
-      if (options.isPermanent?.(err) || attempt >= maxAttempts) throw err
+      if (err instanceof FatalError || options.isPermanent?.(err) || attempt >= maxAttempts) throw err
       if (signal?.aborted) throw new RetryAbortedError(what, { cause: err })
       let delay = Math.max(options.minDelayMs?.(err) ?? 0, backoffDelay(attempt - 1, baseMs, maxMs, options.random))
       if (options.deadlineMs !== undefined) delay = Math.max(0, Math.min(delay, options.deadlineMs - now()))

@@ -28,6 +28,7 @@ import { createLifecycle, type Lifecycle } from './lifecycle.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetrics, type Metrics, startMetricsServer } from './metrics.ts'
 import { closeRedis, createRedis, type Redis, type RedisOptions } from './redis.ts'
+import { FatalError, fatalExitCode } from './retry.ts'
 
 const { version, license } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string
@@ -179,6 +180,13 @@ function configOrReport(name: string, env: NodeJS.ProcessEnv): Config | undefine
 
 /** Exit code of a start refused for its configuration (sysexits' EX_CONFIG). */
 const configErrorExitCode = 78
+
+/** Reports a {@link FatalError} (logged, and its message on stderr for the operator) and gives its exit code. */
+function fatal(name: string, log: Logger, err: FatalError): number {
+  log.fatal({ err }, `${name} stopped`)
+  process.stderr.write(`bourse ${name}: ${err.message}\n`)
+  return fatalExitCode
+}
 
 /** Per-instance consumer lag: for each assigned partition, the end offset minus the group's committed offset. */
 async function consumerLag(consumer: StringConsumer): Promise<Record<string, number> | undefined> {
@@ -381,7 +389,9 @@ function defineService<
       try {
         started = await definition.start(ctx as ServiceContext<N, C, DB>, parsed)
       } catch (err) {
+        const code = err instanceof FatalError ? fatal(name, log, err) : undefined
         await lifecycle.shutdown('done')
+        if (code !== undefined) return code
         throw err
       }
       if (typeof started === 'number') {
@@ -440,6 +450,7 @@ function defineService<
         const result = await done
         return typeof result === 'number' ? result : 0
       } catch (err) {
+        if (err instanceof FatalError) return fatal(name, log, err)
         log.error({ err }, `${name} failed`)
         return 1
       } finally {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { pino } from 'pino'
-import { backoffDelay, isPermanent, PermanentError, retry, RetryAbortedError } from '../../src/platform/retry.ts'
+import { backoffDelay, FatalError, isPermanent, PermanentError, retry, RetryAbortedError } from '../../src/platform/retry.ts'
 
 /** A logger that keeps each line's level and message. */
 function recordingLog() {
@@ -64,6 +64,22 @@ describe('retry', () => {
         { what: 'work', baseMs: 1, isPermanent },
       ),
       (err) => err === refused,
+    )
+    assert.equal(calls, 1)
+  })
+
+  test('a FatalError is rethrown at once, without an isPermanent option', async () => {
+    let calls = 0
+    const lost = new FatalError('the store lost its data')
+    await assert.rejects(
+      retry(
+        async () => {
+          calls++
+          throw lost
+        },
+        { what: 'work', baseMs: 1, maxAttempts: 3 },
+      ),
+      (err) => err === lost,
     )
     assert.equal(calls, 1)
   })

@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test'
 import type { Redis } from 'ioredis'
 import { sql } from 'kysely'
 import { UsageError } from '../../src/platform/command.ts'
+import { FatalError } from '../../src/platform/retry.ts'
 import { heartbeatKey, readHeartbeats } from '../../src/platform/heartbeat.ts'
 import { createMetrics, startMetricsServer } from '../../src/platform/metrics.ts'
 import { createServiceShape } from '../../src/platform/service.ts'
@@ -123,6 +124,32 @@ test('a daemon beats a heartbeat with its status while it runs, removes it when 
     start: async () => ({ done: Promise.reject(new Error('broken')) }),
   })
   assert.equal(await failing.runWith([], { env: env() }), 1)
+})
+
+test('a FatalError from the work or the start stops the service with exit 65 and its message on stderr', async () => {
+  const working = defineService({
+    spec: { name: 'fatal-work', usage: '', description: 'probe', options: {}, help: {} },
+    daemon: true,
+    start: async () => ({ done: Promise.reject(new FatalError('the store lost its data: run the recovery')) }),
+  })
+  const starting = defineService({
+    spec: { name: 'fatal-start', usage: '', description: 'probe', options: {}, help: {} },
+    needs: () => ({ redis: {} }),
+    start: async () => {
+      throw new FatalError('refusing to start: run the recovery')
+    },
+  })
+  const written: string[] = []
+  const write = process.stderr.write.bind(process.stderr)
+  process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write
+  try {
+    assert.equal(await working.runWith([], { env: env() }), 65)
+    assert.equal(await starting.runWith([], { env: env() }), 65)
+  } finally {
+    process.stderr.write = write
+  }
+  assert.match(written.join(''), /bourse fatal-work: the store lost its data: run the recovery/)
+  assert.match(written.join(''), /bourse fatal-start: refusing to start: run the recovery/)
 })
 
 test('metrics: a service registry with process metrics and stats read at scrape time, served at /metrics', async () => {

@@ -9,8 +9,18 @@
 --   batch (its previous batch, still in flight, failed): answer { -2, partition, stored };
 --   the caller waits for the previous batch and calls again. This lets a caller pipeline
 --   batches without a failed one ever being overtaken.
+-- - ARGV[4] is '1' (the caller applied batches before, or found offsets at its start) and
+--   the hash does not exist: Redis lost the group's record (flushed, or restarted without
+--   its data): answer { -3 }; the caller stops, since applying would write a partial state.
 -- Otherwise the ticks and the new offsets are written by this one script: Redis holds all
 -- of a batch or none of it.
+--
+-- All or nothing also needs every key the script writes to be of the type it writes: Redis
+-- does not roll a script back, so a WRONGTYPE halfway would leave the batch's earlier stocks
+-- written. Every key is checked before the first write. A stock key holding another type
+-- (a list, a hash: not ours) is moved to bourse:quarantine:S, as a non-contract string is;
+-- one of Bourse's own keys (bourse:h:S:*, bourse:stocks, bourse:dirty, the offsets hash)
+-- holding the wrong type is an error reply starting `BOURSE-KEYTYPE`, and nothing is written.
 --
 -- Cost: a stock whose ticks in the batch are all later than its latest time (the usual
 -- case) costs a few calls whatever the batch or history size: the caller sends the
@@ -19,15 +29,17 @@
 -- corrections) are applied one by one against the index.
 --
 -- ARGV[1] offsets key or ''; ARGV[2] materialize interval (ms); ARGV[3] partition count P;
--- then P quadruples: partition, first offset, last offset, last offset submitted before
--- (or ''); then per stock:
+-- ARGV[4] '1' when the offsets hash must exist, else ''; then P quadruples: partition,
+-- first offset, last offset, last offset submitted before (or ''); then per stock:
 --   stock, n, increasing (1 when the n times strictly increase), min time, max time,
 --   time text (`"090000","090001"`), price text (`1,""`)
--- Returns { appended, price updates, unchanged duplicates, quarantined }, or { -1 | -2, partition, stored }
+-- Returns { appended, price updates, unchanged duplicates, quarantined },
+-- { -1 | -2, partition, stored } or { -3 }
 local offkey = ARGV[1]
 local interval = tonumber(ARGV[2])
 local parts = tonumber(ARGV[3])
-local j = 4
+local j = 5
+if offkey ~= '' and ARGV[4] == '1' and redis.call('EXISTS', offkey) == 0 then return { -3 } end
 if offkey ~= '' then
   for _ = 1, parts do
     local stored = redis.call('HGET', offkey, ARGV[j])
@@ -39,7 +51,28 @@ if offkey ~= '' then
 else
   j = j + 4 * parts
 end
-local offsets_at = 4
+local offsets_at = 5
+
+local function type_of(key) return redis.call('TYPE', key)['ok'] end
+local function require_type(key, wanted)
+  local t = type_of(key)
+  if t ~= 'none' and t ~= wanted then
+    error({ err = 'BOURSE-KEYTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. wanted }, 0)
+  end
+end
+
+-- Every key checked before the first write (see the top).
+local foreign = {}
+if offkey ~= '' then require_type(offkey, 'hash') end
+require_type('bourse:stocks', 'set')
+require_type('bourse:dirty', 'set')
+for k = j, #ARGV, 7 do
+  local s = ARGV[k]
+  local t = type_of(s)
+  if t ~= 'none' and t ~= 'string' then foreign[s] = true end
+  for _, part in ipairs({ 't', 'p', 'f' }) do require_type(hk(s, part), 'string') end
+  for _, part in ipairs({ 'i', 'm' }) do require_type(hk(s, part), 'hash') end
+end
 
 local now = now_ms()
 local appended, updated, unchanged, quarantined = 0, 0, 0, 0
@@ -62,6 +95,10 @@ while j <= #ARGV do
   local s, n, increasing = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
   local min_time, max_time, ttext, ptext = ARGV[j + 3], ARGV[j + 4], ARGV[j + 5], ARGV[j + 6]
   j = j + 7
+  if foreign[s] then
+    redis.call('RENAME', s, 'bourse:quarantine:' .. s)
+    quarantined = quarantined + 1
+  end
   quarantined = quarantined + ensure(s)
   local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at', 'ix')
   local mt, at, indexed = m[1] or '', tonumber(m[2] or '0'), m[3] == '1'
