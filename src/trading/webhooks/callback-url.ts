@@ -14,6 +14,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
 import { lookup as dnsLookupAsync } from 'node:dns/promises'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
 import { Agent, buildConnector } from 'undici'
+import { quote } from '../../platform/quote.ts'
 
 /** Longest callback URL accepted. */
 export const maxCallbackUrlLength = 2048
@@ -76,7 +77,7 @@ export function parseAllowedNetworks(text: string): BlockList {
       (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) ||
       prefix > bits
     ) {
-      throw new RangeError(`not an IP address or CIDR range: ${JSON.stringify(entry)}`)
+      throw new RangeError(`not an IP address or CIDR range: ${quote(entry)}`)
     }
     allowed.addSubnet(address, prefix, type)
   }
