@@ -13,7 +13,8 @@ const spec = {
     "A stock's history becomes exactly the fixture's entries; later ticks are appended after them.\n" +
     "Users become accounts in PostgreSQL with the fixture's credit (an existing account keeps its\n" +
     'credit and holdings, and says so, unless --reset-accounts), and their Redis keys are projected from there.\n' +
-    'Nothing is written when any line is malformed.',
+    'Every value is stored as written. Nothing is written when any line is malformed (a negative price, a credit or id\n' +
+    "an account cannot hold). A key holding another program's value is moved to bourse:quarantine:<key>, not overwritten.",
   options: { 'reset-accounts': { type: 'boolean', default: false } },
   help: { 'reset-accounts': "Set existing accounts' credit to the fixture's (holdings stay), for a clean demo" },
   positionals: 'FILE',
