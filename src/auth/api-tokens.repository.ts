@@ -11,6 +11,7 @@ import { sql } from 'kysely'
 import type { Db } from '../database.ts'
 import type { ApiTokenRow } from './db/tables.ts'
 import { NotFound } from '../platform/http/errors.ts'
+import { quote } from '../platform/quote.ts'
 
 /** Every token starts with this, so a leaked one is easy to recognise (and to scan for). */
 export const API_TOKEN_PREFIX = 'bourse_'
@@ -63,7 +64,7 @@ export async function createApiToken(db: Db, owner: ApiTokenOwner, label?: strin
   } catch (err) {
     // The foreign key decides, so a user deleted concurrently cannot get a token either.
     if ((err as { code?: unknown }).code === '23503') {
-      throw new NotFound(`user ${JSON.stringify(userId)} does not exist`, { user: userId })
+      throw new NotFound(`user ${quote(userId)} does not exist`, { user: userId })
     }
     throw err
   }

@@ -9,6 +9,7 @@ import { createCachedAuthenticator, hashApiToken, type TokenAuthenticator } from
 import type { Db } from '../database.ts'
 import type { AppRow } from './db/tables.ts'
 import { BadRequest, Conflict } from '../platform/http/errors.ts'
+import { quote } from '../platform/quote.ts'
 
 /** Every application token starts with this; user tokens (`bourse_` + 43) never have its length. */
 export const APP_TOKEN_PREFIX = 'bourse_app_'
@@ -68,7 +69,7 @@ export async function createApp(db: Db, name: string): Promise<CreatedApp> {
     // The unique index decides, so two concurrent creations cannot both win.
     const e = err as { code?: unknown; constraint?: unknown }
     if (e.code === '23505' && e.constraint === 'apps_name_key') {
-      throw new Conflict(`an application named ${JSON.stringify(name)} already exists`, { name }, 'app_exists')
+      throw new Conflict(`an application named ${quote(name)} already exists`, { name }, 'app_exists')
     }
     throw err
   }

@@ -16,6 +16,7 @@
  * (which cost the intake about 13 µs a request of 50 events in profiles, against 1-2 µs).
  */
 import { randomFillSync } from 'node:crypto'
+import { quote } from '../platform/quote.ts'
 
 /** Most ids in one array: the 12-bit counter's range. */
 export const MAX_IDS_PER_BATCH = 4096
@@ -72,7 +73,7 @@ export function eventIdsJson(events: ReadonlyArray<{ id?: string | undefined }>,
     const own = events[i]!.id
     if (own !== undefined) {
       // A shorter or longer text would shift the array's punctuation: refused, not written.
-      if (own.length !== 36) throw new TypeError(`event ${i}'s id is not a UUID: ${JSON.stringify(own)}`)
+      if (own.length !== 36) throw new TypeError(`event ${i}'s id is not a UUID: ${quote(own)}`)
       out.write(own, at, 'latin1')
     } else if (i > 0) {
       out[at + COUNTER_AT] = HEX_DIGITS[i >> 8]!

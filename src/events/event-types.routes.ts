@@ -10,6 +10,7 @@ import type { Db } from '../database.ts'
 import type { EventTypeRow } from './db/tables.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
 import { BadRequest, ErrorResponseSchema, NotFound } from '../platform/http/errors.ts'
+import { quote } from '../platform/quote.ts'
 import {
   deleteEventType,
   findEventType,
@@ -70,7 +71,7 @@ async function requireAdmin(request: FastifyRequest): Promise<void> {
   assertAdmin(principalOf(request))
 }
 
-const label = (p: { category: string; name: string }) => `${JSON.stringify(p.category)} / ${JSON.stringify(p.name)}`
+const label = (p: { category: string; name: string }) => `${quote(p.category)} / ${quote(p.name)}`
 
 /** `GET`, `PUT` and `DELETE` on `/api/event-types`: the admin API of the registry. */
 export function eventTypeRoutes(deps: EventTypeRoutesDeps): RoutePlugin {

@@ -10,6 +10,7 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import ajvFormats from 'ajv-formats'
+import { quote } from '../platform/quote.ts'
 
 /** One problem with an event: the field (a JSON pointer into the event) and what is wrong. */
 export interface EventReason {
@@ -302,7 +303,7 @@ export function validateEvent(event: unknown, registry: EventTypeRegistry, optio
       validated = true
       if (isObject(data)) reasons.push(...validator(data))
     } else if (options.unknownType === 'reject') {
-      const message = `no event type is registered for category ${JSON.stringify(category)} and name ${JSON.stringify(name)}`
+      const message = `no event type is registered for category ${quote(category)} and name ${quote(name)}`
       reasons.push({ field: '/category', message }, { field: '/name', message })
     }
   }

@@ -4,6 +4,7 @@
  */
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
+import { quote } from '../platform/quote.ts'
 import { parsePriceText, stockNameProblem, type Tick, timeProblem } from './tick.ts'
 
 /** The header every price CSV starts with. */
@@ -38,7 +39,7 @@ export async function* readPriceCsv(path: string): AsyncGenerator<CsvRow> {
     const text = line === 1 ? raw.replace(/^\uFEFF/, '') : raw
     if (line === 1) {
       if (text.trim().replace(/\s*,\s*/g, ',').toLowerCase() !== PRICE_CSV_HEADER.toLowerCase()) {
-        throw new Error(`${path}: line 1 must be the header "${PRICE_CSV_HEADER}" (got ${JSON.stringify(text)})`)
+        throw new Error(`${path}: line 1 must be the header "${PRICE_CSV_HEADER}" (got ${quote(text)})`)
       }
       continue
     }

@@ -135,8 +135,15 @@ export interface StockHistoryRepository {
   applyTicks(ticks: readonly SourcedTick[], offsets?: OffsetsOptions): Promise<ApplyResult>
   /** Rebuilds the contract JSON of every stock changed since its last rebuild. */
   flush(): Promise<number>
-  /** Replaces a stock's whole history by a contract JSON (a fixture entry). */
-  seedStock(stock: string, value: Record<string, unknown>): Promise<void>
+  /**
+   * Replaces a stock's whole history by a contract JSON (a fixture entry), given as JSON
+   * text or as a value. From text, every value is stored as written (`999999999999999`
+   * and `12345678901234567` stay so, `[]` stays `[]`); only the whitespace between
+   * tokens and the order of the fields change (`time` and `price` come last). A value
+   * under the key that is not a stock's contract JSON is moved to
+   * `bourse:quarantine:<stock>`, never overwritten: resolves to true when one was.
+   */
+  seedStock(stock: string, value: Record<string, unknown> | string): Promise<boolean>
   /** The contract JSON of a stock as `GET stockN` returns it, parsed; undefined if absent. */
   readStock(stock: string): Promise<Record<string, unknown> | undefined>
   /** The price list of a stock, read from the history (always current), with its version. */
@@ -219,6 +226,45 @@ function buildApplyArgs(
     args.push(stock, String(times.length), increasing ? '1' : '0', min, max, `"${times.join('","')}"`, tokens.join(','))
   }
   return args
+}
+
+const { rawJSON } = JSON as unknown as { rawJSON(text: string): unknown }
+
+/**
+ * Parses JSON keeping each number's and string's text as written (`JSON.rawJSON`, which
+ * `JSON.stringify` writes back verbatim), so that `12345678901234567` does not become
+ * `12345678901234568`.
+ */
+function parseKeepingText(json: string): Record<string, unknown> {
+  return JSON.parse(json, (_key: string, value: unknown, context?: { source?: string }) =>
+    typeof value === 'object' && value !== null ? value : rawJSON(context?.source ?? JSON.stringify(value)),
+  ) as Record<string, unknown>
+}
+
+/**
+ * The arguments of `seed-stock.lua`: the stock, its other fields as a JSON object, its
+ * time and price texts, its latest hhmmss time, then time and price token pairs for the
+ * index. Built here, so that no value goes through Lua's cjson.
+ */
+function buildSeedArgs(stock: string, value: Record<string, unknown> | string): string[] {
+  const { time = [], price = [], performance = 0, ...fields } = typeof value === 'string' ? parseKeepingText(value) : value
+  if (!Array.isArray(time) || !Array.isArray(price) || time.length !== price.length) {
+    throw new TypeError(`${stock}: time and price must be lists of equal length`)
+  }
+  const times = time.map((t: unknown) => JSON.parse(JSON.stringify(t)) as unknown)
+  if (!times.every((t): t is string => typeof t === 'string' && !/[",\\]/.test(t))) {
+    throw new TypeError(`${stock}: times must be strings without commas, quotes or backslashes`)
+  }
+  const tokens = price.map((p: unknown) => JSON.stringify(p))
+  let latest = ''
+  const index: string[] = []
+  times.forEach((t, i) => {
+    if (/^\d{6}$/.test(t) && t > latest) latest = t
+    index.push(t, tokens[i]!)
+  })
+  const timeText = times.map((t) => JSON.stringify(t)).join(',')
+  // `performance` last: complete-performance.lua replaces it without touching the rest.
+  return [stock, JSON.stringify({ ...fields, performance }), timeText, tokens.join(','), latest, ...index]
 }
 
 /** Creates the repository on a Redis connection (scripts are registered on it). */
@@ -306,7 +352,7 @@ export function createStockHistoryRepository(
       return (await r.flushHistories()) as number
     },
     async seedStock(stock, value) {
-      await r.seedStock(stock, JSON.stringify(value))
+      return (await r.seedStock(...buildSeedArgs(stock, value))) === 1
     },
     async readStock(stock) {
       const raw = await redis.get(stock)

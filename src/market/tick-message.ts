@@ -4,6 +4,7 @@
  * number or null. Headers `bourse-source` and `bourse-line` say which file row it came
  * from (used by the resumable producer).
  */
+import { quote } from '../platform/quote.ts'
 import { stockNameProblem, type Tick, type TickResult, timeProblem, toTick } from './tick.ts'
 
 /** Header naming the source (a content hash of the CSV file). */
@@ -43,7 +44,7 @@ export function decodeTick(key: string | undefined | null, value: string | undef
     const problem = timeProblem(time) ?? stockNameProblem(stock)
     if (problem) return { ok: false, reason: problem }
     if (key && key !== stock) {
-      return { ok: false, reason: `key ${JSON.stringify(key)} does not match stock ${JSON.stringify(stock)}` }
+      return { ok: false, reason: `key ${quote(key)} does not match stock ${quote(stock)}` }
     }
     return { ok: true, tick: { time, stock, price: price === 'null' ? null : Number(price) } }
   }
@@ -55,7 +56,7 @@ export function decodeTick(key: string | undefined | null, value: string | undef
   }
   const result = toTick(parsed)
   if (result.ok && key && key !== result.tick.stock) {
-    return { ok: false, reason: `key ${JSON.stringify(key)} does not match stock ${JSON.stringify(result.tick.stock)}` }
+    return { ok: false, reason: `key ${quote(key)} does not match stock ${quote(result.tick.stock)}` }
   }
   return result
 }

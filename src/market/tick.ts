@@ -2,6 +2,7 @@
  * A price tick: one row of the seed's CSV (`Time,Stock,Price`). The same shape travels
  * through Kafka and into the Redis contract.
  */
+import { quote } from '../platform/quote.ts'
 
 /** One price observation. `price` is null when the source reported no data. */
 export interface Tick {
@@ -24,21 +25,21 @@ const PRICE = /^\d{1,15}(\.\d{1,10})?$/
 /** Why a stock name is not acceptable, or undefined when it is. */
 export function stockNameProblem(stock: string): string | undefined {
   if (!STOCK.test(stock)) {
-    return `stock ${JSON.stringify(stock)} must be a letter followed by up to 63 letters, digits, "_" or "-"`
+    return `stock ${quote(stock)} must be a letter followed by up to 63 letters, digits, "_" or "-"`
   }
-  if (USER_KEY.test(stock)) return `stock ${JSON.stringify(stock)} would overwrite a user key`
+  if (USER_KEY.test(stock)) return `stock ${quote(stock)} would overwrite a user key`
   return undefined
 }
 
 /** Why a time is not acceptable, or undefined. */
 export function timeProblem(time: string): string | undefined {
-  return TIME.test(time) ? undefined : `time ${JSON.stringify(time)} is not hhmmss (000000 to 235959)`
+  return TIME.test(time) ? undefined : `time ${quote(time)} is not hhmmss (000000 to 235959)`
 }
 
 /** Parses a price as text: empty means "no data"; otherwise a non-negative decimal. */
 export function parsePriceText(text: string): { ok: true; price: number | null } | { ok: false; reason: string } {
   if (text === '') return { ok: true, price: null }
-  if (!PRICE.test(text)) return { ok: false, reason: `price ${JSON.stringify(text)} is not a non-negative number` }
+  if (!PRICE.test(text)) return { ok: false, reason: `price ${quote(text)} is not a non-negative number` }
   return { ok: true, price: Number(text) }
 }
 
@@ -49,7 +50,7 @@ export function toTick(value: unknown): TickResult {
   }
   const { time, stock, price, ...extra } = value as Record<string, unknown>
   const extraKeys = Object.keys(extra)
-  if (extraKeys.length > 0) return { ok: false, reason: `unexpected field ${JSON.stringify(extraKeys[0])}` }
+  if (extraKeys.length > 0) return { ok: false, reason: `unexpected field ${quote(extraKeys[0]!)}` }
   if (typeof time !== 'string') return { ok: false, reason: 'time must be a string hhmmss' }
   if (typeof stock !== 'string') return { ok: false, reason: 'stock must be a string' }
   const problem = timeProblem(time) ?? stockNameProblem(stock)

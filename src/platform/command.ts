@@ -3,6 +3,7 @@
  * each), `--help`, and the errors that turn into exit code 2 with the usage.
  */
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
+import { quote } from './quote.ts'
 
 /** Thrown for bad command-line arguments; the CLI prints it with the command's usage. */
 export class UsageError extends Error {
@@ -57,7 +58,7 @@ export function intOption(name: string, value: string | undefined, min: number, 
   if (value === undefined) return undefined
   const n = Number(value)
   if (!/^-?\d+$/.test(value) || n < min || n > max) {
-    throw new UsageError(`--${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(value)})`)
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max} (got ${quote(value)})`)
   }
   return n
 }
@@ -68,7 +69,7 @@ export function numberOption(name: string, value: string | undefined, min: numbe
   const n = Number(value)
   if (value.trim() === '' || !Number.isFinite(n) || n > max || (minExclusive ? n <= min : n < min)) {
     const range = minExclusive ? `greater than ${min} and at most ${max}` : `from ${min} to ${max}`
-    throw new UsageError(`--${name} must be a number ${range} (got ${JSON.stringify(value)})`)
+    throw new UsageError(`--${name} must be a number ${range} (got ${quote(value)})`)
   }
   return n
 }
@@ -92,7 +93,7 @@ export function refuseOptionsOutside<V extends object>(sub: string | undefined, 
 export function subcommandError(command: string, sub: string | undefined, subcommands: readonly string[]): UsageError {
   const choices = `${subcommands.slice(0, -1).join(', ')} or ${subcommands.at(-1)}`
   return new UsageError(
-    sub === undefined ? `${command} needs a subcommand: ${choices}` : `unknown subcommand ${JSON.stringify(sub)}: use ${choices}`,
+    sub === undefined ? `${command} needs a subcommand: ${choices}` : `unknown subcommand ${quote(sub)}: use ${choices}`,
   )
 }
 

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os'
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import Value from 'typebox/value'
+import { quote } from './quote.ts'
 
 const Url = (protocols: string[], example: string) =>
   Type.String({ pattern: `^(${protocols.join('|')})://`, description: `URL, for example ${example}` })
@@ -214,7 +215,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     for (const error of check.Errors(converted)) {
       const variable = error.instancePath.replace(/^\//, '') || 'environment'
       if (!problems.has(variable)) {
-        problems.set(variable, `${error.message} (got ${JSON.stringify(raw[variable])})`)
+        problems.set(variable, `${error.message} (got ${quote(raw[variable])})`)
       }
     }
     throw new ConfigError([...problems].map(([variable, message]) => ({ variable, message })))

@@ -5,6 +5,7 @@ import { Conflict } from '../platform/http/errors.ts'
 import { commandFailed, refuseExtraArguments, subcommandError, UsageError } from '../platform/command.ts'
 import { formatTable } from '../platform/text-table.ts'
 import { defineDbCommand } from './shape.ts'
+import { quote } from '../platform/quote.ts'
 
 const spec = {
   name: 'apps',
@@ -75,9 +76,9 @@ async function perform(db: Db, action: Action): Promise<number> {
     case 'revoke': {
       const result = await revokeApp(db, action.idOrName)
       if (result.status === 'not_found') {
-        return commandFailed('apps', `no application with id or name ${JSON.stringify(action.idOrName)}`)
+        return commandFailed('apps', `no application with id or name ${quote(action.idOrName)}`)
       }
-      const what = `${JSON.stringify(result.app.name)} (${result.app.id})`
+      const what = `${quote(result.app.name)} (${result.app.id})`
       process.stdout.write(result.status === 'revoked' ? `revoked ${what}\n` : `${what} was already revoked\n`)
       return 0
     }

@@ -13,6 +13,7 @@ import {
 } from '../platform/command.ts'
 import { formatTable } from '../platform/text-table.ts'
 import { defineDbCommand } from './shape.ts'
+import { quote } from '../platform/quote.ts'
 
 const spec = {
   name: 'event-types',
@@ -49,7 +50,7 @@ function readSchema(value: string): unknown {
   try {
     text = inline ? value : readFileSync(value === '-' ? 0 : value, 'utf8')
   } catch (err) {
-    throw new UsageError(`--schema: cannot read ${JSON.stringify(value)}: ${(err as Error).message}`)
+    throw new UsageError(`--schema: cannot read ${quote(value)}: ${(err as Error).message}`)
   }
   try {
     return JSON.parse(text)
@@ -100,7 +101,7 @@ const typeJson = (t: EventTypeRow) =>
   )
 
 async function perform(db: Db, action: Action): Promise<number> {
-  const label = (a: { category: string; name: string }) => `${JSON.stringify(a.category)} ${JSON.stringify(a.name)}`
+  const label = (a: { category: string; name: string }) => `${quote(a.category)} ${quote(a.name)}`
   switch (action.kind) {
     case 'list':
       process.stdout.write(`${formatTypes(await listEventTypes(db))}\n`)

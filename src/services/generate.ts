@@ -20,6 +20,7 @@ import { partitionForKey } from '../platform/kafka/partitions.ts'
 import { createProgress } from '../platform/progress.ts'
 import { type CommandSpec, intOption, numberOption, UsageError } from '../platform/command.ts'
 import { defineService } from './shape.ts'
+import { quote } from '../platform/quote.ts'
 
 const spec = {
   name: 'generate',
@@ -81,7 +82,7 @@ export const { run } = defineService({
   parse: ({ values: v }, config) => {
     if (v.out !== undefined && v.topic !== undefined) throw new UsageError('give --out or --topic, not both')
     if (v.preset !== undefined && v.preset !== 'sample') {
-      throw new UsageError(`--preset must be "sample" (got ${JSON.stringify(v.preset)})`)
+      throw new UsageError(`--preset must be "sample" (got ${quote(v.preset)})`)
     }
     const preset = v.preset === 'sample' ? SAMPLE_PRICES : undefined
     const startPrices = v['start-prices']

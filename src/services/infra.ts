@@ -7,6 +7,7 @@
 import { infraDown, infraReset, infraStatus, infraUp } from '../platform/infra/local-infra.ts'
 import { intOption, UsageError } from '../platform/command.ts'
 import { defineService } from './shape.ts'
+import { quote } from '../platform/quote.ts'
 
 const actions = ['up', 'down', 'status', 'reset'] as const
 type Action = (typeof actions)[number]
@@ -40,7 +41,7 @@ export const { run } = defineService({
     const [action, ...extra] = positionals
     if (!isAction(action) || extra.length > 0) {
       throw new UsageError(
-        `Usage: bourse infra ${spec.usage}\nexpected one of ${actions.join(', ')} (got ${JSON.stringify(positionals.join(' '))}); see --help`,
+        `Usage: bourse infra ${spec.usage}\nexpected one of ${actions.join(', ')} (got ${quote(positionals.join(' '))}); see --help`,
       )
     }
     return { action, timeoutMs: (intOption('timeout', values.timeout, 1, 3600) ?? 90) * 1000 }

@@ -13,7 +13,8 @@ const spec = {
     "A stock's history becomes exactly the fixture's entries; later ticks are appended after them.\n" +
     "Users become accounts in PostgreSQL with the fixture's credit (an existing account keeps its\n" +
     'credit and holdings, and says so, unless --reset-accounts), and their Redis keys are projected from there.\n' +
-    'Nothing is written when any line is malformed.',
+    'Every value is stored as written. Nothing is written when any line is malformed (a negative price, a credit or id\n' +
+    "an account cannot hold). A key holding another program's value is moved to bourse:quarantine:<key>, not overwritten.",
   options: { 'reset-accounts': { type: 'boolean', default: false } },
   help: { 'reset-accounts': "Set existing accounts' credit to the fixture's (holdings stay), for a clean demo" },
   positionals: 'FILE',
@@ -38,9 +39,11 @@ export const { run } = defineService({
     let users = 0
     let created = 0
     let reset = 0
+    const quarantined = (key: string) =>
+      process.stderr.write(`${key}: held a value that is not Bourse's; it was moved to bourse:quarantine:${key}, not overwritten\n`)
     const load = async () => {
       const accounts = fixture.entries.flatMap((e) =>
-        e.kind === 'user' ? [{ id: e.key, credit: e.value.credit, contractId: e.value.id }] : [],
+        e.kind === 'user' ? [{ id: e.key, credit: e.credit, contractId: e.value.id }] : [],
       )
       const createdIds = new Set((await createAccounts(db, accounts)).map((row) => row.id))
       created = createdIds.size
@@ -49,13 +52,14 @@ export const { run } = defineService({
       for (const entry of fixture.entries) {
         if (lifecycle.signal.aborted) return
         if (entry.kind === 'stock') {
-          await history.seedStock(entry.key, entry.value)
+          // The fixture's text, so that every value is stored as written.
+          if (await history.seedStock(entry.key, entry.json)) quarantined(entry.key)
           stocks++
         }
       }
       // The Redis keys of users are a projection of their accounts, new or existing.
       const rows = await db.selectFrom('users').selectAll().where('id', 'in', accounts.length > 0 ? accounts.map((a) => a.id) : ['']).execute()
-      for (const row of rows) await projectUser(redis, row)
+      for (const row of rows) await projectUser(redis, row, { onQuarantine: quarantined })
       users = rows.length
       if (resetAccounts) return
       const credit = new Map(rows.map((row) => [row.id, row.credit]))

@@ -4,6 +4,7 @@ import { type Heartbeat, readHeartbeats } from '../platform/heartbeat.ts'
 import { formatTable } from '../platform/text-table.ts'
 import { daemons } from './daemons.ts'
 import { defineService } from './shape.ts'
+import { quote } from '../platform/quote.ts'
 
 /** `1h02m`, `3m05s`, `12s`. */
 function duration(ms: number): string {
@@ -65,7 +66,7 @@ export const { run } = defineService({
   parse: ({ values }) => {
     const expected = values.expect.split(',').map((s) => s.trim()).filter(Boolean)
     const bad = expected.find((name) => !/^[a-z][a-z0-9-]{0,62}$/.test(name))
-    if (bad !== undefined) throw new UsageError(`--expect: ${JSON.stringify(bad)} is not a service name`)
+    if (bad !== undefined) throw new UsageError(`--expect: ${quote(bad)} is not a service name`)
     return { json: values.json, expected }
   },
   needs: () => ({ redis: {} }),

@@ -16,6 +16,7 @@ import {
 } from '../platform/command.ts'
 import { formatTable } from '../platform/text-table.ts'
 import { defineDbCommand } from './shape.ts'
+import { quote } from '../platform/quote.ts'
 
 const spec = {
   name: 'tokens',
@@ -110,7 +111,7 @@ async function perform(db: Db, action: Action): Promise<number> {
     }
     case 'revoke': {
       const result = await revokeApiToken(db, action.id)
-      if (result === 'not_found') return commandFailed('tokens', `no token with id ${JSON.stringify(action.id)}`)
+      if (result === 'not_found') return commandFailed('tokens', `no token with id ${quote(action.id)}`)
       process.stdout.write(result === 'revoked' ? `revoked ${action.id}\n` : `${action.id} was already revoked\n`)
       return 0
     }

@@ -13,6 +13,18 @@ export interface NewAccount {
   contractId?: number | null
 }
 
+/** The range of the `contract_id` column (PostgreSQL `integer`). */
+export const CONTRACT_ID_RANGE = Object.freeze({ min: -2_147_483_648, max: 2_147_483_647 })
+
+/** Why a contract `id` cannot be stored in an account, or undefined when it can. */
+export function contractIdProblem(id: number): string | undefined {
+  if (!Number.isInteger(id)) return 'id must be an integer'
+  if (id < CONTRACT_ID_RANGE.min || id > CONTRACT_ID_RANGE.max) {
+    return `id ${id} is out of range: an account's id is from ${CONTRACT_ID_RANGE.min} to ${CONTRACT_ID_RANGE.max}`
+  }
+  return undefined
+}
+
 /** The `id` field the contract JSON gives `userN`: N (null for other names). */
 export function contractIdOf(userId: string): number | null {
   const match = /^user(\d{1,9})$/.exec(userId)

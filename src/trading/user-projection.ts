@@ -7,15 +7,38 @@
 import type { Db } from '../database.ts'
 import type { UserRow } from './db/tables.ts'
 import type { Redis } from '../platform/redis.ts'
-import { decimalNumber } from './money.ts'
+import { decimalJson } from './money.ts'
 
+// Returns 0 when a newer version is there, 1 when written, 2 when written after moving a
+// value that is not a user's contract JSON (another program's key) to
+// bourse:quarantine:<key> (or :<key>:2, ...): such a value is never overwritten.
 const PROJECT = `
 local current = tonumber(redis.call('HGET', 'bourse:projection:versions', KEYS[1]) or '0')
 local v = tonumber(ARGV[2])
 if v < current and ARGV[3] ~= '1' then return 0 end
+local written = 1
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'none' then
+  local ours = false
+  if kind == 'string' then
+    local raw = redis.call('GET', KEYS[1])
+    local ok, doc = pcall(cjson.decode, raw)
+    ours = ok and type(doc) == 'table' and doc.credit ~= nil and string.match(raw, '^%s*{') ~= nil
+  end
+  if not ours then
+    local target = 'bourse:quarantine:' .. KEYS[1]
+    local n = 1
+    while redis.call('EXISTS', target) == 1 do
+      n = n + 1
+      target = 'bourse:quarantine:' .. KEYS[1] .. ':' .. n
+    end
+    redis.call('RENAME', KEYS[1], target)
+    written = 2
+  end
+end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('HSET', 'bourse:projection:versions', KEYS[1], v)
-return 1
+return written
 `
 
 type ProjectingRedis = Redis & { bourseProjectUser(key: string, json: string, version: string, force: string): Promise<number> }
@@ -35,22 +58,33 @@ export function defineUserProjection(redis: Redis): void {
   scripted(redis)
 }
 
-/** The contract JSON of a user row. */
+/** The contract JSON of a user row; the credit exactly as PostgreSQL holds it. */
 export function userContractJson(user: Pick<UserRow, 'id' | 'contract_id' | 'credit'>): string {
-  return JSON.stringify({ id: user.contract_id ?? user.id, credit: decimalNumber(user.credit) })
+  return `{"id":${JSON.stringify(user.contract_id ?? user.id)},"credit":${decimalJson(user.credit)}}`
+}
+
+/** Options of {@link projectUser}. */
+export interface ProjectUserOptions {
+  /** Write even over a newer version (for a database restored to older versions). @defaultValue false */
+  force?: boolean
+  /**
+   * Told when the key held a value that is not a user's contract JSON (another program's
+   * key), moved to `bourse:quarantine:<key>` rather than overwritten. @defaultValue none
+   */
+  onQuarantine?: (key: string) => void
 }
 
 /**
- * Writes a user's projection unless a newer version is already there (`force` writes
- * anyway: for a database restored to older versions). True if written.
+ * Writes a user's projection unless a newer version is already there. True if written.
  */
 export async function projectUser(
   redis: Redis,
   user: Pick<UserRow, 'id' | 'contract_id' | 'credit' | 'version'>,
-  options: { force?: boolean } = {},
+  options: ProjectUserOptions = {},
 ): Promise<boolean> {
   const written = await scripted(redis).bourseProjectUser(user.id, userContractJson(user), String(user.version), options.force ? '1' : '0')
-  return written === 1
+  if (written === 2) options.onQuarantine?.(user.id)
+  return written >= 1
 }
 
 /**

@@ -8,13 +8,24 @@ describe('parseRedisFixture', () => {
   it("reads the seed's redis_data.txt: 3 stocks and 2 users", async () => {
     const fixture = await readRedisFixture(originalFixtures.redis)
     assert.deepEqual(fixture.errors, [])
-    assert.deepEqual(fixture.entries, [
+    assert.deepEqual(fixture.entries.map(({ kind, key, value }) => ({ kind, key, value })), [
       { kind: 'stock', key: 'stock1', value: { id: 1, price: [1000, ''], time: ['09:00', '09:01'], performance: 0 } },
       { kind: 'stock', key: 'stock2', value: { id: 2, price: [450, ''], time: ['09:00', '09:01'], performance: 0 } },
       { kind: 'stock', key: 'stock3', value: { id: 3, price: [1682, ''], time: ['09:00', '09:01'], performance: 0 } },
       { kind: 'user', key: 'user1', value: { id: 1, credit: 150000000 } },
       { kind: 'user', key: 'user2', value: { id: 2, credit: 6000000000 } },
     ])
+    // What is written: a stock's text as the file has it, a user's credit as decimal text.
+    assert.deepEqual(
+      fixture.entries.map((e) => (e.kind === 'stock' ? e.json : e.credit)),
+      [
+        '{"id": 1, "price": [1000, ""], "time": ["09:00", "09:01"], "performance": 0}',
+        '{"id": 2, "price": [450, ""], "time": ["09:00", "09:01"], "performance": 0}',
+        '{"id": 3, "price": [1682, ""], "time": ["09:00", "09:01"], "performance": 0}',
+        '150000000',
+        '6000000000',
+      ],
+    )
   })
 
   it('skips blank lines and comments, handles CRLF, and keeps file order', () => {

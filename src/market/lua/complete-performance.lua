@@ -6,9 +6,18 @@
 -- rebuilt from the history. Returns 1 when stored, 0 when the lease was lost.
 local s, owner, perf, version = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('HGET', hk(s, 'm'), 'lo') ~= owner then return 0 end
-local fields = cjson.decode(redis.call('GET', hk(s, 'f')) or '{}')
-fields.performance = tonumber(perf)
-redis.call('SET', hk(s, 'f'), cjson.encode(fields))
+-- The other fields keep their text: a seeded stock has `performance` as its last field,
+-- and only that number is replaced (cjson would keep 14 significant digits of every
+-- other number and write [] as {}). Fields in another shape go through cjson.
+local text = redis.call('GET', hk(s, 'f')) or '{}'
+local head = string.match(text, '^(.*[{,]"performance":)[-+%d.eE]+}$')
+if head then
+  redis.call('SET', hk(s, 'f'), head .. perf .. '}')
+else
+  local fields = cjson.decode(text)
+  fields.performance = tonumber(perf)
+  redis.call('SET', hk(s, 'f'), cjson.encode(fields))
+end
 redis.call('HSET', hk(s, 'm'), 'pv', version)
 redis.call('HDEL', hk(s, 'm'), 'lo', 'lu')
 materialize(s, now_ms())

@@ -8,6 +8,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { Forbidden, ServiceUnavailable, Unauthorized } from './errors.ts'
+import { quote } from '../quote.ts'
 
 /** Who is calling: the token, and the user it acts for (null for admin and application tokens). */
 export interface Principal {
@@ -88,7 +89,7 @@ export function principalOf(request: FastifyRequest): Principal {
 /** Throws 403 `forbidden` unless the principal may act for `userId` (its own user, or admin). */
 export function assertActsFor(principal: Principal, userId: string): void {
   if (principal.admin || principal.userId === userId) return
-  throw new Forbidden(`this token may not act for user ${JSON.stringify(userId)}`)
+  throw new Forbidden(`this token may not act for user ${quote(userId)}`)
 }
 
 /** Throws 403 `forbidden` unless the principal is an admin token. */

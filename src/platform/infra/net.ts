@@ -1,5 +1,6 @@
 /** Endpoints (`host:port`) and TCP reachability, for the local infrastructure commands. */
 import { connect } from 'node:net'
+import { quote } from '../quote.ts'
 
 /** Where a service listens. */
 export interface Endpoint {
@@ -12,7 +13,7 @@ export interface Endpoint {
 const parsePort = (text: string, what: string): number => {
   const port = Number(text)
   if (!/^\d{1,5}$/.test(text) || port < 1 || port > 65_535) {
-    throw new Error(`${what}: port must be a number from 1 to 65535 (got ${JSON.stringify(text)})`)
+    throw new Error(`${what}: port must be a number from 1 to 65535 (got ${quote(text)})`)
   }
   return port
 }
@@ -22,7 +23,7 @@ export function parseHostPort(value: string): Endpoint {
   const match = /^(?:\[([^\]]+)\]|([^:[\]\s]+)):(\d+)$/.exec(value.trim())
   const host = match?.[1] ?? match?.[2]
   if (!match || host === undefined || match[3] === undefined) {
-    throw new Error(`expected host:port, got ${JSON.stringify(value)}`)
+    throw new Error(`expected host:port, got ${quote(value)}`)
   }
   return { host, port: parsePort(match[3], value) }
 }

@@ -5,6 +5,7 @@
  * consumer stops; it never stops the consumer.
  */
 import type { Logger } from '../logger.ts'
+import { truncate } from '../quote.ts'
 import { retry } from '../retry.ts'
 import type { StringProducer } from './clients.ts'
 import type { ConsumerMetrics } from './metrics.ts'
@@ -39,7 +40,7 @@ export interface DeadLetter {
 
 /** `reason` cut to `max` characters, marked as cut: a huge bad message cannot flood headers and logs. */
 export function cutReason(reason: string, max: number = MAX_REASON_LENGTH): string {
-  return reason.length <= max ? reason : `${reason.slice(0, max - 1)}…`
+  return truncate(reason, max)
 }
 
 /** The message sent to `topic` for a dead letter. */

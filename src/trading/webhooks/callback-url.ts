@@ -16,6 +16,7 @@ import { lookup as dnsLookupAsync } from 'node:dns/promises'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { Agent, buildConnector } from 'undici'
+import { quote } from '../../platform/quote.ts'
 
 /** Longest callback URL accepted. */
 export const maxCallbackUrlLength = 2048
@@ -152,7 +153,7 @@ export function parseAllowedNetworks(text: string): BlockList {
       (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) ||
       prefix > bits
     ) {
-      throw new RangeError(`not an IP address or CIDR range: ${JSON.stringify(entry)}`)
+      throw new RangeError(`not an IP address or CIDR range: ${quote(entry)}`)
     }
     allowed.addSubnet(address, prefix, type)
   }
