@@ -55,9 +55,20 @@ export async function createTestTopic(topic: string, partitions: number, brokers
   await admin.createTopics({ topics: [topic], partitions, replicas: 1 })
   return async () => {
     try {
-      const existing = await admin.listTopics()
-      const mine = existing.filter((t) => t === topic || t.startsWith(`${topic}.`))
-      if (mine.length > 0) await admin.deleteTopics({ topics: mine })
+      // A topic another cleanup has just deleted can still be listed for a moment, and
+      // deleting it again fails: delete one by one, and a failure only counts if the
+      // topic does not go away.
+      const mine = (await admin.listTopics()).filter((t) => t === topic || t.startsWith(`${topic}.`))
+      for (const name of mine) {
+        try {
+          await admin.deleteTopics({ topics: [name] })
+        } catch (err) {
+          const gone = async () => !(await admin.listTopics()).includes(name)
+          await waitFor(gone, { timeoutMs: 10_000, what: `topic ${name} to be deleted` }).catch(() => {
+            throw err
+          })
+        }
+      }
     } finally {
       await admin.close()
     }
