@@ -9,6 +9,7 @@ import {
   stringSerializers,
 } from '@platformatic/kafka'
 import type { Logger } from '../logger.ts'
+import { createKeyPartitioner } from './partitioner.ts'
 
 /** A producer of string keys, values and headers. */
 export type StringProducer = Producer<string, string, string, string>
@@ -38,6 +39,7 @@ export function createProducer(settings: KafkaSettings): StringProducer {
     acks: ProduceAcks.ALL,
     retries: 10,
     retryDelay: 250,
+    partitioner: createKeyPartitioner(),
   })
 }
 
