@@ -96,7 +96,7 @@ while j <= #ARGV do
   local min_time, max_time, ttext, ptext = ARGV[j + 3], ARGV[j + 4], ARGV[j + 5], ARGV[j + 6]
   j = j + 7
   if foreign[s] then
-    redis.call('RENAME', s, 'bourse:quarantine:' .. s)
+    quarantine(s)
     quarantined = quarantined + 1
   end
   quarantined = quarantined + ensure(s)

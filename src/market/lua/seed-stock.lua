@@ -6,8 +6,8 @@
 -- digits of a number (999999999999999 would become 1e+15) and writes [] as {}.
 --
 -- A value under the key that is not a stock's contract JSON (another program's key) is
--- moved to bourse:quarantine:S (or bourse:quarantine:S:2, ... when that is taken), never
--- overwritten. Returns 1 when it moved one.
+-- moved to bourse:quarantine:S (or bourse:quarantine:S:2, ... when that is taken: see
+-- quarantine in history.lua), never overwritten. Returns 1 when it moved one.
 local s = ARGV[1]
 local quarantined = 0
 local kind = redis.call('TYPE', s).ok
@@ -21,13 +21,7 @@ if kind ~= 'none' then
       and (doc.price == nil or type(doc.price) == 'table')
   end
   if not ours then
-    local target = 'bourse:quarantine:' .. s
-    local n = 1
-    while redis.call('EXISTS', target) == 1 do
-      n = n + 1
-      target = 'bourse:quarantine:' .. s .. ':' .. n
-    end
-    redis.call('RENAME', s, target)
+    quarantine(s)
     quarantined = 1
   end
 end
