@@ -25,8 +25,11 @@ before(async () => {
 })
 beforeEach(() => redis.flushdb())
 after(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup()
-  await closeTestRedis(redis)
+  try {
+    for (const cleanup of cleanups.reverse()) await cleanup()
+  } finally {
+    await closeTestRedis(redis)
+  }
 })
 
 async function topicWith(partitions: number): Promise<string> {
