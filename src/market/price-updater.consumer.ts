@@ -216,10 +216,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
    * holds no applied offset of: Kafka commits only what Redis recorded first, so Redis lost
    * its data, and resuming from Kafka's offsets would skip every tick before them.
    */
-  const refuseLostRecord = async (bounds: ReadonlyArray<{ partition: number; start: bigint }>) => {
-    const committed = (
-      await consumer.listCommittedOffsets({ topics: [{ topic, partitions: bounds.map((b) => b.partition) }] })
-    ).get(topic)
+  const refuseLostRecord = (bounds: ReadonlyArray<{ partition: number; start: bigint }>, committed: bigint[] | undefined) => {
     const lost = bounds.filter(({ partition, start }) => {
       const next = committed?.[partition] ?? -1n
       return next > start && !applied.has(partition)
@@ -266,8 +263,13 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
       log.warn({ cleared }, 'rebuilding: replaying every partition from its beginning')
       for (const { partition, start } of bounds) replayFrom.set(partition, start)
     } else {
+      // Kafka's committed offsets are read before Redis's record: a commit always follows
+      // the Redis write, so another instance applying in between cannot look like a loss.
+      const committed = (
+        await consumer.listCommittedOffsets({ topics: [{ topic, partitions: bounds.map((b) => b.partition) }] })
+      ).get(topic)
       for (const [partition, offset] of await history.appliedOffsets(group, topic)) applied.set(partition, offset)
-      await refuseLostRecord(bounds)
+      refuseLostRecord(bounds, committed)
     }
     const session = await kafka.open()
     const { stream } = session

@@ -317,6 +317,9 @@ export function createStockHistoryRepository(
         }
         const answer = await reply
         if (answer[0] === -3) {
+          // The previous batch may have written the group's first record after this call
+          // ran (a new group's batches on other partitions): ask again once it is applied.
+          if (waited) continue
           throw new AppliedOffsetsLostError(offsets!.topic, offsets!.group)
         }
         if (answer[0] !== -1 && answer[0] !== -2) {

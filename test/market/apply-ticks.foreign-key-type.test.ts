@@ -82,6 +82,17 @@ test("one of Bourse's own keys of the wrong type refuses the whole batch before 
   assert.equal(await redis.exists('stock1', 'foreignlist', 'bourse:h:stock1:t', 'bourse:stocks'), 0, 'nothing written')
 })
 
+test('an offsets record of the wrong type refuses the batch as fatal (it used to be a WRONGTYPE retried for ever)', async () => {
+  await redis.set(offsetsKey('g-typed', 'typed-topic'), 'not a hash')
+  const ticks = batch.map((tick, i) => ({ ...tick, source: { partition: 0, offset: BigInt(i) } }))
+  await assert.rejects(history.applyTicks(ticks, { group: 'g-typed', topic: 'typed-topic' }), (err) => {
+    assert.ok(err instanceof HistoryKeyTypeError && err instanceof FatalError, String(err))
+    assert.match(err.message, /holds a string, not a hash/)
+    return true
+  })
+  assert.equal(await redis.exists('stock1', 'bourse:stocks'), 0, 'nothing written')
+})
+
 test('through Kafka: a tick for a list-typed stock key is applied after quarantine, no retry without end', async () => {
   const topic = uniqueName('foreign-key')
   cleanups.push(await createTestTopic(topic, 1))

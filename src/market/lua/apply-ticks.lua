@@ -39,7 +39,20 @@ local offkey = ARGV[1]
 local interval = tonumber(ARGV[2])
 local parts = tonumber(ARGV[3])
 local j = 5
-if offkey ~= '' and ARGV[4] == '1' and redis.call('EXISTS', offkey) == 0 then return { -3 } end
+
+local function type_of(key) return redis.call('TYPE', key)['ok'] end
+local function require_type(key, wanted)
+  local t = type_of(key)
+  if t ~= 'none' and t ~= wanted then
+    error({ err = 'BOURSE-KEYTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. wanted }, 0)
+  end
+end
+
+-- The offsets hash is read first, so its type is checked first (a WRONGTYPE reply would
+-- be taken for a passing failure and retried). A previous batch still in flight (-2) is
+-- told before a missing record (-3): a new group's first batches may reach Redis out of
+-- order, before any record exists, and that is no loss.
+if offkey ~= '' then require_type(offkey, 'hash') end
 if offkey ~= '' then
   for _ = 1, parts do
     local stored = redis.call('HGET', offkey, ARGV[j])
@@ -51,19 +64,11 @@ if offkey ~= '' then
 else
   j = j + 4 * parts
 end
+if offkey ~= '' and ARGV[4] == '1' and redis.call('EXISTS', offkey) == 0 then return { -3 } end
 local offsets_at = 5
-
-local function type_of(key) return redis.call('TYPE', key)['ok'] end
-local function require_type(key, wanted)
-  local t = type_of(key)
-  if t ~= 'none' and t ~= wanted then
-    error({ err = 'BOURSE-KEYTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. wanted }, 0)
-  end
-end
 
 -- Every key checked before the first write (see the top).
 local foreign = {}
-if offkey ~= '' then require_type(offkey, 'hash') end
 require_type('bourse:stocks', 'set')
 require_type('bourse:dirty', 'set')
 for k = j, #ARGV, 7 do
