@@ -6,11 +6,12 @@
  */
 import { readFileSync } from 'node:fs'
 import type { Redis } from '../platform/redis.ts'
+import { QUARANTINE_LUA } from '../platform/redis-quarantine.ts'
 import { FatalError } from '../platform/retry.ts'
 import { priceToken, type Tick } from './tick.ts'
 
 const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
-const prelude = lua('history')
+const prelude = `${QUARANTINE_LUA}\n${lua('history')}`
 const scripts = {
   applyTicks: `${prelude}\n${lua('apply-ticks')}`,
   flushHistories: `${prelude}\n${lua('flush')}`,
@@ -141,9 +142,10 @@ export interface StockHistoryRepository {
    * and `12345678901234567` stay so, `[]` stays `[]`); only the whitespace between
    * tokens and the order of the fields change (`time` and `price` come last). A value
    * under the key that is not a stock's contract JSON is moved to
-   * `bourse:quarantine:<stock>`, never overwritten: resolves to true when one was.
+   * `bourse:quarantine:<stock>` (or `:<stock>:2`, ... when taken), never overwritten:
+   * resolves to the name it was moved to, or undefined.
    */
-  seedStock(stock: string, value: Record<string, unknown> | string): Promise<boolean>
+  seedStock(stock: string, value: Record<string, unknown> | string): Promise<string | undefined>
   /** The contract JSON of a stock as `GET stockN` returns it, parsed; undefined if absent. */
   readStock(stock: string): Promise<Record<string, unknown> | undefined>
   /** The price list of a stock, read from the history (always current), with its version. */
@@ -355,7 +357,8 @@ export function createStockHistoryRepository(
       return (await r.flushHistories()) as number
     },
     async seedStock(stock, value) {
-      return (await r.seedStock(...buildSeedArgs(stock, value))) === 1
+      const movedTo = (await r.seedStock(...buildSeedArgs(stock, value))) as string
+      return movedTo === '' ? undefined : movedTo
     },
     async readStock(stock) {
       const raw = await redis.get(stock)

@@ -39,8 +39,8 @@ export const { run } = defineService({
     let users = 0
     let created = 0
     let reset = 0
-    const quarantined = (key: string) =>
-      process.stderr.write(`${key}: held a value that is not Bourse's; it was moved to bourse:quarantine:${key}, not overwritten\n`)
+    const quarantined = (key: string, movedTo: string) =>
+      process.stderr.write(`${key}: held a value that is not Bourse's; it was moved to ${movedTo}, not overwritten\n`)
     const load = async () => {
       const accounts = fixture.entries.flatMap((e) =>
         e.kind === 'user' ? [{ id: e.key, credit: e.credit, contractId: e.value.id }] : [],
@@ -53,7 +53,8 @@ export const { run } = defineService({
         if (lifecycle.signal.aborted) return
         if (entry.kind === 'stock') {
           // The fixture's text, so that every value is stored as written.
-          if (await history.seedStock(entry.key, entry.json)) quarantined(entry.key)
+          const movedTo = await history.seedStock(entry.key, entry.json)
+          if (movedTo !== undefined) quarantined(entry.key, movedTo)
           stocks++
         }
       }

@@ -7,16 +7,17 @@
 import type { Db } from '../database.ts'
 import type { UserRow } from './db/tables.ts'
 import type { Redis } from '../platform/redis.ts'
+import { QUARANTINE_LUA } from '../platform/redis-quarantine.ts'
 import { decimalJson } from './money.ts'
 
-// Returns 0 when a newer version is there, 1 when written, 2 when written after moving a
-// value that is not a user's contract JSON (another program's key) to
+// Returns { 0 } when a newer version is there, { 1 } when written, { 2, name } when written
+// after moving a value that is not a user's contract JSON (another program's key) to
 // bourse:quarantine:<key> (or :<key>:2, ...): such a value is never overwritten.
-const PROJECT = `
+const PROJECT = `${QUARANTINE_LUA}
 local current = tonumber(redis.call('HGET', 'bourse:projection:versions', KEYS[1]) or '0')
 local v = tonumber(ARGV[2])
-if v < current and ARGV[3] ~= '1' then return 0 end
-local written = 1
+if v < current and ARGV[3] ~= '1' then return { 0 } end
+local written = { 1 }
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'none' then
   local ours = false
@@ -26,14 +27,7 @@ if kind ~= 'none' then
     ours = ok and type(doc) == 'table' and doc.credit ~= nil and string.match(raw, '^%s*{') ~= nil
   end
   if not ours then
-    local target = 'bourse:quarantine:' .. KEYS[1]
-    local n = 1
-    while redis.call('EXISTS', target) == 1 do
-      n = n + 1
-      target = 'bourse:quarantine:' .. KEYS[1] .. ':' .. n
-    end
-    redis.call('RENAME', KEYS[1], target)
-    written = 2
+    written = { 2, quarantine(KEYS[1]) }
   end
 end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -41,7 +35,9 @@ redis.call('HSET', 'bourse:projection:versions', KEYS[1], v)
 return written
 `
 
-type ProjectingRedis = Redis & { bourseProjectUser(key: string, json: string, version: string, force: string): Promise<number> }
+type ProjectingRedis = Redis & {
+  bourseProjectUser(key: string, json: string, version: string, force: string): Promise<[number, string?]>
+}
 
 function scripted(redis: Redis): ProjectingRedis {
   const r = redis as ProjectingRedis
@@ -69,9 +65,10 @@ export interface ProjectUserOptions {
   force?: boolean
   /**
    * Told when the key held a value that is not a user's contract JSON (another program's
-   * key), moved to `bourse:quarantine:<key>` rather than overwritten. @defaultValue none
+   * key), moved to `movedTo` (`bourse:quarantine:<key>`, or `:<key>:2`, ... when taken)
+   * rather than overwritten. @defaultValue none
    */
-  onQuarantine?: (key: string) => void
+  onQuarantine?: (key: string, movedTo: string) => void
 }
 
 /**
@@ -82,8 +79,8 @@ export async function projectUser(
   user: Pick<UserRow, 'id' | 'contract_id' | 'credit' | 'version'>,
   options: ProjectUserOptions = {},
 ): Promise<boolean> {
-  const written = await scripted(redis).bourseProjectUser(user.id, userContractJson(user), String(user.version), options.force ? '1' : '0')
-  if (written === 2) options.onQuarantine?.(user.id)
+  const [written, movedTo] = await scripted(redis).bourseProjectUser(user.id, userContractJson(user), String(user.version), options.force ? '1' : '0')
+  if (written === 2 && movedTo !== undefined) options.onQuarantine?.(user.id, movedTo)
   return written >= 1
 }
 

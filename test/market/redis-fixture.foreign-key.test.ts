@@ -44,6 +44,8 @@ test('foreign values under the fixture keys are quarantined, contract values are
   for (const key of ['stock1', 'stock2', 'user1', 'user2']) {
     assert.match(result.stderr, new RegExp(`^${key}: .* moved to bourse:quarantine:${key}`, 'm'), key)
   }
+  // The seed names where each value went: stock1's first quarantine name was taken.
+  assert.match(result.stderr, /^stock1: .* moved to bourse:quarantine:stock1:2, not overwritten$/m)
   assert.doesNotMatch(result.stderr, /^stock3:/m)
 
   // The fixture's values are in place.

@@ -22,20 +22,6 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Moves the value under key s (another program's: not a stock's contract JSON) to
--- bourse:quarantine:S, or bourse:quarantine:S:2, :3, ... when that is taken: a value set
--- aside earlier is never overwritten. Returns the key it was moved to.
-local function quarantine(s)
-  local target = 'bourse:quarantine:' .. s
-  local n = 1
-  while redis.call('EXISTS', target) == 1 do
-    n = n + 1
-    target = 'bourse:quarantine:' .. s .. ':' .. n
-  end
-  redis.call('RENAME', s, target)
-  return target
-end
-
 -- Rebuilds the contract JSON under key s. Cost: copying the pieces once.
 local function materialize(s, now)
   local fields = redis.call('GET', hk(s, 'f')) or '{}'
@@ -51,7 +37,8 @@ end
 
 -- Makes sure stock s has a history. A contract JSON already stored under s (from a
 -- fixture or an older tool) is adopted with all its fields; a value that is not one is
--- quarantined (see quarantine), never overwritten. Returns 1 when it quarantined.
+-- quarantined (quarantine() comes from the platform, prepended), never overwritten.
+-- Returns 1 when it quarantined.
 local function ensure(s)
   if redis.call('SISMEMBER', 'bourse:stocks', s) == 1 then return 0 end
   local quarantined = 0

@@ -7,9 +7,9 @@
 --
 -- A value under the key that is not a stock's contract JSON (another program's key) is
 -- moved to bourse:quarantine:S (or bourse:quarantine:S:2, ... when that is taken: see
--- quarantine in history.lua), never overwritten. Returns 1 when it moved one.
+-- quarantine()), never overwritten. Returns the name it was moved to, or ''.
 local s = ARGV[1]
-local quarantined = 0
+local quarantined = ''
 local kind = redis.call('TYPE', s).ok
 if kind ~= 'none' then
   local ours = kind == 'string' and redis.call('SISMEMBER', 'bourse:stocks', s) == 1
@@ -21,8 +21,7 @@ if kind ~= 'none' then
       and (doc.price == nil or type(doc.price) == 'table')
   end
   if not ours then
-    quarantine(s)
-    quarantined = 1
+    quarantined = quarantine(s)
   end
 end
 forget(s)

@@ -1,7 +1,7 @@
 /**
- * The partitioner of every Bourse producer: Kafka's own choice of partition (murmur2 of
- * the key, as the Java client and @platformatic/kafka's default compute it), in time
- * linear in the key's length. The library's murmur2 multiplies BigInts it never cuts back
+ * The partitioner of every Bourse producer: @platformatic/kafka's default choice of
+ * partition (the Java client's murmur2 of the key, taken `>>> 0` where the Java client
+ * masks with `& 0x7fffffff`), in time linear in the key's length. The library's murmur2 multiplies BigInts it never cuts back
  * to 32 bits, so its cost grows with the square of the key: a 300 KB key took 49 s,
  * stalling a producer (the dead-letter sender forwards whatever key a message came with).
  * The hash is the same, so every key keeps its partition.

@@ -2,13 +2,14 @@
  * Partition-level Kafka helpers: the partition a key goes to, and reading an offset range of
  * one partition without joining a consumer group.
  */
-import { defaultPartitioner, IS_CONTROL } from '@platformatic/kafka'
+import { IS_CONTROL } from '@platformatic/kafka'
 import type { StringConsumer } from './clients.ts'
+import { murmur2 } from './partitioner.ts'
 
 /**
- * The partition a keyed message goes to, exactly as @platformatic/kafka's producer picks it
- * when no partitioner is given: its `defaultPartitioner` (`murmur2(key) >>> 0`, the murmur2
- * of the Java client) modulo the partition count. The Java client masks with `& 0x7fffffff`
+ * The partition a keyed message goes to, exactly as Bourse's producers pick it (see
+ * ./partitioner.ts) and as @platformatic/kafka's default does (`murmur2(key) >>> 0`, the
+ * murmur2 of the Java client) modulo the partition count. The Java client masks with `& 0x7fffffff`
  * instead, so for keys whose hash is negative the two may disagree; Bourse's producers
  * set this partition on every message explicitly, so a resume check computing it
  * again always agrees with what was sent.
@@ -16,7 +17,7 @@ import type { StringConsumer } from './clients.ts'
 export function partitionForKey(key: string, partitions: number): number {
   if (!Number.isInteger(partitions) || partitions < 1)
     throw new RangeError(`bad partition count ${partitions}`)
-  return defaultPartitioner({ topic: '' }, Buffer.from(key, 'utf8')) % partitions
+  return (murmur2(Buffer.from(key, 'utf8')) >>> 0) % partitions
 }
 
 /** One record of a partition, decoded as UTF-8 text. */
