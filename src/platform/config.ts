@@ -23,6 +23,11 @@ export const ConfigSchema = Type.Object({
   REDIS_COMMAND_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 600_000 }),
   /** Longest a process waits for a new PostgreSQL connection, in ms. @defaultValue 5000 */
   DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000 }),
+  /**
+   * Longest the API waits for a PostgreSQL answer, in ms; beyond it (PostgreSQL hung) the
+   * request gets 503. Its migrations at start run under it too. @defaultValue 10000
+   */
+  DATABASE_QUERY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
   /** Comma-separated Kafka bootstrap brokers, `host:port`. @defaultValue 127.0.0.1:9092 */
   KAFKA_BROKERS: Type.String({ pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$' }),
   /** PostgreSQL for accounts and events (later services). @defaultValue postgres://postgres@127.0.0.1:5432/bourse */
@@ -132,6 +137,7 @@ const defaults: Record<keyof Config, string | undefined> = {
   REDIS_URL: 'redis://127.0.0.1:6379/0',
   REDIS_COMMAND_TIMEOUT_MS: '1000',
   DATABASE_CONNECT_TIMEOUT_MS: '5000',
+  DATABASE_QUERY_TIMEOUT_MS: '10000',
   KAFKA_BROKERS: '127.0.0.1:9092',
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/bourse',
   LOG_LEVEL: 'info',

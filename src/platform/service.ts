@@ -51,7 +51,11 @@ export interface ServiceNeeds {
   /** A Redis connection (`ctx.redis`). */
   redis?: RedisOptions | undefined
   /** A PostgreSQL pool (`ctx.db`) with every migration applied. */
-  db?: { max: number; migrate?: boolean } | undefined
+  /**
+   * A PostgreSQL pool of `max` connections, migrated first unless `migrate` is false;
+   * with `queryTimeoutMs`, a query not answered by then fails (a hung server).
+   */
+  db?: { max: number; migrate?: boolean; queryTimeoutMs?: number } | undefined
   /** An idempotent Kafka producer (`ctx.producer`); consumers always get one, for dead letters. */
   producer?: boolean | undefined
   /** Topics created (if missing) before the start; their partition counts are in `ctx.partitions`. */
@@ -313,6 +317,7 @@ function defineService<
             schema: config.DATABASE_SCHEMA,
             max: needs.db.max,
             connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+            ...(needs.db.queryTimeoutMs !== undefined && { queryTimeoutMs: needs.db.queryTimeoutMs }),
             log,
           })
           lifecycle.onClose('postgres', () => closeDb(db))

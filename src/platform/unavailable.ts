@@ -22,6 +22,7 @@ const UNAVAILABLE_MESSAGES = [
   "Stream isn't writeable", // ioredis, offline without a queue
   'Connection terminated', // pg, connection lost or connect timeout
   'timeout exceeded when trying to connect', // pg-pool connect timeout
+  'Query read timeout', // pg query_timeout
 ]
 
 /** Whether `err` (or an error it wraps) says a dependency cannot be reached now. */

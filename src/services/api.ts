@@ -121,7 +121,7 @@ export const { run } = defineService({
   }),
   needs: (_, config) => ({
     redis: { commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS },
-    db: { max: 20 },
+    db: { max: 20, queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS },
     producer: true,
     topics: [
       { name: config.ORDERS_TOPIC, partitions: config.ORDERS_TOPIC_PARTITIONS },

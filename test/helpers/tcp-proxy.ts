@@ -2,7 +2,8 @@
  * A TCP proxy in front of a real dependency (the shared Redis or PostgreSQL), which a test
  * can cut and restore: the dependency "goes down" for the process under test only, while
  * other tests keep using it. Cutting closes every open connection and stops listening, so
- * new connections are refused, as when the dependency's process died.
+ * new connections are refused, as when the dependency's process died; stalling forwards
+ * nothing while keeping every connection open, as when it hangs.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 
@@ -12,6 +13,13 @@ export interface TcpProxy {
   port: number
   /** Closes every open connection and refuses new ones until {@link TcpProxy.restore}. */
   cut(): Promise<void>
+  /**
+   * The dependency hangs (as under SIGSTOP): connections stay open and new ones are
+   * accepted, but nothing is forwarded either way until {@link TcpProxy.unstall}.
+   */
+  stall(): void
+  /** Forwards again, what was held included. */
+  unstall(): void
   /** Listens on the same port again. */
   restore(): Promise<void>
   /** Closes the proxy and every connection. */
@@ -21,20 +29,42 @@ export interface TcpProxy {
 /** Starts a proxy on a free port of 127.0.0.1 forwarding to `target`. */
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const open = new Set<Socket>()
+  let stalled = false
+  /** Each connection, forwarding or held. */
+  const links = new Set<{ forward(): void; hold(): void }>()
   const server: Server = createServer((client) => {
-    const upstream = connect(target.port, target.host)
-    open.add(client)
-    open.add(upstream)
+    let upstream: Socket | undefined
+    const link = {
+      forward() {
+        if (client.destroyed) return
+        if (!upstream) {
+          upstream = connect(target.port, target.host)
+          open.add(upstream)
+          upstream.on('error', drop).on('close', drop)
+        }
+        client.pipe(upstream)
+        upstream.pipe(client)
+        client.resume()
+      },
+      hold() {
+        client.unpipe()
+        client.pause()
+        upstream?.unpipe()
+        upstream?.pause()
+      },
+    }
     const drop = () => {
       client.destroy()
-      upstream.destroy()
+      upstream?.destroy()
       open.delete(client)
-      open.delete(upstream)
+      if (upstream) open.delete(upstream)
+      links.delete(link)
     }
+    open.add(client)
+    links.add(link)
     client.on('error', drop).on('close', drop)
-    upstream.on('error', drop).on('close', drop)
-    client.pipe(upstream)
-    upstream.pipe(client)
+    if (stalled) client.pause()
+    else link.forward()
   })
   const listen = (port: number) =>
     new Promise<void>((resolve, reject) => {
@@ -60,6 +90,14 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     port,
     cut,
     restore: () => listen(port),
+    stall() {
+      stalled = true
+      for (const link of links) link.hold()
+    },
+    unstall() {
+      stalled = false
+      for (const link of links) link.forward()
+    },
     close: cut,
   }
 }

@@ -1,11 +1,13 @@
 /**
- * Hardening: the API when PostgreSQL or Redis goes down under it. The real `bourse api`
- * process reaches both through TCP proxies the test cuts (connections reset, new ones
- * refused, as when the server died) and restores. Before the fix a request needing
+ * Hardening: the API when PostgreSQL or Redis goes down or hangs under it. The real
+ * `bourse api` process reaches both through TCP proxies the test cuts (connections closed,
+ * new ones refused, as when the server died) or stalls (nothing answered, as when it
+ * hangs), then restores. Before the fix a request needing
  * PostgreSQL got 500 and one needing Redis waited for Redis for minutes (ioredis kept it
  * for 20 reconnection attempts) and then got 500. Now each gets 503 with `Retry-After`
- * in bounded time, requests not needing the lost dependency are still served, `/readyz`
- * names the one that failed, and the API recovers by itself when it is back.
+ * in bounded time (a hung one: after the query or command timeout), requests not needing
+ * the lost dependency are still served, `/readyz` names the one that failed, and the API
+ * recovers by itself when it is back.
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
@@ -52,6 +54,7 @@ before(async () => {
       DATABASE_URL: postgresUrl.href,
       REDIS_COMMAND_TIMEOUT_MS: String(REDIS_COMMAND_TIMEOUT_MS),
       DATABASE_CONNECT_TIMEOUT_MS: '1000',
+      DATABASE_QUERY_TIMEOUT_MS: '1000',
       // The token, checked once, stays trusted: the routes themselves meet the outage.
       AUTH_CACHE_MS: '600000',
       RATE_LIMIT_MAX: '100000',
@@ -132,4 +135,34 @@ test('Redis down: BuyStock gets 503 with Retry-After in bounded time, PostgreSQL
   }
   await waitFor(async () => (await buyStock()).status === 200, { what: 'BuyStock to be served again' })
   await waitFor(async () => (await failingChecks()).length === 0, { what: '/readyz to pass again' })
+})
+
+/** Asserts a 503 for a dependency, with Retry-After, answered within the bound. */
+function assertUnavailable(answer: Answer) {
+  assert.equal(answer.status, 503)
+  assert.equal(answer.code, 'service_unavailable')
+  assert.ok(answer.retryAfter !== null && Number(answer.retryAfter) > 0, 'Retry-After is set')
+  assert.ok(answer.ms < BOUND_MS, `answered in ${Math.round(answer.ms)} ms`)
+}
+
+test('PostgreSQL hung: 503 once the query timeout passes, and served again when it answers', async () => {
+  assert.equal((await readAccount()).status, 200)
+  postgresProxy.stall()
+  try {
+    assertUnavailable(await readAccount())
+  } finally {
+    postgresProxy.unstall()
+  }
+  await waitFor(async () => (await readAccount()).status === 200, { what: 'the account to be served again' })
+})
+
+test('Redis hung: BuyStock gets 503 once the command timeout passes, and is served again when it answers', async () => {
+  assert.equal((await buyStock()).status, 200)
+  redisProxy.stall()
+  try {
+    assertUnavailable(await buyStock())
+  } finally {
+    redisProxy.unstall()
+  }
+  await waitFor(async () => (await buyStock()).status === 200, { what: 'BuyStock to be served again' })
 })

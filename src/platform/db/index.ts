@@ -35,6 +35,12 @@ export interface DbOptions {
   max?: number
   /** Longest wait for a new connection, in ms: a hung server fails the query instead of holding it for ever. @defaultValue 5000 */
   connectTimeoutMs?: number
+  /**
+   * Longest wait for a query's answer, in ms: past it the query fails ("Query read
+   * timeout") instead of holding its caller while the server hangs. For request-serving
+   * pools, whose queries are short. @defaultValue unset (wait)
+   */
+  queryTimeoutMs?: number
   log?: Logger
 }
 
@@ -52,6 +58,7 @@ export function createDb<DB>(options: DbOptions): Kysely<DB> {
     // each costing milliseconds, just when the burst comes.
     idleTimeoutMillis: 60_000,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    ...(options.queryTimeoutMs !== undefined && { query_timeout: options.queryTimeoutMs }),
   })
   pool.on('error', (err) => options.log?.warn({ err }, 'postgres idle connection error'))
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
