@@ -73,7 +73,7 @@ describe('compose.yaml', () => {
     assert.ok(compose.volumes && volume in compose.volumes, `the volume ${volume} is declared`)
   })
 
-  test('Kafka and PostgreSQL keep their data in named volumes too, so none outlives the others', () => {
+  test('Kafka and PostgreSQL keep their data in named volumes too', () => {
     const logDirs = environment(services.kafka ?? {}).KAFKA_LOG_DIRS
     assert.ok(logDirs, 'KAFKA_LOG_DIRS is set')
     for (const [name, target] of [

@@ -2,6 +2,7 @@
  * Money as exact integers of 1/10,000 (the precision of the `numeric(20,4)` columns), so
  * that `credit >= price x quantity` is decided without float rounding.
  */
+import { quote } from '../platform/quote.ts'
 
 const SCALE = 10_000n
 
@@ -9,7 +10,7 @@ const SCALE = 10_000n
 export function toUnits(value: number | string): bigint {
   const text = typeof value === 'number' ? numberText(value) : value.trim()
   const match = /^(-?)(\d+)(?:\.(\d*))?$/.exec(text)
-  if (!match) throw new RangeError(`not a decimal amount: ${JSON.stringify(value)}`)
+  if (!match) throw new RangeError(`not a decimal amount: ${quote(value)}`)
   const [, sign, whole, fraction = ''] = match
   // Digits beyond the fourth are rounded half up, as numeric(20,4) does.
   const digits = `${fraction}00000`.slice(0, 5)
@@ -101,6 +102,6 @@ export function exactAmountText(text: string): { ok: true; text: string } | { ok
 export function decimalJson(value: string | number): string {
   if (typeof value === 'number') return JSON.stringify(value)
   const decimal = decompose(value)
-  if (!decimal) throw new RangeError(`not a decimal amount: ${JSON.stringify(value.slice(0, 100))}`)
+  if (!decimal) throw new RangeError(`not a decimal amount: ${quote(value)}`)
   return plainText(decimal)
 }
