@@ -4,14 +4,9 @@
  * cost for any quantity.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import type { Redis } from 'ioredis'
+import { test } from 'node:test'
 import { parseRedisFixture } from '../../src/market/redis-fixture.ts'
-import { openTestDb, type TestDb } from '../helpers/db.ts'
-import { closeTestRedis, openTestRedis, runCli, testEnv } from '../helpers/infra.ts'
+import { useSeedBench } from '../helpers/seeding.ts'
 
 const lines = [
   `SET stock1 '{"id": 1, "price": [1000, ""], "time": ["09:00", "09:01"], "performance": 0}'`,
@@ -32,28 +27,14 @@ test('the parser names each negative price with its line and position', () => {
   )
 })
 
-let redis: Redis
-let testDb: TestDb
-let dir: string
-before(async () => {
-  redis = await openTestRedis()
-  testDb = await openTestDb()
-  dir = mkdtempSync(join(tmpdir(), 'bourse-negative-'))
-})
-after(async () => {
-  await closeTestRedis(redis)
-  await testDb.close()
-  rmSync(dir, { recursive: true, force: true })
-})
+const bench = useSeedBench()
 
 test('bourse seed refuses the file (exit 1) and writes nothing', async () => {
-  const file = join(dir, 'negative.txt')
-  writeFileSync(file, `${lines.join('\n')}\n`)
-  const result = await runCli(['seed', file], testEnv(testDb.env))
+  const result = await bench.seed(lines)
   assert.equal(result.code, 1, result.stderr)
   assert.match(result.stderr, /nothing loaded/)
   assert.match(result.stderr, /line 2: stock2: price -0\.5 at position 2 is negative/)
   assert.match(result.stderr, /line 4: stock3: price -1682 at position 1 is negative/)
-  assert.equal(await redis.dbsize(), 0)
-  assert.deepEqual(await testDb.db.selectFrom('users').select('id').execute(), [])
+  assert.equal(await bench.redis.dbsize(), 0)
+  assert.deepEqual(await bench.testDb.db.selectFrom('users').select('id').execute(), [])
 })

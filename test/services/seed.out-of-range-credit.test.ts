@@ -5,37 +5,16 @@
  * out of range" and no line, or silently rounded a fifth decimal away.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import type { Redis } from 'ioredis'
-import { openTestDb, type TestDb } from '../helpers/db.ts'
-import { closeTestRedis, openTestRedis, runCli, testEnv } from '../helpers/infra.ts'
+import { test } from 'node:test'
+import { useSeedBench } from '../helpers/seeding.ts'
 
-let redis: Redis
-let testDb: TestDb
-let dir: string
-before(async () => {
-  redis = await openTestRedis()
-  testDb = await openTestDb()
-  dir = mkdtempSync(join(tmpdir(), 'bourse-out-of-range-'))
-})
-after(async () => {
-  await closeTestRedis(redis)
-  await testDb.close()
-  rmSync(dir, { recursive: true, force: true })
-})
+const bench = useSeedBench()
 
-async function seed(lines: string[]) {
-  const file = join(dir, 'fixture.txt')
-  writeFileSync(file, `${lines.join('\n')}\n`)
-  return runCli(['seed', file], testEnv(testDb.env))
-}
+const seed = (lines: string[]) => bench.seed(lines)
 
 async function assertNothingWritten() {
-  assert.equal(await redis.dbsize(), 0)
-  assert.deepEqual(await testDb.db.selectFrom('users').select('id').execute(), [])
+  assert.equal(await bench.redis.dbsize(), 0)
+  assert.deepEqual(await bench.testDb.db.selectFrom('users').select('id').execute(), [])
 }
 
 const good = [
@@ -77,7 +56,7 @@ test('a user field an account cannot keep is refused rather than dropped', async
 test('the largest credit and id an account holds are accepted', async () => {
   const result = await seed([...good, `SET user2 '{"id": 2147483647, "credit": 0.0001}'`])
   assert.equal(result.code, 0, result.stderr)
-  const users = await testDb.db.selectFrom('users').select(['id', 'contract_id', 'credit']).orderBy('id').execute()
+  const users = await bench.testDb.db.selectFrom('users').select(['id', 'contract_id', 'credit']).orderBy('id').execute()
   assert.deepEqual(users, [
     { id: 'user1', contract_id: 1, credit: '9999999999999999.9999' },
     { id: 'user2', contract_id: 2147483647, credit: '0.0001' },
