@@ -66,7 +66,11 @@ export async function startOwnKafka(): Promise<OwnKafka> {
   await writeFile(properties, kafkaServerProperties({ listener: { host: '127.0.0.1', port }, controllerPort, dataDir: join(dir, 'data') }))
   await writeFile(log4j, kafkaLog4j2Properties())
   const java = ['-Dlog4j2.configurationFile=' + log4j, '-cp', join(libs, '*')]
-  const format = await runTool('java', ['-Xmx256m', ...java, 'kafka.tools.StorageTool', 'format', '-t', randomBytes(16).toString('base64url'), '-c', properties])
+  // A base64url id may start with '-', which the tool's argument parser takes for an
+  // option (one run in 64 failed so): draw again until it does not.
+  let clusterId = randomBytes(16).toString('base64url')
+  while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url')
+  const format = await runTool('java', ['-Xmx256m', ...java, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', properties])
   if (format.code !== 0) throw new Error(`formatting the broker's data failed:\n${format.output}`)
 
   let child: ChildProcess | undefined
