@@ -34,7 +34,7 @@ import {
   ServiceUnavailable,
 } from '../platform/http/errors.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
-import { unstorableJsonText } from '../platform/http/text.ts'
+import { unstorableJsonError } from '../platform/http/text.ts'
 import { type KafkaReachability, KafkaUnreachableError } from '../platform/kafka/reachability.ts'
 import { createSendBatcher, type SendBatcher } from '../platform/kafka/send-batcher.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -332,9 +332,9 @@ export function eventIntakeRoutes(deps: EventIntakeDeps): RoutePlugin {
       }
       // What PostgreSQL cannot store (NUL, unpaired surrogates) would stop the worker at
       // the event: refused here, as the API's own JSON parser does.
-      const unstorable = unstorableJsonText(text, parsed)
+      const unstorable = unstorableJsonError(text, parsed)
       if (unstorable) {
-        done(new BadRequest(`invalid request: ${unstorable.field}`, [unstorable], 'validation_failed'), undefined)
+        done(unstorable, undefined)
         return
       }
       rawBodies.set(request, text)

@@ -32,7 +32,6 @@ import type { Redis } from '../redis.ts'
 import { isUnavailable } from '../unavailable.ts'
 import {
   AppError,
-  BadRequest,
   ErrorResponseSchema,
   type ErrorResponse,
   type FieldError,
@@ -42,7 +41,7 @@ import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal }
 import { type HealthCheck, healthRoutes } from './health.ts'
 import { httpMetricsPlugin } from './metrics.ts'
 import { coalescingRedisStore, rateLimitRefund } from './rate-limit-store.ts'
-import { findUnstorableText, readablePointer, unstorableJsonText } from './text.ts'
+import { findUnstorableText, readablePointer, unstorableJsonError } from './text.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
 export type HttpApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
@@ -479,8 +478,8 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     const text = String(body)
     // The default parser calls back at once; it returns nothing to wait for.
     void parseJson(request, text, (err, parsed) => {
-      const unstorable = err ? undefined : unstorableJsonText(text, parsed)
-      if (unstorable) done(new BadRequest(`invalid request: ${unstorable.field}`, [unstorable], 'validation_failed'), undefined)
+      const unstorable = err ? undefined : unstorableJsonError(text, parsed)
+      if (unstorable) done(unstorable, undefined)
       else done(err ?? null, parsed)
     })
   })

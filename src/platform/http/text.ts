@@ -5,9 +5,9 @@
  * UTF-8 encoding of a `text` parameter, so what is stored is not what was sent. Neither
  * has a use in an API request, so the HTTP platform refuses both wherever they appear:
  * in the query string and path parameters (see the validator in `./app.ts`) and anywhere
- * in a JSON body, keys included ({@link unstorableJsonText}).
+ * in a JSON body, keys included ({@link unstorableJsonError}).
  */
-import type { FieldError } from './errors.ts'
+import { BadRequest } from './errors.ts'
 
 /** Why a string cannot be stored, or undefined when it can. */
 export function unstorableReason(text: string): string | undefined {
@@ -48,17 +48,18 @@ export function findUnstorableText(value: unknown): { pointer: string; message: 
 }
 
 /**
- * For a JSON body: the first string PostgreSQL cannot store, as a {@link FieldError}
- * (`body.data.k`), or undefined. JSON text holds a NUL or an unpaired surrogate only
+ * For a JSON body: the 400 `validation_failed` naming the first string PostgreSQL cannot
+ * store (`body.data.k`), or undefined. JSON text holds a NUL or an unpaired surrogate only
  * through a `\u` escape (a raw control character is a syntax error, and the body was
  * decoded from UTF-8), so a well-formed text without one is not walked at all: the
  * intake's large bodies pay one scan of their text.
  */
-export function unstorableJsonText(text: string, parsed: unknown): FieldError | undefined {
+export function unstorableJsonError(text: string, parsed: unknown): BadRequest | undefined {
   if (!text.includes('\\u') && text.isWellFormed()) return undefined
   const found = findUnstorableText(parsed)
   if (found === undefined) return undefined
-  return { field: `body${readablePointer(found.pointer)}`, message: found.message }
+  const field = `body${readablePointer(found.pointer)}`
+  return new BadRequest(`invalid request: ${field}`, [{ field, message: found.message }], 'validation_failed')
 }
 
 /** Turns a JSON pointer (`/items/0/price`) into a readable path (`.items[0].price`). */
