@@ -127,6 +127,21 @@ export const ConfigSchema = Type.Object({
   EVENTS_FUTURE_TOLERANCE_MS: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
   /** Most events the worker validates and inserts in one batch. @defaultValue 1000 */
   EVENTS_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100_000 }),
+  // Product alerts: scheduling
+  /** The alerts scheduler's tick, in ms; it must divide 2 minutes (every frequency is a multiple of it). @defaultValue 120000 */
+  ALERTS_TICK_MS: Type.Integer({ minimum: 1000, maximum: 120_000 }),
+  /** Due alerts the distributor claims and hands to the queue in one batch. @defaultValue 500 */
+  ALERTS_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100_000 }),
+  /** Runs one alerts worker handles at once. @defaultValue 20 */
+  ALERTS_WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 1000 }),
+  /** Attempts of a run before it is failed (eBay or the database failing). @defaultValue 5 */
+  ALERTS_JOB_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100 }),
+  /** First retry delay of a failed run; it doubles per attempt (ms). @defaultValue 5000 */
+  ALERTS_RETRY_BASE_MS: Type.Integer({ minimum: 1, maximum: 3_600_000 }),
+  /** How long an alert email is retried (SMTP down or refusing) before it is kept as a dead letter (ms). @defaultValue 86400000 */
+  ALERTS_EMAIL_RETRY_FOR_MS: Type.Integer({ minimum: 0, maximum: 2_592_000_000 }),
+  /** Prefix of the BullMQ keys in Redis (tests use one each). @defaultValue bull */
+  QUEUE_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
 })
 
 /** Validated, frozen configuration. */
@@ -178,6 +193,13 @@ const defaults: Record<keyof Config, string | undefined> = {
   EVENTS_UNKNOWN_TYPE: 'store',
   EVENTS_FUTURE_TOLERANCE_MS: '60000',
   EVENTS_BATCH_SIZE: '1000',
+  ALERTS_TICK_MS: '120000',
+  ALERTS_BATCH_SIZE: '500',
+  ALERTS_WORKER_CONCURRENCY: '20',
+  ALERTS_JOB_ATTEMPTS: '5',
+  ALERTS_RETRY_BASE_MS: '5000',
+  ALERTS_EMAIL_RETRY_FOR_MS: '86400000',
+  QUEUE_PREFIX: 'bull',
 }
 
 const check = Compile(ConfigSchema)
