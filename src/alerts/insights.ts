@@ -94,7 +94,7 @@ const DAY_MS = 86_400_000
 // A constructor of our own, so that the rounding of the reported drop does not depend on
 // (or change) the global Big settings another module may set. Its division is correctly
 // rounded: big.js decides the last digit from the whole remainder, not from a rounded
-// intermediate, so "10.005" is never a double-rounded "10.00499…".
+// intermediate, so a drop of 10.00499…9% is never first made 10.005 and then 10.01.
 const Decimal = Big()
 Decimal.DP = 2
 Decimal.RM = Big.roundHalfUp
@@ -112,7 +112,9 @@ export function insightRulesFromConfig(
 
 /**
  * The insights the newest run (`current`) gives, given the runs before it, in the order
- * under_max, price_drop, flat; none when `current` found nothing.
+ * under_max, price_drop, flat; none when `current` found nothing. A flat market always
+ * comes alone: it needs the run before at the same price, which rules out both a drop
+ * and a first item under the maximum.
  *
  * `history` is the alert's runs before `current`, in any order; runs due at or after
  * `current.dueAt` are ignored (so passing `current` in it as well changes nothing). It
