@@ -142,6 +142,25 @@ export const ConfigSchema = Type.Object({
   ALERTS_EMAIL_RETRY_FOR_MS: Type.Integer({ minimum: 0, maximum: 2_592_000_000 }),
   /** Prefix of the BullMQ keys in Redis (tests use one each). @defaultValue bull */
   QUEUE_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+  // Product alerts: insights
+  /**
+   * Least fall of an alert's cheapest price, in percent against the cheapest of the
+   * previous `INSIGHT_WINDOW_MS`, that makes a price-drop insight; a decimal, 0 < x <= 100
+   * (the drop is computed exactly, so `10` fires at 10.00% and not at 9.99%). @defaultValue 10
+   */
+  INSIGHT_DROP_PERCENT: Type.String({
+    pattern: '^(100(\\.0+)?|[1-9]\\d?(\\.\\d+)?|0\\.\\d*[1-9]\\d*)$',
+    description: 'A decimal percentage above 0 and at most 100, for example 10 or 7.5',
+  }),
+  /** How far back a price drop looks for the previous cheapest price, in ms (2 days). @defaultValue 172800000 */
+  INSIGHT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 2_592_000_000 }),
+  /** How long the cheapest price must stay the same before a flat-market insight, in ms (2 days). @defaultValue 172800000 */
+  INSIGHT_FLAT_MS: Type.Integer({ minimum: 1000, maximum: 2_592_000_000 }),
+  /**
+   * Least time between two insight emails of one alert, in ms (one day); 0 sends every
+   * insight as it comes. @defaultValue 86400000
+   */
+  INSIGHT_MIN_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 2_592_000_000 }),
 })
 
 /** Validated, frozen configuration. */
@@ -200,6 +219,10 @@ const defaults: Record<keyof Config, string | undefined> = {
   ALERTS_RETRY_BASE_MS: '5000',
   ALERTS_EMAIL_RETRY_FOR_MS: '86400000',
   QUEUE_PREFIX: 'bull',
+  INSIGHT_DROP_PERCENT: '10',
+  INSIGHT_WINDOW_MS: '172800000',
+  INSIGHT_FLAT_MS: '172800000',
+  INSIGHT_MIN_INTERVAL_MS: '86400000',
 }
 
 const check = Compile(ConfigSchema)

@@ -79,6 +79,18 @@ describe('loadConfig', () => {
     ['MARKET_TOPIC_PARTITIONS', '0x10'],
     ['LOG_LEVEL', 'loud'],
     ['MARKET_TOPIC', 'bad topic'],
+    ['INSIGHT_DROP_PERCENT', '0'],
+    ['INSIGHT_DROP_PERCENT', '0.00'],
+    ['INSIGHT_DROP_PERCENT', '100.01'],
+    ['INSIGHT_DROP_PERCENT', '101'],
+    ['INSIGHT_DROP_PERCENT', '-5'],
+    ['INSIGHT_DROP_PERCENT', '10%'],
+    ['INSIGHT_DROP_PERCENT', '1e1'],
+    ['INSIGHT_DROP_PERCENT', '.5'],
+    ['INSIGHT_DROP_PERCENT', '05'],
+    ['INSIGHT_WINDOW_MS', '0'],
+    ['INSIGHT_FLAT_MS', '2 days'],
+    ['INSIGHT_MIN_INTERVAL_MS', '-1'],
   ]
   for (const [variable, value] of malformed) {
     it(`refuses ${variable}=${JSON.stringify(value)}, naming the variable`, () => {
@@ -91,6 +103,18 @@ describe('loadConfig', () => {
       assert.match(err.message, new RegExp(`^  ${variable}: .*\\(got ${quoted}\\)$`, 'm'))
     })
   }
+
+  it('has insight defaults of 10%, two days and one day, and takes decimal percentages', () => {
+    const config = loadConfig({})
+    assert.equal(config.INSIGHT_DROP_PERCENT, '10')
+    assert.equal(config.INSIGHT_WINDOW_MS, 172_800_000)
+    assert.equal(config.INSIGHT_FLAT_MS, 172_800_000)
+    assert.equal(config.INSIGHT_MIN_INTERVAL_MS, 86_400_000)
+    for (const percent of ['0.5', '0.01', '7.25', '99.999', '100', '100.0']) {
+      assert.equal(loadConfig({ INSIGHT_DROP_PERCENT: percent }).INSIGHT_DROP_PERCENT, percent)
+    }
+    assert.equal(loadConfig({ INSIGHT_MIN_INTERVAL_MS: '0' }).INSIGHT_MIN_INTERVAL_MS, 0)
+  })
 
   it('names every bad variable at once', () => {
     const err = configError({
