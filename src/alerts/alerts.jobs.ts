@@ -19,7 +19,7 @@ import type { OutboxTable } from '../platform/outbox/outbox.repository.ts'
 import { notifyOutbox } from '../platform/outbox/outbox.repository.ts'
 import type { Db } from '../database.ts'
 import type { RunJobData } from './distributor.ts'
-import type { EbayClient } from './ebay.client.ts'
+import { type EbayClient, EbayError } from './ebay.client.ts'
 import { renderInsightEmail, renderListEmail } from './emails/index.ts'
 import { findInsights, type InsightRules, insightAllowed } from './insights.ts'
 import {
@@ -185,7 +185,10 @@ export function createRunHandler(deps: RunHandlerDeps, options: RunHandlerOption
       try {
         return await handle(job)
       } catch (err) {
-        const final = err instanceof PermanentRunError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+        // A rate limit puts the job back without using up an attempt: nothing to record.
+        if (err instanceof EbayError && err.code === 'rate_limited') throw err
+        const permanent = err instanceof PermanentRunError || (err instanceof EbayError && !err.transient)
+        const final = permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
         const reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
         await recordRunAttemptFailed(db, job.data.runId, reason, final).catch((recordErr: unknown) => {
           log.error({ err: recordErr, runId: job.data.runId }, 'recording a failed run attempt failed')
