@@ -27,6 +27,8 @@ export const commands: readonly CommandEntry[] = [
   { name: 'rebuild-projections', summary: 'Rewrite the Redis `userN` keys from the accounts in PostgreSQL', load: () => import('./rebuild-projections.ts') },
   { name: 'performance', summary: 'Recompute the performance metric of changed stocks every minute, on all cores', load: () => import('./performance.ts') },
   { name: 'events-worker', summary: 'Validate events from Kafka and store each once: events or event errors (The Eye)', load: () => import('./events-worker.ts') },
+  { name: 'alerts-scheduler', summary: 'Tick every 2 minutes and hand the due product alerts to the alerts queue', load: () => import('./alerts-scheduler.ts') },
+  { name: 'alerts-worker', summary: 'Run due product alerts: search eBay, store the 20 cheapest items, email them', load: () => import('./alerts-worker.ts') },
   { name: 'status', summary: 'List the live instances of every service (from their heartbeats) and the services missing', load: () => import('./status.ts') },
   { name: 'event-types', summary: 'List, show, set or delete the JSON Schemas of event types (list | show | set | delete)', load: () => import('./event-types.ts') },
 ]
