@@ -138,6 +138,16 @@ export const ConfigSchema = Type.Object({
   ALERTS_JOB_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100 }),
   /** First retry delay of a failed run; it doubles per attempt (ms). @defaultValue 5000 */
   ALERTS_RETRY_BASE_MS: Type.Integer({ minimum: 1, maximum: 3_600_000 }),
+  /**
+   * How long a run job stays locked to its worker without a renewal, in ms: a worker killed
+   * mid-run gives its jobs back after about this long (BullMQ's stalled-job check). @defaultValue 30000
+   */
+  ALERTS_JOB_LOCK_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000 }),
+  /**
+   * How long a claimed alert email is held by its sender, in ms; after a crash another
+   * sender sends it after this. Must exceed an SMTP exchange (SMTP_TIMEOUT_MS). @defaultValue 60000
+   */
+  ALERTS_EMAIL_LEASE_MS: Type.Integer({ minimum: 100, maximum: 86_400_000 }),
   /** How long an alert email is retried (SMTP down or refusing) before it is kept as a dead letter (ms). @defaultValue 86400000 */
   ALERTS_EMAIL_RETRY_FOR_MS: Type.Integer({ minimum: 0, maximum: 2_592_000_000 }),
   /** Prefix of the BullMQ keys in Redis (tests use one each). @defaultValue bull */
@@ -218,6 +228,8 @@ const defaults: Record<keyof Config, string | undefined> = {
   ALERTS_JOB_ATTEMPTS: '5',
   ALERTS_RETRY_BASE_MS: '5000',
   ALERTS_EMAIL_RETRY_FOR_MS: '86400000',
+  ALERTS_JOB_LOCK_MS: '30000',
+  ALERTS_EMAIL_LEASE_MS: '60000',
   QUEUE_PREFIX: 'bull',
   INSIGHT_DROP_PERCENT: '10',
   INSIGHT_WINDOW_MS: '172800000',

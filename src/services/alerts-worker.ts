@@ -84,9 +84,15 @@ export const { run } = defineService({
       },
       connection,
       // BullMQ honours a manual rate limit only on a worker that has a limiter; this one is far above any real rate.
-      { concurrency, limiter: { max: 100_000, duration: 1000 }, closeTimeoutMs: config.EBAY_TIMEOUT_MS + 10_000 },
+      {
+        concurrency,
+        limiter: { max: 100_000, duration: 1000 },
+        lockDuration: config.ALERTS_JOB_LOCK_MS,
+        stalledInterval: Math.max(1000, Math.floor(config.ALERTS_JOB_LOCK_MS / 2)),
+        closeTimeoutMs: config.EBAY_TIMEOUT_MS + 10_000,
+      },
     )
-    const sender = createAlertEmailSender({ db, log, listen: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, mailer }, { concurrency: 8 })
+    const sender = createAlertEmailSender({ db, log, listen: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, mailer }, { concurrency: 8, leaseMs: config.ALERTS_EMAIL_LEASE_MS })
     const sending = sender.run(lifecycle.signal)
     lifecycle.onClose('email sender', () => sending)
     lifecycle.onClose('run worker', () => worker.close())
