@@ -171,6 +171,24 @@ export const ConfigSchema = Type.Object({
    * insight as it comes. @defaultValue 86400000
    */
   INSIGHT_MIN_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 2_592_000_000 }),
+  // Product alerts: eBay
+  /**
+   * Base URL of the eBay APIs the product alerts call (OAuth token and Browse search). By
+   * default the local simulation `bourse ebay-sim`; the real one is https://api.ebay.com,
+   * its sandbox https://api.sandbox.ebay.com. @defaultValue http://127.0.0.1:8200
+   */
+  EBAY_BASE_URL: Url(['http', 'https'], 'https://api.ebay.com'),
+  /** The eBay application's client id (App ID), for the OAuth client credentials grant. @defaultValue bourse-sim (the simulation's) */
+  EBAY_CLIENT_ID: Type.String({ pattern: '^\\S+$', description: 'An id without spaces' }),
+  /**
+   * The eBay application's client secret (Cert ID). Any non-empty text: no pattern, so that
+   * no error message ever prints it. @defaultValue bourse-sim-secret (the simulation's)
+   */
+  EBAY_CLIENT_SECRET: Type.String({ minLength: 1 }),
+  /** eBay marketplace searched (`X-EBAY-C-MARKETPLACE-ID`), such as EBAY_US, EBAY_GB or EBAY_DE. @defaultValue EBAY_US */
+  EBAY_MARKETPLACE_ID: Type.String({ pattern: '^EBAY_[A-Z_]{2,10}$' }),
+  /** Longest one eBay request (token or search) may take, in ms; beyond it the search fails as unavailable and is retried. @defaultValue 10000 */
+  EBAY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000 }),
 })
 
 /** Validated, frozen configuration. */
@@ -235,6 +253,12 @@ const defaults: Record<keyof Config, string | undefined> = {
   INSIGHT_WINDOW_MS: '172800000',
   INSIGHT_FLAT_MS: '172800000',
   INSIGHT_MIN_INTERVAL_MS: '86400000',
+  // Product alerts: eBay
+  EBAY_BASE_URL: 'http://127.0.0.1:8200',
+  EBAY_CLIENT_ID: 'bourse-sim',
+  EBAY_CLIENT_SECRET: 'bourse-sim-secret',
+  EBAY_MARKETPLACE_ID: 'EBAY_US',
+  EBAY_TIMEOUT_MS: '10000',
 }
 
 const check = Compile(ConfigSchema)

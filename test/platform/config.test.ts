@@ -33,6 +33,15 @@ describe('loadConfig', () => {
     assert.deepEqual(kafkaBrokers(config), ['127.0.0.1:9092'])
   })
 
+  it('points the eBay settings at the local simulation by default', () => {
+    const config = loadConfig({})
+    assert.equal(config.EBAY_BASE_URL, 'http://127.0.0.1:8200')
+    assert.equal(config.EBAY_CLIENT_ID, 'bourse-sim')
+    assert.equal(config.EBAY_CLIENT_SECRET, 'bourse-sim-secret')
+    assert.equal(config.EBAY_MARKETPLACE_ID, 'EBAY_US')
+    assert.equal(config.EBAY_TIMEOUT_MS, 10_000)
+  })
+
   it('treats empty and blank values as unset', () => {
     const config = loadConfig({ REDIS_URL: '', MARKET_TOPIC: '   ' })
     assert.equal(config.REDIS_URL, 'redis://127.0.0.1:6379/0')
@@ -91,6 +100,10 @@ describe('loadConfig', () => {
     ['INSIGHT_WINDOW_MS', '0'],
     ['INSIGHT_FLAT_MS', '2 days'],
     ['INSIGHT_MIN_INTERVAL_MS', '-1'],
+    ['EBAY_BASE_URL', 'api.ebay.com'],
+    ['EBAY_MARKETPLACE_ID', 'US'],
+    ['EBAY_MARKETPLACE_ID', 'ebay_us'],
+    ['EBAY_TIMEOUT_MS', '50'],
   ]
   for (const [variable, value] of malformed) {
     it(`refuses ${variable}=${JSON.stringify(value)}, naming the variable`, () => {
