@@ -12,7 +12,6 @@ import {
   type CallbackSender,
   type CallbackSenderOptions,
   createCallbackSender,
-  retryDelayMs,
 } from '../../../src/trading/webhooks/callback-sender.service.ts'
 import { replayDeadLetter } from '../../../src/trading/webhooks/webhook.repository.ts'
 import { openTestDb, type TestDb } from '../../helpers/db.ts'
@@ -75,17 +74,6 @@ function startSender(options: Partial<CallbackSenderOptions> = {}): { sender: Ca
 
 const row = (id: string) => t.db.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
 const statusOf = async (id: string) => (await row(id)).status
-
-test('retryDelayMs: exponential, capped, fully jittered', () => {
-  assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((n) => retryDelayMs(n, 100, 3000, () => 1)), [100, 200, 400, 800, 1600, 3000, 3000])
-  assert.equal(retryDelayMs(3, 100, 3000, () => 0), 0)
-  assert.equal(retryDelayMs(3, 100, 3000, () => 0.5), 400)
-  assert.equal(retryDelayMs(5000, 100, 3000, () => 1), 3000, 'no overflow after many attempts')
-  for (let i = 0; i < 100; i++) {
-    const d = retryDelayMs(2, 100, 3000)
-    assert.ok(d >= 0 && d <= 400)
-  }
-})
 
 test('a new delivery is sent within milliseconds of its commit (notification), signed, and recorded', async () => {
   const { sender } = startSender()
