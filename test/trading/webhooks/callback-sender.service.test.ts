@@ -133,7 +133,9 @@ test('the backoff doubles between attempts', async () => {
   // Jitter fixed at its maximum: the delays are exactly 50, 100, 200, 400 ms.
   startSender({ random: () => 1, retryBaseMs: 50, retryMaxMs: 10_000, pollMs: 1000 })
   const { id } = await insertDelivery(t.db, { userId: 'u1', url: receiver.url, notifySchema: t.schema })
-  await waitFor(() => receiver.byId(id).length >= 5, { what: 'five attempts' })
+  // Five attempts recorded (each is recorded after its request arrived, so waiting for the
+  // fifth request alone could read the row before its failure is written).
+  await waitFor(async () => (await row(id)).attempts >= 5, { what: 'five attempts' })
   const times = receiver.byId(id).map((a) => a.at)
   const gaps = times.slice(1).map((time, i) => time - times[i]!)
   // An attempt is scheduled after the previous answer arrived, so each gap is at least its delay.
