@@ -12,11 +12,11 @@
  * thousands of orders of one user do not queue on them.
  */
 import { sql } from 'kysely'
-import { notifyChannel } from '../platform/db/index.ts'
 import type { Db } from '../database.ts'
 import type { OrderRow, RejectReason, UserRow } from './db/tables.ts'
 import { isRefusedByDatabase } from '../platform/retry.ts'
 import { toUnits, unitsText } from './money.ts'
+import { webhookOutbox } from './webhooks/webhook.repository.ts'
 
 /** How a verification ended. */
 export type VerificationOutcome =
@@ -130,7 +130,7 @@ async function finishInputs(
       (f.user_row).webhook_secret as u_webhook_secret, (f.user_row).version as u_version,
       (f.user_row).created_at as u_created_at, (f.user_row).updated_at as u_updated_at
     from bourse_finish_orders(
-      ${JSON.stringify(inputs)}::jsonb, ${notifyChannel('webhooks', callbacks.schema)}, ${callbacks.retryForMs}::double precision
+      ${JSON.stringify(inputs)}::jsonb, ${webhookOutbox(callbacks.schema).channel}, ${callbacks.retryForMs}::double precision
     ) as f
   `.execute(db)
   const results = Array.from<FinishResult | undefined>({ length: inputs.length })

@@ -1,28 +1,34 @@
-/** The callback outbox queries, against the real PostgreSQL (one schema for this file). */
+/**
+ * What the trading domain adds to the platform's outbox, against the real PostgreSQL (one
+ * schema for this file): the signing secret claimed with each delivery, and dead letters
+ * listed and replayed per user. The outbox queries themselves are tested in
+ * test/platform/outbox/.
+ */
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { sql } from 'kysely'
 import pg from 'pg'
 import { notifyChannel } from '../../../src/platform/db/index.ts'
 import { InvalidCursorError } from '../../../src/platform/db/keyset.ts'
+import { claimDue, markFailed, type OutboxTable } from '../../../src/platform/outbox/outbox.repository.ts'
 import {
-  claimDueDeliveries,
+  type ClaimedDelivery,
   listDeadLetters,
-  markDelivered,
-  markFailed,
-  nextDueAt,
-  releaseClaims,
   replayDeadLetter,
+  webhookOutbox,
+  webhookSecretReturning,
 } from '../../../src/trading/webhooks/webhook.repository.ts'
 import { openTestDb, type TestDb } from '../../helpers/db.ts'
 import { testConfig, waitFor } from '../../helpers/infra.ts'
 import { insertDelivery, insertUser } from './webhook-fixtures.ts'
 
 let t: TestDb
+let outbox: OutboxTable
 const url = 'https://example.com/cb'
 
 before(async () => {
   t = await openTestDb()
+  outbox = webhookOutbox(t.schema)
 })
 after(() => t.close())
 beforeEach(async () => {
@@ -31,108 +37,27 @@ beforeEach(async () => {
   await insertUser(t.db, 'u2')
 })
 
-const row = (id: string) => t.db.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
+/** What the callback sender claims: deliveries with their user's signing secret, in one statement. */
+const claimDeliveries = (limit: number, leaseMs: number) =>
+  claimDue<ClaimedDelivery>(t.db, outbox, { limit, leaseMs, extraReturning: webhookSecretReturning })
 
-test('claim: due pending deliveries, leased, with the signing secret; a lease keeps them from others', async () => {
+test('the callback outbox is webhook_deliveries, woken on the schema\'s webhooks channel (the one bourse_finish_orders notifies)', () => {
+  assert.deepEqual(webhookOutbox(t.schema), { table: 'webhook_deliveries', channel: notifyChannel('webhooks', t.schema) })
+})
+
+test('a claim brings each delivery with its user\'s signing secret', async () => {
   const a = await insertDelivery(t.db, { userId: 'u1', url })
   const b = await insertDelivery(t.db, { userId: 'u2', url })
-  const later = await insertDelivery(t.db, { userId: 'u1', url })
-  await t.db.updateTable('webhook_deliveries').set({ next_attempt_at: sql`now() + interval '1 hour'` }).where('id', '=', later.id).execute()
-  const delivered = await insertDelivery(t.db, { userId: 'u1', url })
-  await markDelivered(t.db, delivered.id, 200)
-
-  const claimed = await claimDueDeliveries(t.db, { limit: 10, leaseMs: 60_000 })
+  const claimed = await claimDeliveries(10, 60_000)
   assert.deepEqual(claimed.map((d) => d.id).sort(), [a.id, b.id].sort())
-  const secret = await t.db.selectFrom('users').select('webhook_secret').where('id', '=', 'u2').executeTakeFirstOrThrow()
-  const claimedB = claimed.find((d) => d.id === b.id)!
-  assert.equal(claimedB.webhook_secret, secret.webhook_secret)
-  assert.equal(claimedB.payload, b.payload)
-  assert.ok(claimedB.lease_until && claimedB.lease_until.getTime() > Date.now() + 50_000, 'leased for about a minute')
-  assert.deepEqual(await claimDueDeliveries(t.db, { limit: 10, leaseMs: 60_000 }), [], 'leased rows are not claimed twice')
-
-  // An expired lease (a sender that died) makes the delivery claimable again. The claim
-  // moved next_attempt_at to the lease end too, so the test moves both back.
-  assert.equal(claimedB.next_attempt_at.getTime(), claimedB.lease_until.getTime())
-  await t.db
-    .updateTable('webhook_deliveries')
-    .set({ lease_until: sql`now() - interval '1 second'`, next_attempt_at: sql`now() - interval '1 second'` })
-    .where('id', '=', a.id)
-    .execute()
-  assert.deepEqual((await claimDueDeliveries(t.db, { limit: 10, leaseMs: 60_000 })).map((d) => d.id), [a.id])
-})
-
-test('claim: the limit is respected, oldest due first, and concurrent claims never share a row', async () => {
-  const ids: string[] = []
-  for (let i = 0; i < 8; i++) {
-    const { id } = await insertDelivery(t.db, { userId: 'u1', url })
-    await t.db.updateTable('webhook_deliveries').set({ next_attempt_at: sql`now() - ${8 - i} * interval '1 minute'` }).where('id', '=', id).execute()
-    ids.push(id)
+  for (const [user, id, payload] of [['u1', a.id, a.payload], ['u2', b.id, b.payload]] as const) {
+    const secret = await t.db.selectFrom('users').select('webhook_secret').where('id', '=', user).executeTakeFirstOrThrow()
+    const delivery = claimed.find((d) => d.id === id)!
+    assert.equal(delivery.webhook_secret, secret.webhook_secret)
+    assert.equal(delivery.payload, payload)
+    assert.equal(delivery.user_id, user)
+    assert.ok(delivery.lease_until instanceof Date)
   }
-  const first = await claimDueDeliveries(t.db, { limit: 3, leaseMs: 60_000 })
-  assert.deepEqual(first.map((d) => d.id).sort(), ids.slice(0, 3).sort())
-  const [x, y] = await Promise.all([
-    claimDueDeliveries(t.db, { limit: 3, leaseMs: 60_000 }),
-    claimDueDeliveries(t.db, { limit: 3, leaseMs: 60_000 }),
-  ])
-  const both = [...x, ...y].map((d) => d.id)
-  assert.equal(new Set(both).size, both.length, 'no delivery claimed twice')
-  assert.deepEqual(both.sort(), ids.slice(3).sort())
-  assert.deepEqual(await claimDueDeliveries(t.db, { limit: 0, leaseMs: 60_000 }), [])
-})
-
-test('releaseClaims makes claimed deliveries due again at once', async () => {
-  const { id } = await insertDelivery(t.db, { userId: 'u1', url })
-  await claimDueDeliveries(t.db, { limit: 1, leaseMs: 60_000 })
-  assert.equal(await releaseClaims(t.db, [id]), 1)
-  assert.equal((await row(id)).lease_until, null)
-  assert.deepEqual((await claimDueDeliveries(t.db, { limit: 1, leaseMs: 60_000 })).map((d) => d.id), [id])
-  assert.equal(await releaseClaims(t.db, []), 0)
-})
-
-test('markDelivered records the attempt once; a late result cannot reopen it', async () => {
-  const { id } = await insertDelivery(t.db, { userId: 'u1', url })
-  await claimDueDeliveries(t.db, { limit: 1, leaseMs: 60_000 })
-  assert.equal(await markDelivered(t.db, id, 204), true)
-  const delivered = await row(id)
-  assert.equal(delivered.status, 'delivered')
-  assert.equal(delivered.attempts, 1)
-  assert.equal(delivered.last_status, 204)
-  assert.equal(delivered.lease_until, null)
-  assert.ok(delivered.delivered_at instanceof Date)
-  assert.equal(await markDelivered(t.db, id, 200), false)
-  assert.equal(await markFailed(t.db, id, { error: 'late', status: 500, nextAttemptAt: new Date() }), undefined)
-  assert.equal((await row(id)).status, 'delivered')
-  assert.equal((await row(id)).attempts, 1)
-})
-
-test('markFailed schedules a retry until the next attempt would fall after expires_at: then a dead letter', async () => {
-  const { id } = await insertDelivery(t.db, { userId: 'u1', url, retryForMs: 60_000 })
-  const soon = new Date(Date.now() + 10_000)
-  assert.equal(await markFailed(t.db, id, { error: 'HTTP 500', status: 500, nextAttemptAt: soon }), 'pending')
-  let r = await row(id)
-  assert.equal(r.attempts, 1)
-  assert.equal(r.next_attempt_at.getTime(), soon.getTime())
-  assert.equal(r.last_error, 'HTTP 500')
-  assert.equal(r.last_status, 500)
-  assert.equal(await nextDueAt(t.db).then((d) => d?.getTime()), soon.getTime())
-
-  const tooLate = new Date(Date.now() + 120_000)
-  assert.equal(await markFailed(t.db, id, { error: 'x'.repeat(5000), nextAttemptAt: tooLate }), 'dead')
-  r = await row(id)
-  assert.equal(r.status, 'dead')
-  assert.equal(r.attempts, 2)
-  assert.equal(r.last_status, null)
-  assert.equal(r.last_error?.length, 1000, 'long errors are truncated')
-  assert.equal(await nextDueAt(t.db), undefined, 'dead letters are never due')
-})
-
-test('nextDueAt: the earliest pending attempt, or the end of its lease if later', async () => {
-  assert.equal(await nextDueAt(t.db), undefined)
-  const { id } = await insertDelivery(t.db, { userId: 'u1', url })
-  const created = await row(id)
-  assert.equal((await nextDueAt(t.db))?.getTime(), created.next_attempt_at.getTime())
-  const [claimed] = await claimDueDeliveries(t.db, { limit: 1, leaseMs: 30_000 })
-  assert.equal((await nextDueAt(t.db))?.getTime(), claimed?.lease_until?.getTime())
 })
 
 test('dead letters: keyset pages newest first, per user, with rows sharing a timestamp', async () => {
@@ -189,7 +114,7 @@ test('replayDeadLetter: back to pending and due now, attempts kept, senders noti
   await listener.query(`LISTEN ${listener.escapeIdentifier(notifyChannel('webhooks', t.schema))}`)
   try {
     const { id } = await insertDelivery(t.db, { userId: 'u1', url, retryForMs: 0 })
-    assert.equal(await markFailed(t.db, id, { error: 'HTTP 500', status: 500, nextAttemptAt: new Date(Date.now() + 1000) }), 'dead')
+    assert.equal(await markFailed(t.db, outbox, id, { error: 'HTTP 500', status: 500, nextAttemptAt: new Date(Date.now() + 1000) }), 'dead')
     const pending = await insertDelivery(t.db, { userId: 'u1', url })
     assert.equal(await replayDeadLetter(t.db, pending.id, { retryForMs: 60_000, schema: t.schema }), undefined)
     assert.equal(await replayDeadLetter(t.db, id, { retryForMs: 60_000, schema: t.schema, userId: 'u2' }), undefined, 'not their letter')
@@ -204,7 +129,7 @@ test('replayDeadLetter: back to pending and due now, attempts kept, senders noti
     await waitFor(() => notifications.length === 1, { what: 'the notification' })
     assert.deepEqual(notifications, [notifyChannel('webhooks', t.schema)])
     assert.deepEqual(
-      (await claimDueDeliveries(t.db, { limit: 10, leaseMs: 1000 })).map((d) => d.id).sort(),
+      (await claimDeliveries(10, 1000)).map((d) => d.id).sort(),
       [id, pending.id].sort(),
     )
     assert.equal(await replayDeadLetter(t.db, id, { retryForMs: 60_000, schema: t.schema }), undefined, 'no longer dead')
