@@ -7,10 +7,11 @@ import { availableParallelism } from 'node:os'
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import Value from 'typebox/value'
+import { MAILBOX_PATTERN } from './mail/address.ts'
 import { quote } from './quote.ts'
 
 const Url = (protocols: string[], example: string) =>
-  Type.String({ pattern: `^(${protocols.join('|')})://`, description: `URL, for example ${example}` })
+  Type.String({ pattern: `^(${protocols.join('|')})://`, description: `a URL (${protocols.join(' or ')}) such as ${example}` })
 
 /** The environment Bourse reads, with defaults for a local machine. */
 export const ConfigSchema = Type.Object({
@@ -70,7 +71,7 @@ export const ConfigSchema = Type.Object({
    * Bearer token `GET /metrics` requires; unset, the metrics are open (keep the port
    * private then). @defaultValue unset
    */
-  METRICS_TOKEN: Type.Optional(Type.String({ pattern: '^\\S+$', description: 'A bearer token without spaces' })),
+  METRICS_TOKEN: Type.Optional(Type.String({ pattern: '^\\S+$', description: 'a bearer token without spaces' })),
   /**
    * Longest the API waits for a request's head (line and headers), in ms; a client still
    * sending them then gets 408 and its connection closed. At most `HTTP_REQUEST_TIMEOUT_MS`
@@ -189,6 +190,22 @@ export const ConfigSchema = Type.Object({
   EBAY_MARKETPLACE_ID: Type.String({ pattern: '^EBAY_[A-Z_]{2,10}$' }),
   /** Longest one eBay request (token or search) may take, in ms; beyond it the search fails as unavailable and is retried. @defaultValue 10000 */
   EBAY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000 }),
+  // Email
+  /**
+   * The SMTP server mail is sent through: `smtp://` (STARTTLS when the server offers it)
+   * or `smtps://` (TLS from the start), with `user:password@` when it wants a login. The
+   * default is `bourse mail-sink`'s port. @defaultValue smtp://127.0.0.1:1025
+   */
+  SMTP_URL: Url(['smtp', 'smtps'], 'smtp://user:password@smtp.example:587'),
+  /** The sender of Bourse's mail: an address, or `Name <address>`. @defaultValue Bourse alerts <alerts@bourse.localhost> */
+  MAIL_FROM: Type.String({ pattern: MAILBOX_PATTERN, description: 'an email address, or Name <address> (quote a name holding , ; or :)' }),
+  /** Longest wait for the SMTP server to connect, greet or answer a command, in ms. @defaultValue 10000 */
+  SMTP_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000 }),
+  /**
+   * Where a mail reader reaches the API (behind any proxy), to build the links in mail
+   * such as one-click unsubscribe. @defaultValue http://127.0.0.1:8000
+   */
+  PUBLIC_URL: Url(['http', 'https'], 'https://bourse.example'),
 })
 
 /** Validated, frozen configuration. */
@@ -259,6 +276,10 @@ const defaults: Record<keyof Config, string | undefined> = {
   EBAY_CLIENT_SECRET: 'bourse-sim-secret',
   EBAY_MARKETPLACE_ID: 'EBAY_US',
   EBAY_TIMEOUT_MS: '10000',
+  SMTP_URL: 'smtp://127.0.0.1:1025',
+  MAIL_FROM: 'Bourse alerts <alerts@bourse.localhost>',
+  SMTP_TIMEOUT_MS: '10000',
+  PUBLIC_URL: 'http://127.0.0.1:8000',
 }
 
 const check = Compile(ConfigSchema)
@@ -302,7 +323,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     for (const error of check.Errors(converted)) {
       const variable = error.instancePath.replace(/^\//, '') || 'environment'
       if (!problems.has(variable)) {
-        problems.set(variable, `${error.message} (got ${quote(raw[variable])})`)
+        // A pattern is no message for a person ("must match pattern ^(...)$" for MAIL_FROM):
+        // the variable's description says what was expected instead.
+        const expected = (ConfigSchema.properties as Record<string, { description?: string } | undefined>)[variable]?.description
+        const message = error.keyword === 'pattern' && expected !== undefined ? `must be ${expected}` : error.message
+        problems.set(variable, `${message} (got ${quote(raw[variable])})`)
       }
     }
     throw new ConfigError([...problems].map(([variable, message]) => ({ variable, message })))

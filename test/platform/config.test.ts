@@ -104,6 +104,13 @@ describe('loadConfig', () => {
     ['EBAY_MARKETPLACE_ID', 'US'],
     ['EBAY_MARKETPLACE_ID', 'ebay_us'],
     ['EBAY_TIMEOUT_MS', '50'],
+    ['SMTP_URL', 'http://mail.example'],
+    ['SMTP_TIMEOUT_MS', '0'],
+    ['MAIL_FROM', 'alerts'],
+    ['MAIL_FROM', 'Smith, Jo <jo@bourse.example>'],
+    ['MAIL_FROM', 'a@bourse.example, b@bourse.example'],
+    ['MAIL_FROM', 'Bourse <a@bourse.example>\r\nBcc: b@bourse.example'],
+    ['PUBLIC_URL', 'ftp://bourse.example'],
   ]
   for (const [variable, value] of malformed) {
     it(`refuses ${variable}=${JSON.stringify(value)}, naming the variable`, () => {
@@ -127,6 +134,27 @@ describe('loadConfig', () => {
       assert.equal(loadConfig({ INSIGHT_DROP_PERCENT: percent }).INSIGHT_DROP_PERCENT, percent)
     }
     assert.equal(loadConfig({ INSIGHT_MIN_INTERVAL_MS: '0' }).INSIGHT_MIN_INTERVAL_MS, 0)
+  })
+
+  it('has mail settings for the local mail sink, and takes a sender with or without a name', () => {
+    const config = loadConfig({})
+    assert.equal(config.SMTP_URL, 'smtp://127.0.0.1:1025')
+    assert.equal(config.MAIL_FROM, 'Bourse alerts <alerts@bourse.localhost>')
+    assert.equal(config.SMTP_TIMEOUT_MS, 10000)
+    assert.equal(config.PUBLIC_URL, 'http://127.0.0.1:8000')
+    for (const from of ['alerts@bourse.example', 'Bourse <alerts@bourse.example>', '"Bourse, alerts" <alerts@bourse.example>']) {
+      assert.equal(loadConfig({ MAIL_FROM: from }).MAIL_FROM, from)
+    }
+    const smtps = loadConfig({ SMTP_URL: 'smtps://user:p%40ss@smtp.example:465', PUBLIC_URL: 'https://bourse.example/api' })
+    assert.equal(smtps.SMTP_URL, 'smtps://user:p%40ss@smtp.example:465')
+    assert.equal(smtps.PUBLIC_URL, 'https://bourse.example/api')
+  })
+
+  it('says what a variable with a pattern expects, not the pattern', () => {
+    const err = configError({ MAIL_FROM: 'alerts', SMTP_URL: 'http://mail.example' })
+    assert.match(err.message, /^ {2}MAIL_FROM: must be an email address, or Name <address> .*\(got "alerts"\)$/m)
+    assert.match(err.message, /^ {2}SMTP_URL: must be a URL \(smtp or smtps\) such as smtp:\/\/.*\(got "http:\/\/mail\.example"\)$/m)
+    assert.doesNotMatch(err.message, /pattern/)
   })
 
   it('names every bad variable at once', () => {
