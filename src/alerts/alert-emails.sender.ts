@@ -76,8 +76,9 @@ export function createAlertEmailSender(deps: AlertEmailSenderDeps, options: Aler
       return { ok: false, status: null, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }
     }
   }
-  return createOutboxSender<AlertEmailRow>(
-    { db: deps.db, log: deps.log, listen: deps.listen, outbox: alertEmailOutbox(deps.schema) },
+  const outbox = alertEmailOutbox(deps.schema)
+  const sender = createOutboxSender<AlertEmailRow>(
+    { db: deps.db, log: deps.log, listen: deps.listen, outbox },
     {
       name: 'alert-email-sender',
       concurrency: options.concurrency,
@@ -86,6 +87,8 @@ export function createAlertEmailSender(deps: AlertEmailSenderDeps, options: Aler
       retryMaxMs: options.retryMaxMs ?? 600_000,
       ...(options.pollMs !== undefined && { pollMs: options.pollMs }),
       deliver,
+      logContext: (row) => ({ alertId: row.alert_id, kind: row.kind }),
     },
   )
+  return { ...sender, stats: sender.stats, outbox }
 }
