@@ -19,7 +19,11 @@ import { createRunHandler, PermanentRunError, type RunHandlerOptions, type RunOu
 import type { RunJobData } from './distributor.ts'
 import { type EbayClient, EbayError } from './ebay.client.ts'
 import { RUNS_QUEUE } from './queues.ts'
+import { recordRunAttemptFailed } from './runs.repository.ts'
 import type { UnsubscribeSigner } from './unsubscribe.ts'
+
+/** Times a job may lose its worker (killed mid-run) before BullMQ fails it. */
+const MAX_STALLS = 10
 
 /** Dependencies of {@link startAlertsWorker}. */
 export interface AlertsWorkerDeps {
@@ -118,9 +122,22 @@ export function startAlertsWorker(deps: AlertsWorkerDeps, options: AlertsWorkerO
       limiter: { max: 1_000_000, duration: 1000 },
       lockDuration: lockMs,
       stalledInterval: Math.max(1000, Math.floor(lockMs / 2)),
+      // A job whose worker died is handed to another; only one that keeps killing its
+      // workers is failed (BullMQ's default fails it at the second stall).
+      maxStalledCount: MAX_STALLS,
       closeTimeoutMs: options.closeTimeoutMs ?? 30_000,
     },
   )
+  // A job BullMQ failed by itself (stalled too often) never reached the handler's own
+  // bookkeeping: record the run as failed too, so the API shows why. Runs the handler has
+  // recorded already are no longer queued and stay as they are.
+  opened.worker.on('failed', (job, err) => {
+    if (!job) return
+    void job
+      .isFailed()
+      .then((final) => (final ? recordRunAttemptFailed(deps.db, job.data.runId, `${err.name}: ${err.message}`, true) : undefined))
+      .catch((recordErr: unknown) => log.error({ err: recordErr, runId: job.data.runId }, 'recording a failed run failed'))
+  })
   const stopSending = new AbortController()
   const sending = sender.run(stopSending.signal)
   let closing: Promise<void> | undefined

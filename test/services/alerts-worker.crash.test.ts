@@ -72,10 +72,10 @@ test('workers SIGKILLed again and again: each (alert, due time) has one run and 
     SMTP_URL: sink.smtpUrl!,
     MAIL_FROM: `Bourse alerts <alerts@${DOMAIN}>`,
     ALERTS_JOB_LOCK_MS: '2000',
-    ALERTS_EMAIL_LEASE_MS: '2000',
+    ALERTS_EMAIL_LEASE_MS: '5000',
   })
   const start = (n: number) => {
-    const service = startService(['alerts-worker', '--concurrency', '20', '--instance-id', `crash-${n}-${Date.now()}`], env)
+    const service = startService(['alerts-worker', '--concurrency', '40', '--instance-id', `crash-${n}-${Date.now()}`], env)
     running.add(service)
     return service
   }
