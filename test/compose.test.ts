@@ -101,9 +101,25 @@ describe('compose.yaml', () => {
 
   test('has the market data and trading services built from the project', () => {
     const built = builtFromProject.map(([name]) => name).sort()
-    assert.deepEqual(built, ['api', 'callback-sender', 'events-worker', 'performance', 'price-updater', 'producer', 'seed', 'verifier', 'verify-sim'])
+    assert.deepEqual(built, [
+      'alerts-scheduler',
+      'alerts-worker',
+      'api',
+      'callback-sender',
+      'ebay-sim',
+      'events-worker',
+      'mail-sink',
+      'performance',
+      'price-updater',
+      'producer',
+      'seed',
+      'verifier',
+      'verify-sim',
+    ])
     assert.deepEqual(services.api?.ports, ['8000:8000'])
     assert.equal(environment(services.verifier ?? {}).VERIFY_URL, 'http://verify-sim:8100/verify')
+    assert.equal(environment(services['alerts-worker'] ?? {}).EBAY_BASE_URL, 'http://ebay-sim:8200')
+    assert.equal(environment(services['alerts-worker'] ?? {}).SMTP_URL, 'smtp://mail-sink:1025')
   })
 
   for (const [name, service] of builtFromProject) {

@@ -2,8 +2,10 @@
  * `bourse demo`: the whole system on this machine. Starts what infrastructure is
  * missing, loads the sample users and stocks, sends the sample CSV into Kafka, runs the
  * price updater, the performance service, the trading services (API, verifier, callback
- * sender and the simulated verification API) and the events worker as their own processes
- * (exactly as `docker compose up` runs them), and shows a live summary until Ctrl-C.
+ * sender and the simulated verification API), the events worker and the product alerts
+ * (scheduler, worker, the simulated eBay and a local mail sink) as their own processes
+ * (exactly as `docker compose up` runs them), creates two sample alerts, and shows a live
+ * summary until Ctrl-C.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -23,8 +25,11 @@ const spec = {
   description:
     'Starts local infrastructure if needed, loads the sample users and stocks, produces the sample CSV\n' +
     'into Kafka, runs every service (price updater, performance, the trading API with its verifier and\n' +
-    'callback sender, the simulated verification API, the events worker), prints a token for user1 and\n' +
-    'shows a live summary until Ctrl-C. Verifications take 0.1-10 s: the seed\'s 1-100 s at --time-scale 0.1.',
+    'callback sender, the simulated verification API, the events worker, the product alerts with the\n' +
+    'simulated eBay and a local mail sink), creates two sample alerts, prints a token for user1 and where\n' +
+    'to read the alert emails, and shows a live summary until Ctrl-C. Verifications take 0.1-10 s: the\n' +
+    'seed\'s 1-100 s at --time-scale 0.1. eBay prices move every minute (a simulated hour), and insights\n' +
+    'look 10 minutes back instead of 2 days, so a price-drop email can come within the demo.',
   options: {
     csv: { type: 'string', default: 'fixtures/sample-prices.csv' },
     fixture: { type: 'string', default: 'fixtures/sample-redis.txt' },
@@ -93,6 +98,54 @@ async function orderSummary(apiUrl: string, token: string): Promise<string> {
   return counts.size === 0 ? 'orders: none yet' : `orders: ${[...counts].map(([k, v]) => `${v} ${k}`).join(', ')}`
 }
 
+/** Where `bourse mail-sink` shows the emails it received (its default port). */
+const MAIL_SINK_URL = 'http://127.0.0.1:8025'
+
+/** The demo's sample alerts: user1 watching two searches. */
+const SAMPLE_ALERTS = [
+  { email: 'user1@example.com', phrase: 'drone camera', frequency_minutes: 2 },
+  { email: 'user1@example.com', phrase: 'vintage watch', frequency_minutes: 10, max_price: '25.00' },
+]
+
+/**
+ * Creates the sample alerts through the API once it answers (an earlier demo's are found
+ * by their 409 and reused); resolves to a line saying what there is.
+ */
+async function createSampleAlerts(apiUrl: string, token: string, signal: AbortSignal): Promise<string> {
+  const ids: string[] = []
+  for (const alert of SAMPLE_ALERTS) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await fetch(`${apiUrl}/api/alerts`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify(alert),
+          signal,
+        })
+        const body = (await res.json()) as { id?: string; error?: { details?: { existing_id?: string } } }
+        if (res.status === 201 && body.id) ids.push(body.id)
+        else if (res.status === 409) ids.push(body.error?.details?.existing_id ?? '?')
+        else if (res.status < 500) return `could not create the sample alerts (${res.status})`
+        else throw new Error(`API answered ${res.status}`)
+        break
+      } catch (err) {
+        // The API is still starting: try again for a while.
+        if (signal.aborted || attempt >= 60) return `could not create the sample alerts (${(err as Error).message})`
+        await new Promise((resolve) => setTimeout(resolve, 500))
+      }
+    }
+  }
+  return `alerts ${ids.join(', ')} for user1 ("${SAMPLE_ALERTS.map((a) => a.phrase).join('", "')}")`
+}
+
+/** How many alert emails the mail sink holds. */
+async function mailSummary(): Promise<string> {
+  const res = await fetch(`${MAIL_SINK_URL}/health`)
+  if (!res.ok) return 'alert emails: mail sink not answering'
+  const body = (await res.json()) as { messages?: number }
+  return `alert emails received: ${body.messages ?? 0} (${MAIL_SINK_URL}/)`
+}
+
 /** One line per stock: ticks, last price, performance. */
 async function summary(redis: Redis): Promise<string> {
   const stocks = (await redis.smembers('bourse:stocks')).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
@@ -125,6 +178,10 @@ export const { run } = defineService({
       VERIFY_URL: process.env.VERIFY_URL ?? 'http://127.0.0.1:8100/verify',
       VERIFY_TIMEOUT_MS: process.env.VERIFY_TIMEOUT_MS ?? String(Math.round(60_000 * scale)),
       CALLBACK_ALLOWED_NETWORKS: process.env.CALLBACK_ALLOWED_NETWORKS ?? '127.0.0.1',
+      // eBay's simulated prices move every real minute: insights over the last 10 minutes.
+      INSIGHT_WINDOW_MS: process.env.INSIGHT_WINDOW_MS ?? '600000',
+      INSIGHT_FLAT_MS: process.env.INSIGHT_FLAT_MS ?? '600000',
+      INSIGHT_MIN_INTERVAL_MS: process.env.INSIGHT_MIN_INTERVAL_MS ?? '600000',
     }
     const children: ChildProcess[] = []
     lifecycle.onClose('services', async () => {
@@ -163,9 +220,14 @@ export const { run } = defineService({
         verifier: [],
         'callback-sender': [],
         'events-worker': [],
+        'ebay-sim': ['--time-scale', '60'],
+        'mail-sink': [],
+        'alerts-scheduler': [],
+        'alerts-worker': [],
       }
       for (const name of daemons) children.push(startStep(name, [name, ...serviceArgs[name]], env))
       const apiUrl = `http://${config.HOST}:${config.PORT}`
+      const alerts = await createSampleAlerts(apiUrl, userToken, lifecycle.signal)
       process.stdout.write(
         [
           `API: ${apiUrl}  (Swagger UI: ${apiUrl}/docs)`,
@@ -177,6 +239,10 @@ export const { run } = defineService({
           `    -d '{"user":"user1","stockname":"stock1","quantity":10,"side":"buy"}' ${apiUrl}/api/orders`,
           `  curl -N -H 'authorization: Bearer ${userToken}' ${apiUrl}/api/orders/ORDER_ID/events`,
           '  npx bourse status      # every running service, its instance and status',
+          `product alerts: ${alerts}`,
+          `  their emails (every 2 and 10 minutes, the first within 2): ${MAIL_SINK_URL}/`,
+          `  the queues: ${apiUrl}/admin/queues (sign in with the admin token: ${adminToken})`,
+          `  curl -s -H 'authorization: Bearer ${userToken}' ${apiUrl}/api/alerts`,
           '',
         ].join('\n'),
       )
@@ -195,7 +261,8 @@ export const { run } = defineService({
         const live = new Set((await readHeartbeats(redis)).map((beat) => beat.service))
         const missing = daemons.filter((name) => !live.has(name))
         const services = `services: ${daemons.length - missing.length}/${daemons.length} live${missing.length > 0 ? ` (waiting for ${missing.join(', ')})` : ''}`
-        const text = `${new Date().toISOString().slice(11, 19)}  ${services}\n${await summary(redis)}\n${orders}\n`
+        const mails = await mailSummary().catch(() => 'alert emails: mail sink not answering yet')
+        const text = `${new Date().toISOString().slice(11, 19)}  ${services}\n${await summary(redis)}\n${orders}\n${mails}\n`
         if (tty && shown > 0) process.stdout.write(`\x1b[${shown}F\x1b[J`)
         process.stdout.write(text)
         shown = tty ? text.split('\n').length - 1 : 0

@@ -48,6 +48,7 @@ test('status lists every service of the demo with its status, and a SIGKILLed on
     ORDERS_TOPIC: orders,
     EVENTS_TOPIC: events,
     PERFORMANCE_INTERVAL_MS: '60000',
+    QUEUE_PREFIX: uniqueName('status'),
   })
   const args: Record<(typeof daemons)[number], string[]> = {
     'price-updater': ['--topic', market, '--group', uniqueName('g')],
@@ -57,6 +58,10 @@ test('status lists every service of the demo with its status, and a SIGKILLed on
     verifier: ['--group', uniqueName('v')],
     'callback-sender': [],
     'events-worker': ['--group', uniqueName('e')],
+    'ebay-sim': ['--port', '0'],
+    'mail-sink': ['--port', '0', '--http', '0'],
+    'alerts-scheduler': [],
+    'alerts-worker': [],
   }
   const before = await status(env)
   assert.equal(before.code, 1)
