@@ -122,9 +122,9 @@ async function createSampleAlerts(apiUrl: string, token: string, signal: AbortSi
           body: JSON.stringify(alert),
           signal,
         })
-        const body = (await res.json()) as { id?: string; error?: { details?: { existing_id?: string } } }
+        const body = (await res.json()) as { id?: string; error?: { details?: { alert_id?: string } } }
         if (res.status === 201 && body.id) ids.push(body.id)
-        else if (res.status === 409) ids.push(body.error?.details?.existing_id ?? '?')
+        else if (res.status === 409) ids.push(body.error?.details?.alert_id ?? '?')
         else if (res.status < 500) return `could not create the sample alerts (${res.status})`
         else throw new Error(`API answered ${res.status}`)
         break
