@@ -41,7 +41,8 @@ import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal }
 import { type HealthCheck, healthRoutes } from './health.ts'
 import { httpMetricsPlugin } from './metrics.ts'
 import { coalescingRedisStore, rateLimitRefund } from './rate-limit-store.ts'
-import { findUnstorableText, readablePointer, unstorableJsonError } from './text.ts'
+import { jsonBodyParser } from './json-body.ts'
+import { findUnstorableText, readablePointer } from './text.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
 export type HttpApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
@@ -471,18 +472,9 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
   // The API speaks JSON only: a text/plain body is refused with 415 instead of reaching
   // a schema as a string.
   app.removeContentTypeParser('text/plain')
-  // Fastify's JSON parser, then the refusal of text PostgreSQL cannot store (./text.ts).
-  const parseJson = app.getDefaultJsonParser('error', 'error')
+  // Fastify's JSON parser, then the refusal of text PostgreSQL cannot store (./json-body.ts).
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = String(body)
-    // The default parser calls back at once; it returns nothing to wait for.
-    void parseJson(request, text, (err, parsed) => {
-      const unstorable = err ? undefined : unstorableJsonError(text, parsed)
-      if (unstorable) done(unstorable, undefined)
-      else done(err ?? null, parsed)
-    })
-  })
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(app))
 
   app.setErrorHandler((err, request, reply) => {
     const answer = describeError(err, config.BODY_LIMIT_BYTES)
