@@ -127,6 +127,12 @@ export const ConfigSchema = Type.Object({
   EVENTS_FUTURE_TOLERANCE_MS: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
   /** Most events the worker validates and inserts in one batch. @defaultValue 1000 */
   EVENTS_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100_000 }),
+  // Links to the API from outside (emails)
+  /**
+   * The API's address as its users reach it, without a trailing slash: links in emails
+   * (an alert's one-click unsubscribe) start with it. @defaultValue http://127.0.0.1:8000
+   */
+  PUBLIC_URL: Url(['http', 'https'], 'https://bourse.example.com'),
   // Product alerts: scheduling
   /** The alerts scheduler's tick, in ms; it must divide 2 minutes (every frequency is a multiple of it). @defaultValue 120000 */
   ALERTS_TICK_MS: Type.Integer({ minimum: 1000, maximum: 120_000 }),
@@ -193,6 +199,7 @@ const defaults: Record<keyof Config, string | undefined> = {
   EVENTS_UNKNOWN_TYPE: 'store',
   EVENTS_FUTURE_TOLERANCE_MS: '60000',
   EVENTS_BATCH_SIZE: '1000',
+  PUBLIC_URL: 'http://127.0.0.1:8000',
   ALERTS_TICK_MS: '120000',
   ALERTS_BATCH_SIZE: '500',
   ALERTS_WORKER_CONCURRENCY: '20',
