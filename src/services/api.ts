@@ -1,5 +1,6 @@
-/** `bourse api`: the HTTP API (BuyStock, orders, portfolios), OpenAPI docs at /docs. */
+/** `bourse api`: the HTTP API (BuyStock, orders, portfolios, events, alerts), OpenAPI docs at /docs, the queue board at /admin/queues. */
 import { sql } from 'kysely'
+import { ALERT_QUEUES, alertRoutes, createUnsubscribeSigner } from '../alerts/index.ts'
 import { createTokenAuthenticator } from '../auth/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
@@ -8,6 +9,7 @@ import type { Db } from '../database.ts'
 import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
 import type { Registry } from '../platform/metrics.ts'
 import { firstPrincipal } from '../platform/http/auth.ts'
+import { QUEUE_BOARD_PATH, queueBoardRoutes } from '../platform/http/queue-board.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
 import { createKafkaReachability, type KafkaReachability } from '../platform/kafka/reachability.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -81,6 +83,8 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         },
       },
       ...(options.metrics && { metrics: options.metrics }),
+      // The queue board is a page a browser navigates to: an admin signs in once for it.
+      adminLogin: { landing: QUEUE_BOARD_PATH },
       routes: [
         tradingRoutes({
           db,
@@ -96,6 +100,8 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         eventIntakeRoutes({ producer, topic: config.EVENTS_TOPIC, log, reachability: kafka }),
         eventQueryRoutes({ db }),
         eventTypeRoutes({ db }),
+        alertRoutes({ db, tickMs: config.ALERTS_TICK_MS, unsubscribe: createUnsubscribeSigner(db) }),
+        queueBoardRoutes({ queues: ALERT_QUEUES, connection: { url: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log } }),
       ],
     },
   )
