@@ -72,7 +72,7 @@ export interface AlertRoutesDeps {
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponseSchema]))
 
 /** An alert row as the API shows it. */
-export function alertView(row: AlertRow): AlertView {
+function alertView(row: AlertRow): AlertView {
   return {
     id: row.id,
     user_id: row.user_id,

@@ -64,7 +64,10 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       version,
       description:
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
-        'portfolios and transactions. Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`). ' +
+        "portfolios and transactions; The Eye's events; product alerts (saved eBay searches emailed on a schedule). " +
+        'Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`), except the probes and the ' +
+        "alert emails' unsubscribe links (their signed token is the proof). Ids of alerts and runs are 64-bit " +
+        'integers written as decimal strings. ' +
         'Text anywhere in a request (query, path, JSON body) must not contain U+0000 (NUL) or an unpaired UTF-16 ' +
         'surrogate, which PostgreSQL cannot store: such a request is a 400 `validation_failed` naming the field.',
       license: { name: license, identifier: license },
@@ -116,7 +119,8 @@ export const { run } = defineService({
     usage: '[--port 8000] [--host 127.0.0.1]',
     description:
       'Serves the HTTP API: BuyStock, orders (202 at once; results by callback, status URL and\n' +
-      'Server-Sent Events), portfolios and transactions. OpenAPI and Swagger UI at /docs.',
+      'Server-Sent Events), portfolios and transactions, events, product alerts. OpenAPI and\n' +
+      'Swagger UI at /docs; the queue board at /admin/queues (sign in at /admin/login).',
     options: { port: { type: 'string' }, host: { type: 'string' } },
     help: { port: 'Port to listen on (default: PORT, 8000; 0 picks a free one)', host: 'Interface (default: HOST, 127.0.0.1)' },
   },
