@@ -54,7 +54,7 @@ import {
   UpdateAlertBody,
 } from './alerts.schemas.ts'
 import type { AlertRow } from './db/tables.ts'
-import { nextTickAfter } from './schedule.ts'
+import { assertTickFitsFrequencies, nextTickAfter } from './schedule.ts'
 import type { UnsubscribeSigner } from './unsubscribe.ts'
 import { unsubscribeRoutes } from './unsubscribe.routes.ts'
 
@@ -178,6 +178,8 @@ class BodyChecks {
 /** The routes, as a plugin to register under the API. */
 export function alertRoutes(deps: AlertRoutesDeps): RoutePlugin {
   const { db, tickMs } = deps
+  // A tick that does not divide the frequencies would put due times off the scheduler's grid.
+  assertTickFitsFrequencies(tickMs)
   const now = deps.now ?? Date.now
   const nextTick = () => nextTickAfter(now(), tickMs)
 
