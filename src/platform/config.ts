@@ -257,6 +257,7 @@ const defaults: Record<keyof Config, string | undefined> = {
   EVENTS_UNKNOWN_TYPE: 'store',
   EVENTS_FUTURE_TOLERANCE_MS: '60000',
   EVENTS_BATCH_SIZE: '1000',
+  PUBLIC_URL: 'http://127.0.0.1:8000',
   ALERTS_TICK_MS: '120000',
   ALERTS_BATCH_SIZE: '500',
   ALERTS_WORKER_CONCURRENCY: '20',
@@ -279,7 +280,6 @@ const defaults: Record<keyof Config, string | undefined> = {
   SMTP_URL: 'smtp://127.0.0.1:1025',
   MAIL_FROM: 'Bourse alerts <alerts@bourse.localhost>',
   SMTP_TIMEOUT_MS: '10000',
-  PUBLIC_URL: 'http://127.0.0.1:8000',
 }
 
 const check = Compile(ConfigSchema)

@@ -1,5 +1,6 @@
-/** `bourse api`: the HTTP API (BuyStock, orders, portfolios), OpenAPI docs at /docs. */
+/** `bourse api`: the HTTP API (BuyStock, orders, portfolios, events, alerts), OpenAPI docs at /docs, the queue board at /admin/queues. */
 import { sql } from 'kysely'
+import { ALERT_QUEUES, alertRoutes, createUnsubscribeSigner } from '../alerts/index.ts'
 import { createTokenAuthenticator } from '../auth/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
@@ -8,6 +9,7 @@ import type { Db } from '../database.ts'
 import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
 import type { Registry } from '../platform/metrics.ts'
 import { firstPrincipal } from '../platform/http/auth.ts'
+import { QUEUE_BOARD_PATH, queueBoardRoutes } from '../platform/http/queue-board.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
 import { createKafkaReachability, type KafkaReachability } from '../platform/kafka/reachability.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -62,7 +64,10 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       version,
       description:
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
-        'portfolios and transactions. Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`). ' +
+        "portfolios and transactions; The Eye's events; product alerts (saved eBay searches emailed on a schedule). " +
+        'Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`), except the probes and the ' +
+        "alert emails' unsubscribe links (their signed token is the proof). Ids of alerts and runs are 64-bit " +
+        'integers written as decimal strings. ' +
         'Text anywhere in a request (query, path, JSON body) must not contain U+0000 (NUL) or an unpaired UTF-16 ' +
         'surrogate, which PostgreSQL cannot store: such a request is a 400 `validation_failed` naming the field.',
       license: { name: license, identifier: license },
@@ -81,6 +86,8 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         },
       },
       ...(options.metrics && { metrics: options.metrics }),
+      // The queue board is a page a browser navigates to: an admin signs in once for it.
+      adminLogin: { landing: QUEUE_BOARD_PATH },
       routes: [
         tradingRoutes({
           db,
@@ -96,6 +103,8 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         eventIntakeRoutes({ producer, topic: config.EVENTS_TOPIC, log, reachability: kafka }),
         eventQueryRoutes({ db }),
         eventTypeRoutes({ db }),
+        alertRoutes({ db, tickMs: config.ALERTS_TICK_MS, unsubscribe: createUnsubscribeSigner(db) }),
+        queueBoardRoutes({ queues: ALERT_QUEUES, connection: { url: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log } }),
       ],
     },
   )
@@ -110,7 +119,8 @@ export const { run } = defineService({
     usage: '[--port 8000] [--host 127.0.0.1]',
     description:
       'Serves the HTTP API: BuyStock, orders (202 at once; results by callback, status URL and\n' +
-      'Server-Sent Events), portfolios and transactions. OpenAPI and Swagger UI at /docs.',
+      'Server-Sent Events), portfolios and transactions, events, product alerts. OpenAPI and\n' +
+      'Swagger UI at /docs; the queue board at /admin/queues (sign in at /admin/login).',
     options: { port: { type: 'string' }, host: { type: 'string' } },
     help: { port: 'Port to listen on (default: PORT, 8000; 0 picks a free one)', host: 'Interface (default: HOST, 127.0.0.1)' },
   },

@@ -10,7 +10,8 @@
  * Asserted: no answer is a 5xx (nor missing); and refused requests store nothing. After
  * each batch, every table's row count and both topics' end offsets moved exactly by what
  * the batch's accepted requests account for (a 202 order: one row and one message; a 202
- * event request: one message; an event type: one row per 201, minus one per 204).
+ * event request: one message; an event type: one row per 201, minus one per 204; an
+ * alert: one row per 201, minus one per 204).
  *
  * Seeded: the seed is printed, and BOURSE_FUZZ_SEED=<seed> replays a run
  * (BOURSE_FUZZ_REQUESTS changes the count).
@@ -19,6 +20,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import fc from 'fast-check'
 import { sql } from 'kysely'
+import { createUnsubscribeSigner } from '../../src/alerts/index.ts'
 import { createApp } from '../../src/events/apps.repository.ts'
 import type { StringConsumer } from '../../src/platform/kafka/clients.ts'
 import { createTestTopic, uniqueName } from '../helpers/infra.ts'
@@ -293,6 +295,9 @@ before(async () => {
   // A cached token check keeps 10,000 requests fast; revocation is not what is tested here.
   api = await openTradingApi({ EVENTS_TOPIC: eventsTopic, EVENTS_RATE_LIMIT_MAX: '1000000', RATE_LIMIT_MAX: '1000000', AUTH_CACHE_MS: '600000' })
   const app = await createApp(api.testDb.db, 'fuzz-app')
+  // The unsubscribe links' key is made on first use, by whatever request comes first (a
+  // refused one too): made here, it is no row a fuzzed request stored.
+  await createUnsubscribeSigner(api.testDb.db).tokenFor('1')
   tokens = {
     user1: `Bearer ${api.tokens.user1}`,
     user2: `Bearer ${api.tokens.user2}`,
@@ -403,6 +408,10 @@ test(`${REQUESTS} requests generated from the OpenAPI document: no 5xx, and refu
           add('table event_types', 1)
         } else if (request.operation === 'DELETE /api/event-types/{category}/{name}') {
           add('table event_types', -1)
+        } else if (request.operation === 'POST /api/alerts') {
+          add('table alerts', 1)
+        } else if (request.operation === 'DELETE /api/alerts/{id}') {
+          add('table alerts', -1)
         }
       }
     }

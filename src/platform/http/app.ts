@@ -37,11 +37,13 @@ import {
   type FieldError,
   TooManyRequests,
 } from './errors.ts'
+import { ADMIN_COOKIE, adminLoginRoutes } from './admin-session.ts'
 import { type Authenticate, authPlugin, BEARER_SECURITY_SCHEME, type Principal } from './auth.ts'
 import { type HealthCheck, healthRoutes } from './health.ts'
 import { httpMetricsPlugin } from './metrics.ts'
 import { coalescingRedisStore, rateLimitRefund } from './rate-limit-store.ts'
-import { findUnstorableText, readablePointer, unstorableJsonError } from './text.ts'
+import { jsonBodyParser } from './json-body.ts'
+import { findUnstorableText, readablePointer } from './text.ts'
 
 /** The Fastify instance of the API, with TypeBox types for route schemas. */
 export type HttpApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
@@ -110,6 +112,13 @@ export interface HttpAppOptions {
   metrics?: Registry
   /** How long a health check may take, in ms. @defaultValue 2000 */
   healthTimeoutMs?: number
+  /**
+   * Serves `/admin/login`, where an admin signs in once for the browser pages under
+   * `/admin` (which cannot send a bearer header), then goes to `landing`; those pages are
+   * then authenticated by a cookie holding the token (see ./admin-session.ts).
+   * @defaultValue none: no sign-in page, and no cookie is read
+   */
+  adminLogin?: { landing: string }
 }
 
 /** Prefix of the rate-limit counters in Redis. */
@@ -471,18 +480,9 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
   // The API speaks JSON only: a text/plain body is refused with 415 instead of reaching
   // a schema as a string.
   app.removeContentTypeParser('text/plain')
-  // Fastify's JSON parser, then the refusal of text PostgreSQL cannot store (./text.ts).
-  const parseJson = app.getDefaultJsonParser('error', 'error')
+  // Fastify's JSON parser, then the refusal of text PostgreSQL cannot store (./json-body.ts).
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = String(body)
-    // The default parser calls back at once; it returns nothing to wait for.
-    void parseJson(request, text, (err, parsed) => {
-      const unstorable = err ? undefined : unstorableJsonError(text, parsed)
-      if (unstorable) done(unstorable, undefined)
-      else done(err ?? null, parsed)
-    })
-  })
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(app))
 
   app.setErrorHandler((err, request, reply) => {
     const answer = describeError(err, config.BODY_LIMIT_BYTES)
@@ -576,6 +576,7 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     // An event stream outlives the token cache: its token is checked again as often, so a
     // revoked token's stream ends within AUTH_CACHE_MS.
     recheckMs: Math.max(config.AUTH_CACHE_MS, MIN_RECHECK_MS),
+    ...(options.adminLogin && { pageCookie: ADMIN_COOKIE }),
   })
   // After the auth plugin's onRoute hook, which documents the routes needing a token.
   app.addHook('onRoute', documentRoute)
@@ -599,6 +600,11 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
     }),
   )
 
+  if (options.adminLogin) {
+    await app.register(
+      adminLoginRoutes({ authenticate: options.authenticate ?? (async () => undefined), landing: options.adminLogin.landing }),
+    )
+  }
   for (const routes of options.routes ?? []) await app.register(routes)
   return app
 }

@@ -71,6 +71,64 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 }
 
 /**
+ * Where browser pages are authenticated by a cookie: a browser navigating to a page cannot
+ * send a bearer header, so under `path` the token may come from cookie `name` instead
+ * (set by the admin login, see ./admin-session.ts). Elsewhere the cookie is ignored, so the
+ * JSON API is never open to requests a browser makes on its own.
+ */
+export interface PageCookie {
+  /** The cookie's name. */
+  name: string
+  /** The path the cookie counts under (`/admin`: that path and everything below it). */
+  path: string
+}
+
+/** The value of cookie `name` in a `Cookie` header, if it is there. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined
+  for (const pair of header.split(';')) {
+    const at = pair.indexOf('=')
+    if (at < 0 || pair.slice(0, at).trim() !== name) continue
+    const value = pair.slice(at + 1).trim()
+    return value.startsWith('"') && value.endsWith('"') && value.length >= 2 ? value.slice(1, -1) : value
+  }
+  return undefined
+}
+
+/** Whether `url` is `path` or below it. */
+function isUnder(url: string, path: string): boolean {
+  const pathname = url.split('?')[0] ?? ''
+  return pathname === path || pathname.startsWith(path.endsWith('/') ? path : `${path}/`)
+}
+
+/**
+ * Whether a browser says the request comes from a page of this same origin: the cookie is
+ * sent with any request to its path, so a change (POST, PUT, DELETE) it authenticates must
+ * come from our own page, not from a form on another site (SameSite=Strict says the same
+ * to browsers that honour it). `Sec-Fetch-Site` first, else `Origin` against `Host`.
+ */
+function isSameOrigin(request: FastifyRequest): boolean {
+  const site = request.headers['sec-fetch-site']
+  if (site !== undefined) return site === 'same-origin'
+  const origin = request.headers.origin
+  if (origin === undefined || request.headers.host === undefined) return false
+  try {
+    return new URL(origin).host === request.headers.host
+  } catch {
+    return false
+  }
+}
+
+/** The token of a page request's cookie, when `cookie` applies to it (see {@link PageCookie}). */
+function pageCookieToken(request: FastifyRequest, cookie: PageCookie | undefined): string | undefined {
+  if (cookie === undefined || !isUnder(request.url, cookie.path)) return undefined
+  const token = cookieValue(request.headers.cookie, cookie.name)
+  if (token === undefined || token === '') return undefined
+  const safe = request.method === 'GET' || request.method === 'HEAD'
+  return safe || isSameOrigin(request) ? token : undefined
+}
+
+/**
  * Rejects a request without a valid token: 401 `unauthorized` with `WWW-Authenticate`.
  * Use as a route hook (`onRequest: requireAuth`); `request.principal` is then set.
  */
@@ -109,6 +167,8 @@ export interface AuthPluginOptions {
   beforeLookup?: (request: FastifyRequest, reply: FastifyReply) => Promise<(() => void) | undefined>
   /** Requests whose token is not looked up at all (their routes never read the caller). @defaultValue none */
   skip?: (request: FastifyRequest) => boolean
+  /** Pages authenticated by a cookie instead of a bearer header. @defaultValue none: bearer tokens only */
+  pageCookie?: PageCookie
   /**
    * How often the token of a response still open (an event stream) is checked again, in
    * ms; once it no longer authenticates, the response is ended. 0 never checks again.
@@ -159,12 +219,12 @@ function endWhenRevoked(
 }
 
 const auth: FastifyPluginAsync<AuthPluginOptions> = async (app, options) => {
-  const { authenticate, beforeLookup, skip } = options
+  const { authenticate, beforeLookup, skip, pageCookie } = options
   const recheckMs = options.recheckMs ?? 0
   app.decorateRequest('principal', null)
 
   app.addHook('onRequest', async (request, reply) => {
-    const token = bearerToken(request)
+    const token = bearerToken(request) ?? pageCookieToken(request, pageCookie)
     if (token === undefined || skip?.(request)) return
     let principal: Principal | undefined
     let refused: { err: unknown } | undefined
@@ -205,8 +265,8 @@ const auth: FastifyPluginAsync<AuthPluginOptions> = async (app, options) => {
 }
 
 /**
- * Sets `request.principal` from the bearer token before any route hook runs (the rate
- * limit keys on it), and documents the routes using {@link requireAuth} as needing a
+ * Sets `request.principal` from the bearer token (or, for pages, the `pageCookie`) before
+ * any route hook runs (the rate limit keys on it), and documents the routes using {@link requireAuth} as needing a
  * bearer token in OpenAPI. A bad token is not an error here: public routes ignore it.
  * A token that must be looked up passes `beforeLookup` first, and a response still open
  * after `recheckMs` (an event stream) is ended once its token is revoked.
