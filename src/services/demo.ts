@@ -129,8 +129,8 @@ async function createSampleAlerts(apiUrl: string, token: string, signal: AbortSi
         else throw new Error(`API answered ${res.status}`)
         break
       } catch (err) {
-        // The API is still starting: try again for a while.
-        if (signal.aborted || attempt >= 60) return `could not create the sample alerts (${(err as Error).message})`
+        // The API is still starting (the services start together): try again for up to 2 minutes.
+        if (signal.aborted || attempt >= 240) return `could not create the sample alerts (${(err as Error).message})`
         await new Promise((resolve) => setTimeout(resolve, 500))
       }
     }

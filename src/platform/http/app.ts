@@ -157,7 +157,8 @@ function createValidatorFactory(log: Logger) {
   const logger = ajvLogger(log)
   return (externalSchemas: Record<string, AnySchema>): FastifySchemaCompiler<AnySchema> => {
     const make = (coerceTypes: AjvOptions['coerceTypes']) => {
-      const ajv = new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: true, unicode: false, logger })
+      // allowUnionTypes: a field may take a JSON number or its text (an exact price), written `type: [...]`.
+      const ajv = new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: true, unicode: false, allowUnionTypes: true, logger })
       ajvFormats.default(ajv)
       for (const schema of Object.values(externalSchemas)) ajv.addSchema(schema)
       return ajv
