@@ -107,7 +107,10 @@ export function createRunHandler(deps: RunHandlerDeps, options: RunHandlerOption
     }
     const dueAt = run.due_at
     const expiresAt = new Date(Date.now() + options.emailRetryForMs)
-    const historyFrom = new Date(dueAt.getTime() - Math.max(options.insights.windowMs, options.insights.flatMs))
+    // The flat rule must see the run before the newest reach its span too (it is said once
+    // per stretch): the history goes one flat span and two periods back at least.
+    const period = alert.frequency_minutes * 60_000
+    const historyFrom = new Date(dueAt.getTime() - Math.max(options.insights.windowMs, options.insights.flatMs + 2 * period))
 
     return db.transaction().execute(async (trx) => {
       const locked = await lockQueuedRun(trx, runId)

@@ -81,6 +81,8 @@ export type Insight =
       since: Date
       /** Whole days from `since` to the newest run (rounded down). */
       sinceDays: number
+      /** Milliseconds from `since` to the newest run (for spans shorter than a day). */
+      sinceMs: number
       /** Runs the stretch rests on, the newest included (the email can say how often it looked). */
       runs: number
     }
@@ -272,6 +274,7 @@ function findFlat(now: Found, before: readonly Read[], flatMs: number): Insight 
     item: now.cheapest.item,
     since: first.dueAt,
     sinceDays: Math.floor(span / DAY_MS),
+    sinceMs: span,
     runs,
   }
 }

@@ -269,7 +269,7 @@ describe('alerts worker', () => {
     await mailFor('list', ids[0]!, simNow, 15_000)
   })
 
-  test("insights on the fake's moving prices: a drop of more than 10%, naming both prices", async () => {
+  test("insights on the fake's moving prices: a drop of more than 10%, naming both prices, and an item under the maximum", async () => {
     // The drop is against the previous hour: the step before the drop.
     start({ insights: { dropPercent: '10', windowMs: HOUR, flatMs: 2 * HOUR } })
     const phrase = 'vintage camera'
@@ -277,7 +277,8 @@ describe('alerts worker', () => {
     const dropStep = sim.catalogue.findStep(phrase, 'drop', { from: from + 3 })
     const before = sim.catalogue.cheapest(phrase, { step: dropStep - 1 })[0]!
     const afterDrop = sim.catalogue.cheapest(phrase, { step: dropStep })[0]!
-    const [id] = await insertAlerts(testDb.db, [{ frequency: 30, nextRunAt: new Date(0), phrase }])
+    // A maximum price the drop crosses: at or under it only after the drop.
+    const [id] = await insertAlerts(testDb.db, [{ frequency: 30, nextRunAt: new Date(0), phrase, maxPrice: afterDrop.total }])
     // Runs every 30 simulated minutes through the two hours before the drop, then at the drop.
     const mid = sim.catalogue.timeOfStep(dropStep)
     const times = Array.from({ length: 5 }, (_, i) => mid - 2 * HOUR + i * 30 * MINUTE)
@@ -290,8 +291,32 @@ describe('alerts worker', () => {
     })
     assert.ok(insight.text?.includes(afterDrop.total) && insight.text.includes(before.total), insight.text ?? '')
     assert.ok(insight.html?.includes(afterDrop.total))
+    assert.match(insight.text ?? '', /The cheapest price fell [\d.]+%/)
+    assert.match(insight.text ?? '', /An item under your maximum of/)
     // One insight: the runs before the drop, and the one after it in the same step, gave none.
     const insights = await testDb.db.selectFrom('alert_emails').select(['due_at']).where('alert_id', '=', id!).where('kind', '=', 'insight').execute()
     assert.deepEqual(insights.map((e) => e.due_at.getTime()), [dropAt])
+  })
+
+  test("insights on the fake's moving prices: a market flat for the flat span is said once", async () => {
+    start({ insights: { dropPercent: '10', windowMs: HOUR, flatMs: HOUR } })
+    const phrase = 'garden hose'
+    const from = sim.catalogue.stepAt(simNow)
+    const flatStep = sim.catalogue.findStep(phrase, 'flat', { from: from + 3 })
+    const price = sim.catalogue.cheapest(phrase, { step: flatStep })[0]!
+    const [id] = await insertAlerts(testDb.db, [{ frequency: 30, nextRunAt: new Date(0), phrase }])
+    // Runs every 30 minutes through the two flat steps (the one before and the flat one).
+    const start0 = sim.catalogue.timeOfStep(flatStep - 1) - 30 * MINUTE
+    const times = Array.from({ length: 4 }, (_, i) => start0 + i * 30 * MINUTE)
+    for (const at of times) await runAt(at, [id!])
+    const insights = await waitFor(async () => {
+      const rows = await testDb.db.selectFrom('alert_emails').select(['due_at']).where('alert_id', '=', id!).where('kind', '=', 'insight').execute()
+      return rows.length > 0 ? rows : undefined
+    })
+    const subjects = (await testDb.db.selectFrom('alert_emails').select(['due_at', 'text']).where('alert_id', '=', id!).where('kind', '=', 'insight').execute()).map((r) => `${r.due_at.toISOString()} ${r.text.slice(0, 300)}`)
+    assert.equal(insights.length, 1, `said once: ${JSON.stringify(subjects)} runs at ${times.map((t) => new Date(t).toISOString())}`)
+    const mail = await mailFor('insight', id!, insights[0]!.due_at.getTime())
+    assert.match(mail.text ?? '', /The cheapest price has not moved for 1 hour/)
+    assert.ok(mail.text?.includes(price.total))
   })
 })

@@ -190,6 +190,7 @@ describe('flat', () => {
         item: item('10.00'),
         since: new Date(T0 - 2 * DAY),
         sinceDays: 2,
+        sinceMs: 2 * DAY,
         runs: 5,
       },
     ])

@@ -14,7 +14,7 @@ export interface InsightItem {
 /** One insight, as the alerts' insight rules give it (extra fields are ignored). */
 export type InsightInput =
   | { kind: 'price_drop'; item: InsightItem; previousCheapest: string; currentCheapest: string; dropPercent: string }
-  | { kind: 'flat'; price: string; currency: string; sinceDays: number; item?: InsightItem }
+  | { kind: 'flat'; price: string; currency: string; sinceDays: number; sinceMs?: number; item?: InsightItem }
   | { kind: 'under_max'; item: InsightItem; maxPrice: string }
 
 /** What {@link renderInsightEmail} needs. */
@@ -48,6 +48,14 @@ function itemView(item: InsightItem): InsightView['item'] {
   return { title: oneLine(item.title, TITLE_MAX_CHARS) || '(untitled item)', url: httpUrl(item.itemWebUrl), total: amount(item.total, item.currency) }
 }
 
+/** How long a flat market has lasted, in words: days, or hours and minutes under a day (a short `INSIGHT_FLAT_MS`). */
+function flatSpan(insight: { sinceDays: number; sinceMs?: number }): string {
+  const ms = insight.sinceMs
+  if (ms === undefined || insight.sinceDays >= 1) return plural(insight.sinceDays, 'day')
+  const minutes = Math.floor(ms / 60_000)
+  return minutes >= 60 ? plural(Math.floor(minutes / 60), 'hour') : plural(minutes, 'minute')
+}
+
 /** One insight in words: the headline and detail of its block, and its part of a subject line. */
 function describe(insight: InsightInput, alert: InsightEmailInput['alert']): InsightView & { subject: string } {
   switch (insight.kind) {
@@ -63,7 +71,7 @@ function describe(insight: InsightInput, alert: InsightEmailInput['alert']): Ins
     }
     case 'flat': {
       const price = amount(insight.price, insight.currency)
-      const days = plural(insight.sinceDays, 'day')
+      const days = flatSpan(insight)
       return {
         subject: `the cheapest price has stayed at ${price} for ${days}`,
         headline: `The cheapest price has not moved for ${days}`,
