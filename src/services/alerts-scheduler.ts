@@ -6,6 +6,12 @@ import { intOption, UsageError } from '../platform/command.ts'
 import { openQueue, openWorker, type QueueConnection } from '../platform/queues.ts'
 import { defineService } from './shape.ts'
 
+/** The time a job scheduler's job was scheduled for: BullMQ names it `repeat:<scheduler>:<ms>`. */
+function scheduledAt(jobId: string | undefined): number {
+  const match = /:(\d+)$/.exec(jobId ?? '')
+  return match ? Number(match[1]) : 0
+}
+
 export const { run } = defineService({
   spec: {
     name: 'alerts-scheduler',
@@ -38,15 +44,18 @@ export const { run } = defineService({
     const tickMs = config.ALERTS_TICK_MS
     const stats = { ticks: 0, claimed: 0, requeued: 0 }
     let lastTick: string | undefined
-    // Upserting the same scheduler id is idempotent: every instance does it, one schedule results.
-    await ticks.queue.upsertJobScheduler(TICK_SCHEDULER_ID, { every: tickMs }, { name: 'tick', data: {} })
+    // Upserting the same scheduler id is idempotent: every instance does it, one schedule
+    // results. The first tick is the next one on the grid (due times are multiples of the
+    // tick), not now: BullMQ's \`every\` counts from its first run.
+    const firstTick = new Date(Math.ceil(Date.now() / tickMs) * tickMs)
+    await ticks.queue.upsertJobScheduler(TICK_SCHEDULER_ID, { every: tickMs, startDate: firstTick }, { name: 'tick', data: {} })
     const worker = openWorker(
       TICKS_QUEUE,
       async (job) => {
-        // The tick's own time (BullMQ's `prevMillis`, on the grid), or the last grid time
-        // passed when the job runs late: what is due by then runs now.
+        // The tick's own time (on the grid: a scheduler job's id ends with it), or the last
+        // grid time passed when the job runs late: what is due by then runs now.
         const now = Date.now()
-        const tick = new Date(Math.max(job.opts.prevMillis ?? 0, Math.floor(now / tickMs) * tickMs))
+        const tick = new Date(Math.max(scheduledAt(job.id), Math.floor(now / tickMs) * tickMs))
         const result = await distributor.tick(tick)
         stats.ticks++
         stats.claimed += result.claimed
