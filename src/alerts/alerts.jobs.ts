@@ -17,7 +17,8 @@
 import type { Logger } from '../platform/logger.ts'
 import type { OutboxTable } from '../platform/outbox/outbox.repository.ts'
 import { notifyOutbox } from '../platform/outbox/outbox.repository.ts'
-import type { Db } from '../database.ts'
+import type { Transaction } from 'kysely'
+import type { Database, Db } from '../database.ts'
 import type { RunJobData } from './distributor.ts'
 import { type EbayClient, EbayError } from './ebay.client.ts'
 import { renderInsightEmail, renderListEmail } from './emails/index.ts'
@@ -112,6 +113,22 @@ export function createRunHandler(deps: RunHandlerDeps, options: RunHandlerOption
     const period = alert.frequency_minutes * 60_000
     const historyFrom = new Date(dueAt.getTime() - Math.max(options.insights.windowMs, options.insights.flatMs + 2 * period))
 
+    /** Puts one of the run's emails in the outbox, its id and Message-ID made of the alert, the due time and the kind. */
+    const queue = (trx: Transaction<Database>, kind: 'list' | 'insight', email: { subject: string; html: string; text: string }) => {
+      const id = alertEmailId(kind, alert.id, dueAt)
+      return queueEmail(trx, {
+        id,
+        alertId: alert.id,
+        runId,
+        dueAt,
+        kind,
+        recipient: alert.email,
+        ...email,
+        headers: { ...listHeaders, 'Message-ID': messageId(id) },
+        expiresAt,
+      })
+    }
+
     return db.transaction().execute(async (trx) => {
       const locked = await lockQueuedRun(trx, runId)
       if (!locked) return 'already-stored' as const
@@ -123,18 +140,7 @@ export function createRunHandler(deps: RunHandlerDeps, options: RunHandlerOption
         items: found.items,
         unsubscribeUrl: unsubscribe,
       })
-      const listId = alertEmailId('list', alert.id, dueAt)
-      await queueEmail(trx, {
-        id: listId,
-        alertId: alert.id,
-        runId,
-        dueAt,
-        kind: 'list',
-        recipient: alert.email,
-        ...list,
-        headers: { ...listHeaders, 'Message-ID': messageId(listId) },
-        expiresAt,
-      })
+      await queue(trx, 'list', list)
 
       const cheapest = found.items[0]
       const current = {
@@ -158,18 +164,7 @@ export function createRunHandler(deps: RunHandlerDeps, options: RunHandlerOption
             insights,
             unsubscribeUrl: unsubscribe,
           })
-          const insightId = alertEmailId('insight', alert.id, dueAt)
-          await queueEmail(trx, {
-            id: insightId,
-            alertId: alert.id,
-            runId,
-            dueAt,
-            kind: 'insight',
-            recipient: alert.email,
-            ...insight,
-            headers: { ...listHeaders, 'Message-ID': messageId(insightId) },
-            expiresAt,
-          })
+          await queue(trx, 'insight', insight)
           await markInsightSent(trx, alert.id, dueAt)
           log.info({ alertId: alert.id, kinds: insights.map((i) => i.kind) }, 'insight email queued')
         }

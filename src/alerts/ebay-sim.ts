@@ -34,6 +34,7 @@ import {
   normalisePhrase,
   type SimItem,
 } from './ebay-sim.catalogue.ts'
+import { readBody, sendJson } from '../platform/http/plain.ts'
 
 /** Failures the simulation injects; counts go down by one per request they hit. */
 export interface EbaySimFaults {
@@ -182,23 +183,7 @@ function ebayErrors(errorId: number, category: 'REQUEST' | 'APPLICATION' | 'BUSI
   return { errors: [{ errorId, domain, category, message, longMessage: message }] }
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
-  res.end(text)
-}
 
-/** Reads a request body up to `limit` bytes; undefined when it is larger. */
-async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) return undefined
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
 
 /** Compares two secrets in constant time. */
 function sameText(a: string, b: string): boolean {

@@ -8,6 +8,7 @@
 import { sql, type Transaction } from 'kysely'
 import type { Database, Db } from '../database.ts'
 import type { AlertRow, AlertRunRow } from './db/tables.ts'
+import type { EbayItem } from './ebay.client.ts'
 import type { RunSummary } from './insights.ts'
 
 /** A run with its alert (null when the alert was deleted). */
@@ -60,17 +61,8 @@ export async function lockQueuedRun(trx: Transaction<Database>, runId: string): 
   return trx.selectFrom('alert_runs').selectAll().where('id', '=', runId).where('status', '=', 'queued').forUpdate().executeTakeFirst()
 }
 
-/** An item to store, cheapest first. */
-export interface ItemToStore {
-  itemId: string
-  title: string
-  price: string
-  currency: string
-  shipping: string | null
-  total: string
-  itemWebUrl: string
-  imageUrl: string | null
-}
+/** An item to store, cheapest first: as the eBay client reads it. */
+export type ItemToStore = EbayItem
 
 /** What a run found. */
 export interface RunResult {

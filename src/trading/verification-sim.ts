@@ -8,6 +8,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { readBody, sendJson } from '../platform/http/plain.ts'
 
 /** Options for {@link createVerificationSim}. */
 export interface VerificationSimOptions {
@@ -72,27 +73,11 @@ function seededRandom(seed: number): () => number {
   }
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
-  res.end(text)
-}
 
 function sendError(res: ServerResponse, status: number, code: string, message: string, headers?: Record<string, string>) {
   sendJson(res, status, { error: { code, message } }, headers)
 }
 
-/** Reads a request body up to `limit` bytes; undefined when it is larger. */
-async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) return undefined
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
 
 /** Validates a verification request; a message naming the problem when it is not one. */
 function parseRequest(text: string): { user: string; orderId: string | undefined } | string {

@@ -1,6 +1,7 @@
 /** The list email: an alert's cheapest eBay items at one due time. */
 import { formatDue, frequencyText, httpUrl, lowestTotal, oneLine, PHRASE_MAX_CHARS, plural, shippingLabel, TITLE_MAX_CHARS } from './format.ts'
 import { htmlTemplate, type LayoutData, textTemplate } from './templates.ts'
+import type { EbayItem } from '../ebay.client.ts'
 
 /** What {@link renderListEmail} needs. */
 export interface ListEmailInput {
@@ -12,15 +13,7 @@ export interface ListEmailInput {
    * The items, cheapest first, as eBay gave them: amounts are decimal strings printed as
    * they are, `shipping` null when eBay gave no cost; `total` is price plus shipping.
    */
-  items: ReadonlyArray<{
-    title: string
-    price: string
-    currency: string
-    shipping: string | null
-    total: string
-    itemWebUrl: string
-    imageUrl: string | null
-  }>
+  items: ReadonlyArray<Omit<EbayItem, 'itemId'>>
   /** The one-click unsubscribe link (an http or https URL). */
   unsubscribeUrl: string
 }
