@@ -43,10 +43,9 @@ export function queueBoardRoutes(options: QueueBoardOptions): FastifyPluginAsync
     serverAdapter.setBasePath(path)
     const board = createBullBoard({
       queues: [],
-      // @bull-board/fastify pins its own copy of @bull-board/api (one patch version behind
-      // ours), whose types have the same shape but separate declarations; at run time the
-      // adapter only stores what createBullBoard hands it.
-      serverAdapter: serverAdapter as unknown as Parameters<typeof createBullBoard>[0]['serverAdapter'],
+      // @bull-board/fastify pins an exact @bull-board/api; ours is pinned to the same version
+      // (package.json), so there is one copy and its types match.
+      serverAdapter,
       options: {
         uiConfig: {
           boardTitle: options.title ?? 'Bourse queues',
