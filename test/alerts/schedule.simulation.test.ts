@@ -1,20 +1,23 @@
 /**
  * Two hours of scheduling, simulated: 10,000 alerts over the three frequencies, two
  * distributors ticking at once (two schedulers) every 2 simulated minutes and two BullMQ
- * workers sharing the runs queue. Each alert must run at each of its due times exactly
+ * worker processes sharing the runs queue. Each alert must run at each of its due times exactly
  * once, and a scheduler outage of 10 minutes must be caught up once, not once per missed
  * tick. The expected runs come from an independent model of the grid.
  */
 import assert from 'node:assert/strict'
+import { type ChildProcess, fork } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { sql } from 'kysely'
 import { createDistributor, type RunJobData } from '../../src/alerts/distributor.ts'
 import { RUNS_QUEUE } from '../../src/alerts/queues.ts'
 import { createLogger } from '../../src/platform/logger.ts'
-import { type OpenQueue, type OpenWorker, openQueue, openWorker } from '../../src/platform/queues.ts'
+import { type OpenQueue, openQueue } from '../../src/platform/queues.ts'
 import { createAlertUsers, insertAlerts, recordedRuns, testQueueConnection } from '../helpers/alerts.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
-import { waitFor } from '../helpers/infra.ts'
+import { testConfig, waitFor } from '../helpers/infra.ts'
 
 const MINUTE = 60_000
 const TICK = 2 * MINUTE
@@ -47,14 +50,14 @@ function expectedRuns(first: number, frequency: number): number[] {
 describe('alerts schedule, simulated for 2 hours', () => {
   let testDb: TestDb
   let queues: Array<OpenQueue<RunJobData>> = []
-  let workers: Array<OpenWorker<RunJobData>> = []
+  let workers: ChildProcess[] = []
 
   before(async () => {
     testDb = await openTestDb()
     await createAlertUsers(testDb.db)
   })
   after(async () => {
-    for (const w of workers) await w.close()
+    for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL')
     for (const q of queues) {
       await q.queue.obliterate({ force: true }).catch(() => {})
       await q.close()
@@ -78,44 +81,37 @@ describe('alerts schedule, simulated for 2 hours', () => {
     queues = [openQueue<RunJobData>(RUNS_QUEUE, connection), openQueue<RunJobData>(RUNS_QUEUE, connection)]
     const distributors = queues.map((q) => createDistributor({ db: testDb.db, runs: q.queue, log }, { batchSize: 500, jobOptions: { removeOnComplete: true } }))
 
-    // Each worker stores a run the way the real job does: only while it is queued. The
-    // marks of the jobs ending within a few milliseconds go in one statement (one commit),
-    // so that the simulation measures the scheduling, not PostgreSQL's commit rate.
-    const handled = new Map<string, number>()
-    let stored = 0
-    let pending: Array<{ runId: string; done: PromiseWithResolvers<void> }> = []
-    let flushing: Promise<void> | undefined
-    const flush = async () => {
-      await new Promise((resolve) => setTimeout(resolve, 5))
-      while (pending.length > 0) {
-        const round = pending
-        pending = []
-        try {
-          const ids = round.map((p) => p.runId)
-          const result = await sql`update alert_runs set status = 'done', finished_at = now() where id = any(${ids}::bigint[]) and status = 'queued'`.execute(testDb.db)
-          stored += Number(result.numAffectedRows ?? 0n)
-          for (const p of round) p.done.resolve()
-        } catch (err) {
-          for (const p of round) p.done.reject(err)
-        }
-      }
-      flushing = undefined
-    }
-    const store = async (job: { data: RunJobData }) => {
-      handled.set(job.data.runId, (handled.get(job.data.runId) ?? 0) + 1)
-      const done = Promise.withResolvers<void>()
-      pending.push({ runId: job.data.runId, done })
-      flushing ??= flush()
-      await done.promise
-    }
-    workers = [0, 1].map(() => openWorker<RunJobData>(RUNS_QUEUE, store, connection, { concurrency: 100 }))
+    // Two worker instances, each a process of its own (test/helpers/alerts-sim-worker.ts).
+    workers = [0, 1].map(() =>
+      fork(fileURLToPath(new URL('../helpers/alerts-sim-worker.ts', import.meta.url)), {
+        env: {
+          ...process.env,
+          SIM_REDIS_URL: connection.url,
+          SIM_QUEUE_PREFIX: connection.prefix,
+          SIM_DATABASE_URL: testConfig().DATABASE_URL,
+          SIM_SCHEMA: testDb.schema,
+          SIM_CONCURRENCY: '100',
+        },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      }),
+    )
+    await Promise.all(workers.map((w) => once(w, 'message')))
+    const stored = async () => (await sql<{ n: number }>`select count(*)::int as n from alert_runs where status = 'done'`.execute(testDb.db)).rows[0]?.n ?? 0
 
     for (const t of ticks) {
       // Both schedulers' distributors tick for the same period at once.
       await Promise.all(distributors.map((d) => d.tick(new Date(t))))
     }
     const total = [...expected.values()].reduce((sum, runs) => sum + runs.length, 0)
-    await waitFor(() => stored === total, { timeoutMs: 300_000, intervalMs: 200, what: `${total} runs stored (have ${stored})` })
+    await waitFor(async () => (await stored()) === total, { timeoutMs: 300_000, intervalMs: 200, what: `${total} runs stored` })
+    // Each worker's count of how often it handled each run.
+    const handled = new Map<string, number>()
+    for (const worker of workers) {
+      const reply = once(worker, 'message')
+      worker.send('report')
+      const [{ handled: counts }] = (await reply) as [{ handled: Array<[string, number]> }]
+      for (const [runId, n] of counts) handled.set(runId, (handled.get(runId) ?? 0) + n)
+    }
 
     const runs = await recordedRuns(testDb.db)
     assert.equal(runs.length, total, 'one run row per expected (alert, due time)')
