@@ -28,9 +28,10 @@
  *    and compile its code), then BENCH_ROUNDS rounds of each, alternating, baseline first;
  *    compared by their medians. Target: end to end at least 0.5 of the bare loop. Also per
  *    round: the distributor's tick, the time to the last run stored, the emails' lag (last
- *    run stored to last email delivered), and the CPU time per alert of the worker, the
- *    fake eBay, the sink and this process (Linux /proc), which on a 2-core machine say
- *    where the time went.
+ *    run stored to last email delivered), and the CPU time per alert of the worker, of the
+ *    PostgreSQL backends serving it (its connections found in /proc and matched to
+ *    `pg_stat_activity` by port), of the fake eBay, the sink and this process (Linux
+ *    /proc): on a 2-core machine the rates are bound by CPU, and these say where it went.
  *
  * B. The distributor on BENCH_DISTRIBUTOR_ALERTS alerts (100,000) due at one tick, once
  *    the worker is stopped: one `tick()` with batches of ALERTS_BATCH_SIZE (500) into the
@@ -46,6 +47,7 @@
  * BENCH_ROUND_TIMEOUT_S (300), BENCH_REDIS_DB (12, flushed before and after), BENCH_CPU_PROF
  * (a directory: the worker, ebay-sim and mail-sink write V8 CPU profiles there when they stop).
  */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { JobsOptions, Queue } from 'bullmq'
@@ -115,6 +117,7 @@ const suffix = runSuffix()
 const schema = `bench_${suffix}`
 const queuePrefix = `bench-${suffix}`
 const redisUrl = redisDbUrl(config.REDIS_URL, REDIS_DB)
+const databasePort = Number(new URL(config.DATABASE_URL).port || 5432)
 const phrase = (n: number) => `bench item ${n % PHRASES}`
 
 // Any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
@@ -232,6 +235,64 @@ function cpuNow(m: Measured): Record<'worker' | 'ebay' | 'sink' | 'bench', numbe
 /** CPU µs per alert of each process between two readings; null where /proc had none. */
 type CpuPerAlert = Record<'worker' | 'ebay' | 'sink' | 'bench', number | null>
 
+/** The local ports of the TCP connections process `pid` holds to `remotePort` (Linux /proc; none elsewhere). */
+function connectionPorts(pid: number | undefined, remotePort: number): number[] {
+  const inodes = new Set<string>()
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const socket = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+        if (socket) inodes.add(socket[1]!)
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return []
+  }
+  const ports: number[] = []
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = ''
+    try {
+      text = readFileSync(table, 'utf8')
+    } catch {
+      continue
+    }
+    // Columns: sl, local address:port, remote address:port (hex), ..., the socket's inode (10th).
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 10 || !inodes.has(fields[9]!)) continue
+      if (Number.parseInt(fields[2]!.split(':')[1]!, 16) === remotePort) ports.push(Number.parseInt(fields[1]!.split(':')[1]!, 16))
+    }
+  }
+  return ports
+}
+
+/**
+ * CPU ms so far of each PostgreSQL backend serving process `pid` (its connections matched
+ * to `pg_stat_activity` by their ports): the database's share of the work, which no
+ * process of ours shows. Empty without /proc.
+ */
+async function backendCpu(pid: number | undefined): Promise<Map<number, number>> {
+  const ports = connectionPorts(pid, databasePort)
+  const cpu = new Map<number, number>()
+  if (ports.length === 0) return cpu
+  const { rows } = await sql<{ pid: number }>`select pid from pg_stat_activity where client_port = any(${ports}::int[])`.execute(db)
+  for (const row of rows) {
+    const ms = cpuMs(row.pid)
+    if (ms !== undefined) cpu.set(row.pid, ms)
+  }
+  return cpu
+}
+
+/** CPU µs per alert of the backends between two readings (a backend opened meanwhile counts from 0); null without any. */
+function backendCpuPerAlert(before: Map<number, number>, after: Map<number, number>, alerts: number): number | null {
+  if (after.size === 0) return null
+  let ms = 0
+  for (const [pid, total] of after) ms += total - (before.get(pid) ?? 0)
+  return Math.round((ms * 1000) / alerts)
+}
+
 function cpuPerAlert(before: ReturnType<typeof cpuNow>, after: ReturnType<typeof cpuNow>, alerts: number): CpuPerAlert {
   const per = (k: keyof CpuPerAlert) => {
     const b = before[k]
@@ -262,6 +323,8 @@ interface EndToEndRound extends Round {
   lastRunStoredSeconds: number
   /** From the last run stored to the last email delivered. */
   emailLagMs: number
+  /** CPU µs per alert of the PostgreSQL backends serving the worker; null without /proc. */
+  postgresCpuUsPerAlert: number | null
 }
 
 /** A round with whole rates, for the JSON. */
@@ -289,6 +352,7 @@ async function endToEndRound(rig: Rig): Promise<EndToEndRound> {
   const due = new Date(await databaseNow())
   const range = await insertAlerts(tag, ALERTS, due)
   const cpuBefore = cpuNow(rig.measured)
+  const postgresBefore = await backendCpu(rig.measured.worker.process.pid)
   const startedAt = await databaseNow()
   const tickStarted = performance.now()
   const tick = await rig.distributor.tick(new Date(startedAt))
@@ -306,6 +370,7 @@ async function endToEndRound(rig: Rig): Promise<EndToEndRound> {
     }
   }
   const cpuAfter = cpuNow(rig.measured)
+  const postgresAfter = await backendCpu(rig.measured.worker.process.pid)
   const { rows } = await sql<{ last_run: Date; last_email: Date }>`
     select
       (select max(finished_at) from alert_runs where alert_id between ${range.first} and ${range.last}) as last_run,
@@ -322,6 +387,7 @@ async function endToEndRound(rig: Rig): Promise<EndToEndRound> {
     lastRunStoredSeconds: Number(((lastRun - startedAt) / 1000).toFixed(3)),
     emailLagMs: lastEmail - lastRun,
     cpuUsPerAlert: cpuPerAlert(cpuBefore, cpuAfter, ALERTS),
+    postgresCpuUsPerAlert: backendCpuPerAlert(postgresBefore, postgresAfter, ALERTS),
     loadAverage1m: round1(loadAverage1m()),
   }
 }
@@ -476,7 +542,7 @@ try {
     process.stdout.write(
       `round ${round}: bare ${b.alertsPerSecond.toFixed(0)} alerts/s (${cpuText(b.cpuUsPerAlert)}), end to end ` +
         `${e.alertsPerSecond.toFixed(0)} alerts/s (tick ${e.tickMs} ms, last run stored at ${e.lastRunStoredSeconds.toFixed(2)} s, ` +
-        `email lag ${e.emailLagMs} ms; ${cpuText(e.cpuUsPerAlert)}), ratio ${(e.alertsPerSecond / b.alertsPerSecond).toFixed(2)}, ` +
+        `email lag ${e.emailLagMs} ms; ${cpuText(e.cpuUsPerAlert)}, postgres ${e.postgresCpuUsPerAlert ?? '?'}), ratio ${(e.alertsPerSecond / b.alertsPerSecond).toFixed(2)}, ` +
         `load ${e.loadAverage1m}\n`,
     )
   }
@@ -487,9 +553,12 @@ try {
   const bareMedian = median(bareRounds.map((r) => r.alertsPerSecond))
   const e2eMedian = median(e2eRounds.map((r) => r.alertsPerSecond))
   const ratio = e2eMedian / bareMedian
-  const roundRatios = e2eRounds.map((r, i) => Number((r.alertsPerSecond / bareRounds[i]!.alertsPerSecond).toFixed(3)))
+  const roundRatios = e2eRounds.map((r, i) => r.alertsPerSecond / bareRounds[i]!.alertsPerSecond)
   const medianCpu = (rounds: Round[], k: keyof CpuPerAlert) =>
     rounds.some((r) => r.cpuUsPerAlert[k] === null) ? null : median(rounds.map((r) => r.cpuUsPerAlert[k]!))
+  const postgresMedian = e2eRounds.some((r) => r.postgresCpuUsPerAlert === null)
+    ? null
+    : median(e2eRounds.map((r) => r.postgresCpuUsPerAlert!))
 
   // B. The distributor on one big tick.
   let distributorResult: Record<string, unknown> | null = null
@@ -564,8 +633,8 @@ try {
     ['last run stored, median (s)', median(e2eRounds.map((r) => r.lastRunStoredSeconds)).toFixed(2)],
     ['email lag after the last run, median (ms)', String(median(e2eRounds.map((r) => r.emailLagMs)))],
     [
-      'CPU per alert, end to end: worker / ebay-sim / mail-sink (µs)',
-      `${medianCpu(e2eRounds, 'worker') ?? '?'} / ${medianCpu(e2eRounds, 'ebay') ?? '?'} / ${medianCpu(e2eRounds, 'sink') ?? '?'}`,
+      'CPU per alert, end to end: worker / its postgres backends / ebay-sim / mail-sink (µs)',
+      `${medianCpu(e2eRounds, 'worker') ?? '?'} / ${postgresMedian ?? '?'} / ${medianCpu(e2eRounds, 'ebay') ?? '?'} / ${medianCpu(e2eRounds, 'sink') ?? '?'}`,
     ],
     [
       'CPU per alert, bare: bench / ebay-sim / mail-sink (µs)',
@@ -591,7 +660,7 @@ try {
       warmup: { bare: rounded(warmup.bare), endToEnd: rounded(warmup.endToEnd) },
       bareRounds: bareRounds.map(rounded),
       endToEndRounds: e2eRounds.map(rounded),
-      roundRatios,
+      roundRatios: roundRatios.map((r) => Number(r.toFixed(3))),
       bareAlertsPerSecond: Math.round(bareMedian),
       endToEndAlertsPerSecond: Math.round(e2eMedian),
       ratio: Number(ratio.toFixed(3)),
