@@ -32,6 +32,9 @@
  *    PostgreSQL backends serving it (its connections found in /proc and matched to
  *    `pg_stat_activity` by port), of the fake eBay, the sink and this process (Linux
  *    /proc): on a 2-core machine the rates are bound by CPU, and these say where it went.
+ *    Their sums give a second ratio, bare CPU per alert over end-to-end CPU per alert: what
+ *    the ratio of the rates would be if CPU were the only limit and each mode got the same
+ *    share of it (Redis's share is left out: its server is shared with other work).
  *
  * B. The distributor on BENCH_DISTRIBUTOR_ALERTS alerts (100,000) due at one tick, once
  *    the worker is stopped: one `tick()` with batches of ALERTS_BATCH_SIZE (500) into the
@@ -323,6 +326,8 @@ interface EndToEndRound extends Round {
   lastRunStoredSeconds: number
   /** From the last run stored to the last email delivered. */
   emailLagMs: number
+  /** Emails delivered after the last run was stored: the outbox's backlog at that moment. */
+  emailsAfterLastRun: number
   /** CPU µs per alert of the PostgreSQL backends serving the worker; null without /proc. */
   postgresCpuUsPerAlert: number | null
 }
@@ -371,10 +376,11 @@ async function endToEndRound(rig: Rig): Promise<EndToEndRound> {
   }
   const cpuAfter = cpuNow(rig.measured)
   const postgresAfter = await backendCpu(rig.measured.worker.process.pid)
-  const { rows } = await sql<{ last_run: Date; last_email: Date }>`
-    select
-      (select max(finished_at) from alert_runs where alert_id between ${range.first} and ${range.last}) as last_run,
-      (select max(delivered_at) from alert_emails where alert_id between ${range.first} and ${range.last}) as last_email
+  const { rows } = await sql<{ last_run: Date; last_email: Date; after: string }>`
+    with runs as (select max(finished_at) as last_run from alert_runs where alert_id between ${range.first} and ${range.last})
+    select runs.last_run, max(e.delivered_at) as last_email, count(*) filter (where e.delivered_at > runs.last_run)::text as after
+    from runs, alert_emails e where e.alert_id between ${range.first} and ${range.last}
+    group by runs.last_run
   `.execute(db)
   const lastRun = rows[0]!.last_run.getTime()
   const lastEmail = rows[0]!.last_email.getTime()
@@ -386,6 +392,7 @@ async function endToEndRound(rig: Rig): Promise<EndToEndRound> {
     tickMs: Math.round(tickMs),
     lastRunStoredSeconds: Number(((lastRun - startedAt) / 1000).toFixed(3)),
     emailLagMs: lastEmail - lastRun,
+    emailsAfterLastRun: Number(rows[0]!.after),
     cpuUsPerAlert: cpuPerAlert(cpuBefore, cpuAfter, ALERTS),
     postgresCpuUsPerAlert: backendCpuPerAlert(postgresBefore, postgresAfter, ALERTS),
     loadAverage1m: round1(loadAverage1m()),
@@ -436,6 +443,12 @@ async function bareRound(rig: Rig): Promise<Round> {
 }
 
 /** A round's CPU per alert, as a progress line shows it. */
+/** CPU µs per alert of every process measured in a round (null when one has no figure). */
+function totalCpu(r: Round & { postgresCpuUsPerAlert?: number | null }): number | null {
+  const parts = [...Object.values(r.cpuUsPerAlert), ...(r.postgresCpuUsPerAlert === undefined ? [] : [r.postgresCpuUsPerAlert])]
+  return parts.some((p) => p === null) ? null : parts.reduce((sum: number, p) => sum + p!, 0)
+}
+
 const cpuText = (c: CpuPerAlert) => `CPU/alert µs: worker ${c.worker ?? '?'}, ebay ${c.ebay ?? '?'}, sink ${c.sink ?? '?'}, bench ${c.bench ?? '?'}`
 
 // ---------------------------------------------------------------------------------------
@@ -542,7 +555,7 @@ try {
     process.stdout.write(
       `round ${round}: bare ${b.alertsPerSecond.toFixed(0)} alerts/s (${cpuText(b.cpuUsPerAlert)}), end to end ` +
         `${e.alertsPerSecond.toFixed(0)} alerts/s (tick ${e.tickMs} ms, last run stored at ${e.lastRunStoredSeconds.toFixed(2)} s, ` +
-        `email lag ${e.emailLagMs} ms; ${cpuText(e.cpuUsPerAlert)}, postgres ${e.postgresCpuUsPerAlert ?? '?'}), ratio ${(e.alertsPerSecond / b.alertsPerSecond).toFixed(2)}, ` +
+        `email lag ${e.emailLagMs} ms for ${e.emailsAfterLastRun} emails; ${cpuText(e.cpuUsPerAlert)}, postgres ${e.postgresCpuUsPerAlert ?? '?'}), ratio ${(e.alertsPerSecond / b.alertsPerSecond).toFixed(2)}, ` +
         `load ${e.loadAverage1m}\n`,
     )
   }
@@ -556,6 +569,10 @@ try {
   const roundRatios = e2eRounds.map((r, i) => r.alertsPerSecond / bareRounds[i]!.alertsPerSecond)
   const medianCpu = (rounds: Round[], k: keyof CpuPerAlert) =>
     rounds.some((r) => r.cpuUsPerAlert[k] === null) ? null : median(rounds.map((r) => r.cpuUsPerAlert[k]!))
+  const medianTotal = (rounds: Round[]) => (rounds.some((r) => totalCpu(r) === null) ? null : median(rounds.map((r) => totalCpu(r)!)))
+  const bareCpu = medianTotal(bareRounds)
+  const e2eCpu = medianTotal(e2eRounds)
+  const cpuRatio = bareCpu === null || e2eCpu === null ? null : bareCpu / e2eCpu
   const postgresMedian = e2eRounds.some((r) => r.postgresCpuUsPerAlert === null)
     ? null
     : median(e2eRounds.map((r) => r.postgresCpuUsPerAlert!))
@@ -632,6 +649,7 @@ try {
     ['distributor tick per round, median (ms)', String(median(e2eRounds.map((r) => r.tickMs)))],
     ['last run stored, median (s)', median(e2eRounds.map((r) => r.lastRunStoredSeconds)).toFixed(2)],
     ['email lag after the last run, median (ms)', String(median(e2eRounds.map((r) => r.emailLagMs)))],
+    ['emails delivered after the last run, median', String(median(e2eRounds.map((r) => r.emailsAfterLastRun)))],
     [
       'CPU per alert, end to end: worker / its postgres backends / ebay-sim / mail-sink (µs)',
       `${medianCpu(e2eRounds, 'worker') ?? '?'} / ${postgresMedian ?? '?'} / ${medianCpu(e2eRounds, 'ebay') ?? '?'} / ${medianCpu(e2eRounds, 'sink') ?? '?'}`,
@@ -640,6 +658,8 @@ try {
       'CPU per alert, bare: bench / ebay-sim / mail-sink (µs)',
       `${medianCpu(bareRounds, 'bench') ?? '?'} / ${medianCpu(bareRounds, 'ebay') ?? '?'} / ${medianCpu(bareRounds, 'sink') ?? '?'}`,
     ],
+    ['CPU per alert, every process measured: bare / end to end (µs)', `${bareCpu ?? '?'} / ${e2eCpu ?? '?'}`],
+    ['bare / end-to-end CPU per alert (the ratio if CPU were the only limit)', cpuRatio === null ? '?' : cpuRatio.toFixed(2)],
     ['load average (1 min) at start / end', `${round1(loadAtStart)} / ${round1(loadAverage1m())}`],
     ...distributorRows,
   ]
@@ -666,6 +686,8 @@ try {
       ratio: Number(ratio.toFixed(3)),
       ratioTarget: RATIO_TARGET,
       targetMet: ratio >= RATIO_TARGET,
+      cpuUsPerAlert: { bare: bareCpu, endToEnd: e2eCpu },
+      cpuRatio: cpuRatio === null ? null : Number(cpuRatio.toFixed(3)),
     },
     distributor: distributorResult,
   })
