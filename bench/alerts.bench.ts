@@ -47,8 +47,12 @@
  *
  * Options (env): BENCH_ALERTS (2000 per round), BENCH_CONCURRENCY (20), BENCH_ROUNDS (3),
  * BENCH_LATENCY_MS (20), BENCH_PHRASES (50), BENCH_DISTRIBUTOR_ALERTS (100,000; 0 skips B),
- * BENCH_ROUND_TIMEOUT_S (300), BENCH_REDIS_DB (12, flushed before and after), BENCH_CPU_PROF
- * (a directory: the worker, ebay-sim and mail-sink write V8 CPU profiles there when they stop).
+ * BENCH_ROUND_TIMEOUT_S (300), BENCH_REDIS_DB (12, flushed before and after; the other
+ * benchmarks use 9 to 11), BENCH_CPU_PROF (a directory: the worker, ebay-sim and mail-sink
+ * write V8 CPU profiles there when they stop).
+ *
+ * This process's CPU in an end-to-end round is the distributor's tick and the polling; the
+ * PostgreSQL backends serving this process (the tick's claims) are not counted.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
