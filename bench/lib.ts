@@ -1,8 +1,9 @@
 /**
- * What `bench/api.bench.ts` and `bench/events.bench.ts` share: the run's namespaces and
- * the services' environment, the failure that ends a run, the service processes, the
- * autocannon rounds against the empty Fastify baseline and their statistics, the printed
- * table, the results file, and the cleanup. Everything a function needs is passed in.
+ * What the benchmarks share (`bench/api.bench.ts`, `bench/events.bench.ts`,
+ * `bench/alerts.bench.ts`): the run's namespaces and the services' environment, the
+ * failure that ends a run, the service processes, the autocannon rounds against the empty
+ * Fastify baseline and their statistics, the printed table, the results file, and the
+ * cleanup. Everything a function needs is passed in.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -48,6 +49,15 @@ export function serviceEnvFor(
     RATE_LIMIT_MAX: NEVER_REFUSED_LIMIT,
     ...extra,
   }
+}
+
+/** The whole number in env variable `name`, `fallback` when unset; throws naming the variable when it is not one of at least `min`. */
+export function intEnv(name: string, fallback: number, min: number): number {
+  const text = process.env[name]
+  if (text === undefined || text.trim() === '') return fallback
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`${name} must be a whole number >= ${min} (got ${JSON.stringify(text)})`)
+  return value
 }
 
 /** Empties the run's Redis database and creates its schema, migrated. */
@@ -395,6 +405,18 @@ export async function writeResult(name: string, result: object): Promise<void> {
 /** One cleanup step: what it cleans, and how. */
 export type CleanupStep = [string, () => Promise<unknown>]
 
+/** Drops the run's schema and closes the database connections. */
+export const schemaCleanup = (db: Db, schema: string): CleanupStep[] => [
+  ['schema', () => sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db)],
+  ['postgres', () => closeDb(db)],
+]
+
+/** Empties the run's Redis database and closes the connection. */
+export const redisCleanup = (redis: Redis): CleanupStep[] => [
+  ['redis', () => redis.flushdb()],
+  ['redis connection', () => closeRedis(redis)],
+]
+
 /** Removes the run's namespaces (schema, topic and its dead-letter topics, `groups`, Redis database) and closes the connections. */
 export function namespaceCleanup(ns: {
   db: Db
@@ -405,8 +427,7 @@ export function namespaceCleanup(ns: {
   redis: Redis
 }): CleanupStep[] {
   return [
-    ['schema', () => sql`drop schema if exists ${sql.id(ns.schema)} cascade`.execute(ns.db)],
-    ['postgres', () => closeDb(ns.db)],
+    ...schemaCleanup(ns.db, ns.schema),
     [
       'kafka',
       async () => {
@@ -422,8 +443,7 @@ export function namespaceCleanup(ns: {
         }
       },
     ],
-    ['redis', () => ns.redis.flushdb()],
-    ['redis connection', () => closeRedis(ns.redis)],
+    ...redisCleanup(ns.redis),
   ]
 }
 
