@@ -1,10 +1,10 @@
 /**
  * The run job: one due time of one alert. It searches eBay for the alert's phrase, and in
- * one transaction stores the 20 cheapest items, marks the run done, and puts the list
- * email (and an insight email, when the stored history gives one) in the outbox. The
- * outbox senders mail them after the commit.
+ * one statement stores the 20 cheapest items, marks the run done, and puts the list email
+ * (and an insight email, when the stored history gives one) in the outbox. The outbox
+ * senders mail them after the commit.
  *
- * Exactly once per (alert, due time): the transaction locks the run and writes only while
+ * Exactly once per (alert, due time): the statement locks the run and writes only while
  * it is `queued` (see `runs.repository.ts`), and each email's outbox row is unique per
  * (alert, due time, kind). A worker killed before the commit leaves the run queued and
  * BullMQ hands the job to another worker (stalled job); one killed after it leaves a done
@@ -16,23 +16,12 @@
  */
 import type { Logger } from '../platform/logger.ts'
 import type { OutboxTable } from '../platform/outbox/outbox.repository.ts'
-import { notifyOutbox } from '../platform/outbox/outbox.repository.ts'
-import type { Transaction } from 'kysely'
-import type { Database, Db } from '../database.ts'
+import type { Db } from '../database.ts'
 import type { RunJobData } from './distributor.ts'
 import { type EbayClient, EbayError } from './ebay.client.ts'
 import { renderInsightEmail, renderListEmail } from './emails/index.ts'
 import { findInsights, type InsightRules, insightAllowed } from './insights.ts'
-import {
-  lockQueuedRun,
-  loadRun,
-  markInsightSent,
-  markRunSkipped,
-  queueEmail,
-  recordRunAttemptFailed,
-  runSummaries,
-  storeRunResult,
-} from './runs.repository.ts'
+import { type EmailToQueue, loadRun, markRunSkipped, recordRunAttemptFailed, runSummaries, storeRun } from './runs.repository.ts'
 import { type UnsubscribeSigner, unsubscribeUrl } from './unsubscribe.ts'
 
 /** What became of one run job. */
@@ -113,65 +102,62 @@ export function createRunHandler(deps: RunHandlerDeps, options: RunHandlerOption
     const period = alert.frequency_minutes * 60_000
     const historyFrom = new Date(dueAt.getTime() - Math.max(options.insights.windowMs, options.insights.flatMs + 2 * period))
 
-    /** Puts one of the run's emails in the outbox, its id and Message-ID made of the alert, the due time and the kind. */
-    const queue = (trx: Transaction<Database>, kind: 'list' | 'insight', email: { subject: string; html: string; text: string }) => {
+    /** One of the run's emails for the outbox: its id and Message-ID made of the alert, the due time and the kind. */
+    const email = (kind: 'list' | 'insight', rendered: { subject: string; html: string; text: string }): EmailToQueue => {
       const id = alertEmailId(kind, alert.id, dueAt)
-      return queueEmail(trx, {
-        id,
-        alertId: alert.id,
-        runId,
-        dueAt,
-        kind,
-        recipient: alert.email,
-        ...email,
-        headers: { ...listHeaders, 'Message-ID': messageId(id) },
-        expiresAt,
-      })
+      return { id, kind, recipient: alert.email, ...rendered, headers: { ...listHeaders, 'Message-ID': messageId(id) }, expiresAt }
     }
+    const emails = [
+      email(
+        'list',
+        renderListEmail({
+          alert: { id: alert.id, phrase: alert.phrase, frequency_minutes: alert.frequency_minutes, email: alert.email },
+          dueAt,
+          items: found.items,
+          unsubscribeUrl: unsubscribe,
+        }),
+      ),
+    ]
 
-    return db.transaction().execute(async (trx) => {
-      const locked = await lockQueuedRun(trx, runId)
-      if (!locked) return 'already-stored' as const
-      await storeRunResult(trx, locked, { items: found.items, resultTotal: found.total, skipped: found.skipped })
-
-      const list = renderListEmail({
-        alert: { id: alert.id, phrase: alert.phrase, frequency_minutes: alert.frequency_minutes, email: alert.email },
-        dueAt,
-        items: found.items,
-        unsubscribeUrl: unsubscribe,
+    // Insights read the runs stored before this one (none before the alert's first run).
+    // Whether one may go today is decided again under the alert's lock when storing.
+    const cheapest = found.items[0]
+    if (alert.last_run_at !== null && insightAllowed(alert.last_insight_at, dueAt, options.insightMinIntervalMs)) {
+      const history = await runSummaries(db, alert.id, historyFrom, dueAt)
+      const insights = findInsights({
+        alert: { max_price: alert.max_price, currency: alert.currency },
+        current: {
+          dueAt,
+          cheapest:
+            cheapest === undefined
+              ? null
+              : { itemId: cheapest.itemId, title: cheapest.title, total: cheapest.total, currency: cheapest.currency, itemWebUrl: cheapest.itemWebUrl },
+        },
+        history,
+        rules: options.insights,
       })
-      await queue(trx, 'list', list)
-
-      const cheapest = found.items[0]
-      const current = {
-        dueAt,
-        cheapest:
-          cheapest === undefined
-            ? null
-            : { itemId: cheapest.itemId, title: cheapest.title, total: cheapest.total, currency: cheapest.currency, itemWebUrl: cheapest.itemWebUrl },
+      if (insights.length > 0) {
+        emails.push(
+          email(
+            'insight',
+            renderInsightEmail({
+              alert: { id: alert.id, phrase: alert.phrase, email: alert.email, max_price: alert.max_price, currency: alert.currency },
+              insights,
+              unsubscribeUrl: unsubscribe,
+            }),
+          ),
+        )
+        log.debug({ alertId: alert.id, kinds: insights.map((i) => i.kind) }, 'insight email')
       }
-      if (insightAllowed(alert.last_insight_at, dueAt, options.insightMinIntervalMs)) {
-        const history = await runSummaries(trx, alert.id, historyFrom, dueAt)
-        const insights = findInsights({
-          alert: { max_price: alert.max_price, currency: alert.currency },
-          current,
-          history,
-          rules: options.insights,
-        })
-        if (insights.length > 0) {
-          const insight = renderInsightEmail({
-            alert: { id: alert.id, phrase: alert.phrase, email: alert.email, max_price: alert.max_price, currency: alert.currency },
-            insights,
-            unsubscribeUrl: unsubscribe,
-          })
-          await queue(trx, 'insight', insight)
-          await markInsightSent(trx, alert.id, dueAt)
-          log.info({ alertId: alert.id, kinds: insights.map((i) => i.kind) }, 'insight email queued')
-        }
-      }
-      await notifyOutbox(trx, options.outbox)
-      return 'stored' as const
+    }
+    const stored = await storeRun(db, {
+      runId,
+      result: { items: found.items, resultTotal: found.total, skipped: found.skipped },
+      emails,
+      insightMinIntervalMs: options.insightMinIntervalMs,
+      channel: options.outbox.channel,
     })
+    return stored ? 'stored' : 'already-stored'
   }
 
   return {
