@@ -206,6 +206,25 @@ export const ConfigSchema = Type.Object({
    * such as one-click unsubscribe. @defaultValue http://127.0.0.1:8000
    */
   PUBLIC_URL: Url(['http', 'https'], 'https://bourse.example'),
+  // BTC price
+  /**
+   * The BTC price providers in failover order with their base URLs, `name=url,...`
+   * (coinbase, coingecko, kraken). @defaultValue coinbase=https://api.coinbase.com,coingecko=https://api.coingecko.com,kraken=https://api.kraken.com
+   */
+  BTC_PROVIDER_URLS: Type.String({ minLength: 1 }),
+  /** Longest one provider call may take, in ms; beyond it the next provider is asked. @defaultValue 5000 */
+  BTC_PROVIDER_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 600_000 }),
+  /** Time between two polls of the BTC price, in ms. @defaultValue 15000 */
+  BTC_POLL_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 86_400_000 }),
+  /**
+   * A provider answer moving a price by more than this percentage against the stored quote
+   * is held back unless another provider confirms it. @defaultValue 10
+   */
+  BTC_OUTLIER_PERCENT: Type.String({ pattern: '^(?!0+(\\.0+)?$)\\d{1,3}(\\.\\d{1,4})?$', description: 'a percentage above 0 such as 10 or 2.5' }),
+  /** Age beyond which a stored BTC quote is stale (orders are refused), in ms. @defaultValue 60000 */
+  BTC_PRICE_MAX_AGE_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000 }),
+  /** CoinGecko demo API key, sent as `x-cg-demo-api-key`. @defaultValue unset */
+  COINGECKO_API_KEY: Type.Optional(Type.String({ pattern: '^\\S+$', description: 'a key without spaces' })),
 })
 
 /** Validated, frozen configuration. */
@@ -280,6 +299,13 @@ const defaults: Record<keyof Config, string | undefined> = {
   SMTP_URL: 'smtp://127.0.0.1:1025',
   MAIL_FROM: 'Bourse alerts <alerts@bourse.localhost>',
   SMTP_TIMEOUT_MS: '10000',
+  // BTC price
+  BTC_PROVIDER_URLS: 'coinbase=https://api.coinbase.com,coingecko=https://api.coingecko.com,kraken=https://api.kraken.com',
+  BTC_PROVIDER_TIMEOUT_MS: '5000',
+  BTC_POLL_INTERVAL_MS: '15000',
+  BTC_OUTLIER_PERCENT: '10',
+  BTC_PRICE_MAX_AGE_MS: '60000',
+  COINGECKO_API_KEY: undefined,
 }
 
 const check = Compile(ConfigSchema)

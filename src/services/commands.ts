@@ -24,6 +24,7 @@ export const commands: readonly CommandEntry[] = [
   { name: 'verifier', summary: 'Verify orders through the external API and execute them, from Kafka', load: () => import('./verifier.ts') },
   { name: 'verify-sim', summary: 'Run a simulation of the external verification API (answers after 1-100 s)', load: () => import('./verify-sim.ts') },
   { name: 'ebay-sim', summary: 'Run a simulation of the eBay token and Browse search endpoints (deterministic catalogue, faults)', load: () => import('./ebay-sim.ts') },
+  { name: 'btc-price', summary: 'Poll the BTC price from Coinbase, CoinGecko or Kraken (failover, outliers held) into Redis', load: () => import('./btc-price.ts') },
   { name: 'btc-price-sim', summary: 'Run a simulation of the Coinbase, CoinGecko and Kraken BTC price endpoints (random walk, faults)', load: () => import('./btc-price-sim.ts') },
   { name: 'mail-sink', summary: 'Run a local SMTP server that keeps the mail it receives, readable on a web page and as JSON', load: () => import('./mail-sink.ts') },
   { name: 'callback-sender', summary: 'Deliver signed order results to callback URLs, with retries and dead letters', load: () => import('./callback-sender.ts') },

@@ -1,0 +1,59 @@
+/** `bourse btc-price` as a real process against the simulation: bad settings named, the quote written, status in the heartbeat. */
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import type { Redis } from 'ioredis'
+import { createBtcPriceSim } from '../../src/btc/btc-price-sim.ts'
+import { BTC_QUOTE_KEY, readStoredQuote } from '../../src/btc/price-poller.ts'
+import { loadConfig } from '../../src/platform/config.ts'
+import { heartbeatKey } from '../../src/platform/heartbeat.ts'
+import { closeTestRedis, openTestRedis, runCli, testEnv, waitFor } from '../helpers/infra.ts'
+import { startService, type ServiceProcess } from '../helpers/processes.ts'
+
+const sim = createBtcPriceSim({ stepMs: 0 })
+let url = ''
+let redis: Redis
+const services: ServiceProcess[] = []
+before(async () => {
+  url = (await sim.listen(0)).url
+  redis = await openTestRedis()
+})
+after(async () => {
+  for (const service of services) await service.kill()
+  await sim.close()
+  await closeTestRedis(redis)
+})
+
+test('the BTC settings have their defaults, and a bad one is named', async () => {
+  const config = loadConfig({})
+  assert.equal(config.BTC_PROVIDER_URLS, 'coinbase=https://api.coinbase.com,coingecko=https://api.coingecko.com,kraken=https://api.kraken.com')
+  assert.equal(config.BTC_PROVIDER_TIMEOUT_MS, 5000)
+  assert.equal(config.BTC_POLL_INTERVAL_MS, 15000)
+  assert.equal(config.BTC_OUTLIER_PERCENT, '10')
+  assert.equal(config.BTC_PRICE_MAX_AGE_MS, 60000)
+  assert.equal(config.COINGECKO_API_KEY, undefined)
+  assert.throws(() => loadConfig({ BTC_OUTLIER_PERCENT: '0' }), /BTC_OUTLIER_PERCENT/)
+  assert.equal(loadConfig({ BTC_OUTLIER_PERCENT: '2.5' }).BTC_OUTLIER_PERCENT, '2.5')
+  const bad = await runCli(['btc-price'], testEnv({ BTC_PROVIDER_URLS: `coinbase=${url},bitstamp=${url}` }))
+  assert.equal(bad.code, 2, bad.stderr)
+  assert.match(bad.stderr, /unknown provider "bitstamp"/)
+})
+
+test('polls the simulation into Redis, shows each provider in its heartbeat, stops on SIGTERM', async () => {
+  await redis.del(BTC_QUOTE_KEY)
+  sim.setPrices({ EUR: '61234.50', GBP: '52000.00', USD: '70000.99' })
+  sim.setFaults({ coinbase: { failures: 1_000_000 } })
+  const env = testEnv({ BTC_PROVIDER_URLS: `coinbase=${url},kraken=${url}`, HEARTBEAT_INTERVAL_MS: '200' })
+  const service = startService(['btc-price', '--interval-ms', '100'], env)
+  services.push(service)
+  const quote = await waitFor(() => readStoredQuote(redis), { what: 'the quote', timeoutMs: 15_000 })
+  assert.deepEqual(quote.EUR, { price: '61234.5', source: 'kraken', fetched_at: quote.EUR.fetched_at })
+  const beat = await waitFor(async () => {
+    const [key] = await redis.keys(heartbeatKey('btc-price', '*'))
+    const text = key === undefined ? null : await redis.get(key)
+    return text !== null && text.includes('"kraken":{"lastSuccessAt":"20') ? text : undefined
+  }, { what: 'the heartbeat with the providers', timeoutMs: 15_000 })
+  assert.match(beat, /"coinbase":\{[^}]*"failures":[1-9]/)
+  assert.match(beat, /"kraken":\{"lastSuccessAt":"20/)
+  sim.setFaults({ coinbase: { failures: 0 } })
+  assert.equal(await service.stop(), 0, service.output())
+})
