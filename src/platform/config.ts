@@ -206,6 +206,14 @@ export const ConfigSchema = Type.Object({
    * such as one-click unsubscribe. @defaultValue http://127.0.0.1:8000
    */
   PUBLIC_URL: Url(['http', 'https'], 'https://bourse.example'),
+  // BTC orders
+  /**
+   * Most BTC all buy orders together may reach, a positive decimal of up to 8 decimals;
+   * an order that would cross it is refused. @defaultValue 100
+   */
+  BTC_CAP: Type.String({ pattern: '^(?:0|[1-9]\\d{0,11})(?:\\.\\d{1,8})?$', description: 'a decimal BTC amount of up to 8 decimals, such as 100' }),
+  /** Oldest BTC quote an order may be priced at, in ms; an older one is stale and orders get 503. @defaultValue 60000 */
+  BTC_PRICE_MAX_AGE_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000 }),
 })
 
 /** Validated, frozen configuration. */
@@ -280,6 +288,9 @@ const defaults: Record<keyof Config, string | undefined> = {
   SMTP_URL: 'smtp://127.0.0.1:1025',
   MAIL_FROM: 'Bourse alerts <alerts@bourse.localhost>',
   SMTP_TIMEOUT_MS: '10000',
+  // BTC orders
+  BTC_CAP: '100',
+  BTC_PRICE_MAX_AGE_MS: '60000',
 }
 
 const check = Compile(ConfigSchema)
