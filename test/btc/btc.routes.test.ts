@@ -166,6 +166,13 @@ describe('POST /api/btc/orders', () => {
 })
 
 describe('the cap', () => {
+  it('keeps one totals row: a second one is refused', async () => {
+    await assert.rejects(sql`insert into btc_totals (id, btc_total) values (false, 0)`.execute(api.testDb.db))
+    await assert.rejects(sql`insert into btc_totals default values`.execute(api.testDb.db))
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from btc_totals`.execute(api.testDb.db)
+    assert.equal(rows[0]!.n, 1)
+  })
+
   it('refuses an order that would cross it with 409 btc_cap_exceeded and the BTC available', async () => {
     await resetOrders()
     await sql`update btc_totals set btc_total = 9.5`.execute(api.testDb.db)
