@@ -44,6 +44,12 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/
 
+/**
+ * How far in the future a quote's `fetched_at` may be (clocks of two hosts differ a little);
+ * beyond it the quote is garbled, and would otherwise stay fresh for ever.
+ */
+const QUOTE_CLOCK_SKEW_MS = 5_000
+
 /** Seconds a client should wait for a fresh quote: the poller refreshes every 15 s. */
 const QUOTE_RETRY_AFTER_SECONDS = 15
 
@@ -134,7 +140,8 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
         }
 
         const quote = (await readBtcQuote(redis))[currency]
-        if (!quote || now() - quote.fetchedAt.getTime() > maxAgeMs) {
+        const ageMs = quote ? now() - quote.fetchedAt.getTime() : Number.POSITIVE_INFINITY
+        if (!quote || ageMs > maxAgeMs || ageMs < -QUOTE_CLOCK_SKEW_MS) {
           throw new ServiceUnavailable(`no fresh BTC price in ${currency}: try again shortly`, QUOTE_RETRY_AFTER_SECONDS)
         }
         let result

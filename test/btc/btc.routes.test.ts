@@ -124,7 +124,7 @@ describe('POST /api/btc/orders', () => {
     assert.equal((await order(appToken, { currency: 'EUR', amount: 10 })).statusCode, 403)
   })
 
-  it('answers 503 with Retry-After for a stale, missing or garbled quote', async () => {
+  it('answers 503 with Retry-After for a stale, missing, garbled or future quote', async () => {
     await writeQuote(api.redis, { EUR: { price: PRICES.EUR, fetchedAt: new Date(Date.now() - 61_000) }, USD: { price: PRICES.USD } })
     const stale = await order(api.tokens.user1, { currency: 'EUR', amount: 10 })
     assert.equal(stale.statusCode, 503, stale.body)
@@ -138,6 +138,8 @@ describe('POST /api/btc/orders', () => {
     assert.equal((await order(api.tokens.user1, { currency: 'EUR', amount: 10 })).statusCode, 503)
     await writeQuote(api.redis, null)
     assert.equal((await order(api.tokens.user1, { currency: 'EUR', amount: 10 })).statusCode, 503)
+    await writeQuote(api.redis, { EUR: { price: PRICES.EUR, fetchedAt: new Date(Date.now() + 3_600_000) } })
+    assert.equal((await order(api.tokens.user1, { currency: 'EUR', amount: 10 })).statusCode, 503, 'a quote from the future')
   })
 
   it('replays an order under the same Idempotency-Key at the same price, and refuses the key with another body', async () => {
@@ -283,5 +285,22 @@ describe('GET /api/btc/price', () => {
     assert.equal((body.USD as { stale: boolean }).stale, false)
     assert.equal(body.GBP, null)
     assert.equal(body.max_age_ms, 60_000)
+  })
+})
+
+describe('the OpenAPI document', () => {
+  it('documents the BTC routes under the tag btc, states the rounding rule, and secures every route', async () => {
+    const doc = (await api.app.inject({ method: 'GET', url: '/docs/json' })).json() as {
+      paths: Record<string, Record<string, { tags?: string[]; security?: unknown[]; description?: string }>>
+    }
+    const paths = Object.keys(doc.paths).filter((p) => p.startsWith('/api/btc'))
+    assert.deepEqual(paths.sort(), ['/api/btc/orders', '/api/btc/orders/{id}', '/api/btc/price'])
+    for (const path of paths) {
+      for (const [method, op] of Object.entries(doc.paths[path]!)) {
+        assert.deepEqual(op.tags, ['btc'], `${method} ${path}`)
+        assert.deepEqual(op.security, [{ bearer: [] }], `${method} ${path}`)
+      }
+    }
+    assert.match(doc.paths['/api/btc/orders']!.post!.description!, /cut to 8 decimals toward zero \(ROUND_DOWN\)/)
   })
 })
