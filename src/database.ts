@@ -11,12 +11,13 @@
 import type { Kysely } from 'kysely'
 import { type AlertsTables, alertsMigrations } from './alerts/db/index.ts'
 import type { AuthTables } from './auth/db/index.ts'
+import { type BtcTables, btcMigrations } from './btc/db/index.ts'
 import { type EventsTables, eventsMigrations } from './events/db/index.ts'
 import { composeMigrations } from './platform/db/index.ts'
 import { type TradingTables, tradingMigrations } from './trading/db/index.ts'
 
 /** Every table, for `Kysely<Database>`: each domain declares its own. */
-export type Database = AuthTables & TradingTables & EventsTables & AlertsTables
+export type Database = AuthTables & TradingTables & EventsTables & AlertsTables & BtcTables
 
 /** The database handle of every service and repository. */
 export type Db = Kysely<Database>
@@ -25,4 +26,4 @@ export type Db = Kysely<Database>
  * Every migration of every domain, applied in name order (`bourse migrate`, and every
  * service that declares `needs.db`). A name defined by two domains is refused.
  */
-export const migrations = composeMigrations(tradingMigrations, eventsMigrations, alertsMigrations)
+export const migrations = composeMigrations(tradingMigrations, eventsMigrations, alertsMigrations, btcMigrations)

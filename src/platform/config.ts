@@ -225,6 +225,12 @@ export const ConfigSchema = Type.Object({
   BTC_PRICE_MAX_AGE_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000 }),
   /** CoinGecko demo API key, sent as `x-cg-demo-api-key`. @defaultValue unset */
   COINGECKO_API_KEY: Type.Optional(Type.String({ pattern: '^\\S+$', description: 'a key without spaces' })),
+  // BTC orders
+  /**
+   * Most BTC all buy orders together may reach, a positive decimal of up to 8 decimals;
+   * an order that would cross it is refused. @defaultValue 100
+   */
+  BTC_CAP: Type.String({ pattern: '^(?:0|[1-9]\\d{0,11})(?:\\.\\d{1,8})?$', description: 'a decimal BTC amount of up to 8 decimals, such as 100' }),
 })
 
 /** Validated, frozen configuration. */
@@ -306,6 +312,8 @@ const defaults: Record<keyof Config, string | undefined> = {
   BTC_OUTLIER_PERCENT: '10',
   BTC_PRICE_MAX_AGE_MS: '60000',
   COINGECKO_API_KEY: undefined,
+  // BTC orders
+  BTC_CAP: '100',
 }
 
 const check = Compile(ConfigSchema)

@@ -1,7 +1,8 @@
-/** `bourse api`: the HTTP API (BuyStock, orders, portfolios, events, alerts), OpenAPI docs at /docs, the queue board at /admin/queues. */
+/** `bourse api`: the HTTP API (BuyStock, orders, portfolios, events, alerts, BTC orders), OpenAPI docs at /docs, the queue board at /admin/queues. */
 import { sql } from 'kysely'
 import { ALERT_QUEUES, alertRoutes, createUnsubscribeSigner } from '../alerts/index.ts'
 import { createTokenAuthenticator } from '../auth/index.ts'
+import { btcRoutes } from '../btc/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
 import type { Config } from '../platform/config.ts'
@@ -64,7 +65,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       version,
       description:
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
-        "portfolios and transactions; The Eye's events; product alerts (saved eBay searches emailed on a schedule). " +
+        "portfolios and transactions; The Eye's events; product alerts (saved eBay searches emailed on a schedule); BTC buy orders at the cached price, under a cap. " +
         'Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`), except the probes and the ' +
         "alert emails' unsubscribe links (their signed token is the proof). Ids of alerts and runs are 64-bit " +
         'integers written as decimal strings. ' +
@@ -104,6 +105,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         eventQueryRoutes({ db }),
         eventTypeRoutes({ db }),
         alertRoutes({ db, tickMs: config.ALERTS_TICK_MS, unsubscribe: createUnsubscribeSigner(db) }),
+        btcRoutes({ db, redis, cap: config.BTC_CAP, maxAgeMs: config.BTC_PRICE_MAX_AGE_MS }),
         queueBoardRoutes({ queues: ALERT_QUEUES, connection: { url: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log } }),
       ],
     },
@@ -119,7 +121,7 @@ export const { run } = defineService({
     usage: '[--port 8000] [--host 127.0.0.1]',
     description:
       'Serves the HTTP API: BuyStock, orders (202 at once; results by callback, status URL and\n' +
-      'Server-Sent Events), portfolios and transactions, events, product alerts. OpenAPI and\n' +
+      'Server-Sent Events), portfolios and transactions, events, product alerts, BTC orders. OpenAPI and\n' +
       'Swagger UI at /docs; the queue board at /admin/queues (sign in at /admin/login).',
     options: { port: { type: 'string' }, host: { type: 'string' } },
     help: { port: 'Port to listen on (default: PORT, 8000; 0 picks a free one)', host: 'Interface (default: HOST, 127.0.0.1)' },

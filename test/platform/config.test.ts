@@ -40,6 +40,8 @@ describe('loadConfig', () => {
     assert.equal(config.EBAY_CLIENT_SECRET, 'bourse-sim-secret')
     assert.equal(config.EBAY_MARKETPLACE_ID, 'EBAY_US')
     assert.equal(config.EBAY_TIMEOUT_MS, 10_000)
+    assert.equal(config.BTC_CAP, '100')
+    assert.equal(config.BTC_PRICE_MAX_AGE_MS, 60_000)
   })
 
   it('treats empty and blank values as unset', () => {
@@ -111,6 +113,10 @@ describe('loadConfig', () => {
     ['MAIL_FROM', 'a@bourse.example, b@bourse.example'],
     ['MAIL_FROM', 'Bourse <a@bourse.example>\r\nBcc: b@bourse.example'],
     ['PUBLIC_URL', 'ftp://bourse.example'],
+    ['BTC_CAP', '-1'],
+    ['BTC_CAP', '1e2'],
+    ['BTC_CAP', '0.123456789'],
+    ['BTC_PRICE_MAX_AGE_MS', '999'],
   ]
   for (const [variable, value] of malformed) {
     it(`refuses ${variable}=${JSON.stringify(value)}, naming the variable`, () => {

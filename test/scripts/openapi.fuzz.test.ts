@@ -11,7 +11,7 @@
  * each batch, every table's row count and both topics' end offsets moved exactly by what
  * the batch's accepted requests account for (a 202 order: one row and one message; a 202
  * event request: one message; an event type: one row per 201, minus one per 204; an
- * alert: one row per 201, minus one per 204).
+ * alert: one row per 201, minus one per 204; a BTC order: one row per 201).
  *
  * Seeded: the seed is printed, and BOURSE_FUZZ_SEED=<seed> replays a run
  * (BOURSE_FUZZ_REQUESTS changes the count).
@@ -23,6 +23,7 @@ import { sql } from 'kysely'
 import { createUnsubscribeSigner } from '../../src/alerts/index.ts'
 import { createApp } from '../../src/events/apps.repository.ts'
 import type { StringConsumer } from '../../src/platform/kafka/clients.ts'
+import { writeQuote } from '../helpers/btc-api.ts'
 import { createTestTopic, uniqueName } from '../helpers/infra.ts'
 import { createReaderConsumer, endOffsets } from '../helpers/topic-reader.ts'
 import { openTradingApi, type TradingApi } from '../helpers/trading.ts'
@@ -293,7 +294,9 @@ before(async () => {
   eventsTopic = uniqueName('events')
   dropEventsTopic = await createTestTopic(eventsTopic, 3)
   // A cached token check keeps 10,000 requests fast; revocation is not what is tested here.
-  api = await openTradingApi({ EVENTS_TOPIC: eventsTopic, EVENTS_RATE_LIMIT_MAX: '1000000', RATE_LIMIT_MAX: '1000000', AUTH_CACHE_MS: '600000' })
+  api = await openTradingApi({ EVENTS_TOPIC: eventsTopic, EVENTS_RATE_LIMIT_MAX: '1000000', RATE_LIMIT_MAX: '1000000', AUTH_CACHE_MS: '600000', BTC_PRICE_MAX_AGE_MS: '86400000' })
+  // A fresh BTC quote (for the whole run), so that BTC orders are priced, not refused as stale.
+  await writeQuote(api.redis, { EUR: { price: '50000.00' }, GBP: { price: '42000.50' }, USD: { price: '61234.50' } })
   const app = await createApp(api.testDb.db, 'fuzz-app')
   // The unsubscribe links' key is made on first use, by whatever request comes first (a
   // refused one too): made here, it is no row a fuzzed request stored.
@@ -412,6 +415,8 @@ test(`${REQUESTS} requests generated from the OpenAPI document: no 5xx, and refu
           add('table alerts', 1)
         } else if (request.operation === 'DELETE /api/alerts/{id}') {
           add('table alerts', -1)
+        } else if (request.operation === 'POST /api/btc/orders' && res.statusCode === 201) {
+          add('table btc_orders', 1)
         }
       }
     }

@@ -1,0 +1,13 @@
+/**
+ * The BTC domain's database, for `src/database.ts` to compose: its tables and its
+ * migrations. Nothing here imports the rest of the domain (which imports `Db` from there).
+ */
+import type { Migrations } from '../../platform/db/index.ts'
+import * as btcOrders from './migrations/0007_btc_orders.ts'
+
+export type { BtcTables } from './tables.ts'
+
+/** The BTC domain's migrations (their numbers are one sequence across the domains). */
+export const btcMigrations: Migrations = {
+  '0007_btc_orders': btcOrders,
+}
