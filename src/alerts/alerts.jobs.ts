@@ -183,5 +183,3 @@ export function createRunHandler(deps: RunHandlerDeps, options: RunHandlerOption
   }
 }
 
-/** A run handler. */
-export type RunHandler = ReturnType<typeof createRunHandler>

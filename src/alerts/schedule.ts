@@ -20,15 +20,3 @@ export function assertTickFitsFrequencies(tickMs: number): void {
     throw new RangeError(`the alerts tick must divide 2 minutes (120000 ms) so that every due time is a tick (got ${tickMs})`)
   }
 }
-
-/**
- * The due times at or before `until` that an alert whose next run was due at `dueAt`
- * has reached, and its next due time after `until`. More than one missed due time (no
- * scheduler was up) is caught up by one run, at the latest of them.
- */
-export function catchUp(dueAt: number, frequencyMinutes: number, until: number): { runAt: number; next: number } {
-  const period = frequencyMinutes * MINUTE_MS
-  const missed = Math.floor((until - dueAt) / period)
-  const runAt = dueAt + missed * period
-  return { runAt, next: runAt + period }
-}

@@ -8,9 +8,7 @@ import Big from 'big.js'
 import type { Redis } from 'ioredis'
 import type { Logger } from '../platform/logger.ts'
 import { CURRENCIES, type Currency, type PriceProvider, ProviderError, type ProviderName, type ProviderQuote } from './providers.ts'
-
-/** The Redis key of the current quote (read by the orders side). */
-export const BTC_QUOTE_KEY = 'bourse:btc:quote'
+import { BTC_QUOTE_KEY, parseBtcQuote } from './quote.ts'
 
 /** One currency's price in the stored quote. */
 export interface StoredPrice {
@@ -24,24 +22,6 @@ export interface StoredPrice {
 
 /** The stored quote: `{ EUR: {...}, GBP: {...}, USD: {...} }`. */
 export type StoredQuote = Record<Currency, StoredPrice>
-
-/** Reads the stored quote; undefined when absent or not of the expected shape. */
-export async function readStoredQuote(redis: Redis, key = BTC_QUOTE_KEY): Promise<StoredQuote | undefined> {
-  const text = await redis.get(key)
-  if (text === null) return undefined
-  let body: unknown
-  try {
-    body = JSON.parse(text)
-  } catch {
-    return undefined
-  }
-  if (typeof body !== 'object' || body === null) return undefined
-  for (const currency of CURRENCIES) {
-    const entry = (body as Record<string, unknown>)[currency] as Partial<StoredPrice> | undefined
-    if (typeof entry?.price !== 'string' || !/^\d+(\.\d+)?$/.test(entry.price) || typeof entry.fetched_at !== 'string') return undefined
-  }
-  return body as StoredQuote
-}
 
 /** One provider's record, shown in the heartbeat status. */
 export interface ProviderRecord {
@@ -144,8 +124,11 @@ export function createPricePoller(deps: { redis: Redis; log: Logger }, options: 
 
   const poll = async (): Promise<PollOutcome> => {
     stats.polls++
-    const previous = await readStoredQuote(redis, key)
-    const base = previous && (Object.fromEntries(CURRENCIES.map((c) => [c, previous[c].price])) as Record<Currency, string>)
+    // The stored quote, read as the orders read it: a base only when every currency is valid.
+    const previous = parseBtcQuote(await redis.get(key))
+    const base = CURRENCIES.every((c) => previous[c] !== undefined)
+      ? (Object.fromEntries(CURRENCIES.map((c) => [c, previous[c]!.price])) as Record<Currency, string>)
+      : undefined
     /** The first outlier answer, waiting for a confirmation. */
     let held: { quote: ProviderQuote; source: ProviderName } | undefined
     for (const provider of options.providers) {

@@ -5,14 +5,15 @@
  * never priced on a value we cannot vouch for.
  */
 import type { Redis } from '../platform/redis.ts'
+import { CURRENCIES, type Currency } from './providers.ts'
 
 /** The Redis key of the cached quote. */
 export const BTC_QUOTE_KEY = 'bourse:btc:quote'
 
-/** The currencies BTC is quoted and bought in. */
-export const BTC_CURRENCIES = ['EUR', 'GBP', 'USD'] as const
+/** The currencies BTC is quoted and bought in: the ones the providers are asked for. */
+export const BTC_CURRENCIES = CURRENCIES
 /** One of {@link BTC_CURRENCIES}. */
-export type BtcCurrency = (typeof BTC_CURRENCIES)[number]
+export type BtcCurrency = Currency
 
 /** The price of 1 BTC in one currency. */
 export interface CurrencyQuote {

@@ -6,7 +6,7 @@
  * flight without a timeout, so past `timeoutMs` it is forced (the jobs then come back as
  * stalled and run again, which job handlers must tolerate).
  */
-import { type Job, type JobsOptions, Queue, QueueEvents, Worker, type WorkerOptions } from 'bullmq'
+import { type Job, type JobsOptions, Queue, Worker, type WorkerOptions } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { Logger } from './logger.ts'
 
@@ -102,25 +102,6 @@ export function openWorker<T = unknown, R = unknown>(
           }
         } finally {
           clearTimeout(timer)
-          redis.disconnect()
-        }
-      })()),
-  }
-}
-
-/** Opens the events stream of queue `name` (completed, failed, ...), for tests and progress displays. */
-export function openQueueEvents(name: string, connection: QueueConnection): { events: QueueEvents; close(): Promise<void> } {
-  const redis = bullConnection(connection, `events:${name}`)
-  const events = new QueueEvents(name, { connection: redis, prefix: connection.prefix })
-  events.on('error', (err) => connection.log.error({ err, queue: name }, 'queue events error'))
-  let closing: Promise<void> | undefined
-  return {
-    events,
-    close: () =>
-      (closing ??= (async () => {
-        try {
-          await events.close()
-        } finally {
           redis.disconnect()
         }
       })()),

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import type { Redis } from 'ioredis'
 import { createBtcPriceSim } from '../../src/btc/btc-price-sim.ts'
-import { BTC_QUOTE_KEY, createPricePoller, type PricePollerOptions, readStoredQuote, withinBound } from '../../src/btc/price-poller.ts'
+import { createPricePoller, type PricePollerOptions, withinBound } from '../../src/btc/price-poller.ts'
+import { BTC_QUOTE_KEY, readBtcQuote } from '../../src/btc/quote.ts'
 import { createProviders, parseProviderUrls } from '../../src/btc/providers.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { closeTestRedis, openTestRedis } from '../helpers/infra.ts'
@@ -50,7 +51,7 @@ test('failover: a failing first provider, then a slow one, hand over to the next
   sim.setFaults({ coinbase: { failures: 1 }, coingecko: { latencyMs: 400 } })
   const p = poller()
   assert.deepEqual(await p.poll(), { written: true, source: 'kraken' })
-  assert.equal((await readStoredQuote(redis))!.EUR.source, 'kraken')
+  assert.equal((await readBtcQuote(redis)).EUR?.source, 'kraken')
   const { providers } = p.status()
   assert.equal(providers.coinbase!.failures, 1)
   assert.equal(providers.coinbase!.timeouts, 0)
@@ -73,7 +74,7 @@ test('an outlier is held back; the next provider answering the old price is writ
   await p.poll()
   sim.setFaults({ coinbase: { outliers: 1 } })
   assert.deepEqual(await p.poll(), { written: true, source: 'coingecko' })
-  assert.equal((await readStoredQuote(redis))!.EUR.price, '60000.1')
+  assert.equal((await readBtcQuote(redis)).EUR?.price, '60000.1')
   assert.equal(p.status().providers.coinbase!.outliers, 1)
 })
 
@@ -82,13 +83,13 @@ test('an outlier alone is not written; a move confirmed by the next provider is'
   await p.poll()
   sim.setFaults({ coinbase: { outliers: 1 }, kraken: { failures: 1 } })
   assert.deepEqual(await p.poll(), { written: false, reason: 'outlier_held' })
-  assert.equal((await readStoredQuote(redis))!.EUR.price, '60000.1', 'the old quote stays')
+  assert.equal((await readBtcQuote(redis)).EUR?.price, '60000.1', 'the old quote stays')
   assert.equal(p.stats.outliersHeld, 1)
 
   // A real move of 50%: the first provider's answer is an outlier, the second confirms it.
   sim.setPrices({ EUR: '30000.05', GBP: '25000.10', USD: '35000.15' })
   assert.deepEqual(await p.poll(), { written: true, source: 'coinbase', confirmedBy: 'kraken' })
-  assert.equal((await readStoredQuote(redis))!.EUR.price, '30000.05')
+  assert.equal((await readBtcQuote(redis)).EUR?.price, '30000.05')
 })
 
 test('the loop polls until stopped', async () => {

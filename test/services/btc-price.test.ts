@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { Redis } from 'ioredis'
 import { createBtcPriceSim } from '../../src/btc/btc-price-sim.ts'
-import { BTC_QUOTE_KEY, readStoredQuote } from '../../src/btc/price-poller.ts'
+import { BTC_QUOTE_KEY, readBtcQuote } from '../../src/btc/quote.ts'
 import { loadConfig } from '../../src/platform/config.ts'
 import { heartbeatKey } from '../../src/platform/heartbeat.ts'
 import { closeTestRedis, openTestRedis, runCli, testEnv, waitFor } from '../helpers/infra.ts'
@@ -45,8 +45,8 @@ test('polls the simulation into Redis, shows each provider in its heartbeat, sto
   const env = testEnv({ BTC_PROVIDER_URLS: `coinbase=${url},kraken=${url}`, HEARTBEAT_INTERVAL_MS: '200' })
   const service = startService(['btc-price', '--interval-ms', '100'], env)
   services.push(service)
-  const quote = await waitFor(() => readStoredQuote(redis), { what: 'the quote', timeoutMs: 15_000 })
-  assert.deepEqual(quote.EUR, { price: '61234.5', source: 'kraken', fetched_at: quote.EUR.fetched_at })
+  const eur = await waitFor(async () => (await readBtcQuote(redis)).EUR, { what: 'the quote', timeoutMs: 15_000 })
+  assert.deepEqual(eur, { price: '61234.5', source: 'kraken', fetchedAt: eur.fetchedAt })
   const beat = await waitFor(async () => {
     const [key] = await redis.keys(heartbeatKey('btc-price', '*'))
     const text = key === undefined ? null : await redis.get(key)
