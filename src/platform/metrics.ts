@@ -23,6 +23,13 @@ export interface Metrics {
    * time, or `bourse_<prefix>_<field>` as a gauge when listed in `gauges`.
    */
   exposeStats(prefix: string, stats: object, gauges?: readonly string[]): void
+  /**
+   * A counter read at scrape time from `read`, one value per label set: for totals a
+   * service already keeps (per provider, per partition), so the metric cannot drift from them.
+   */
+  counterFrom<L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Iterable<[Record<L, string>, number]>): void
+  /** A gauge read at scrape time from `read`, one value per label set. */
+  gaugeFrom<L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Iterable<[Record<L, string>, number]>): void
 }
 
 /** Options of {@link createMetrics}. */
@@ -81,6 +88,25 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
           },
         })
       }
+    },
+    counterFrom(name, help, labelNames, read) {
+      if (existing(name)) return
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers: [registry],
+        collect(this: Counter<(typeof labelNames)[number]>) {
+          this.reset()
+          for (const [labels, value] of read()) this.inc(labels, value)
+        },
+      })
+    },
+    gaugeFrom(name, help, labelNames, read) {
+      metrics.gauge(name, help, labelNames, (gauge) => {
+        gauge.reset()
+        for (const [labels, value] of read()) gauge.set(labels, value)
+      })
     },
   }
   return metrics

@@ -15,7 +15,7 @@ import { createServiceShape } from '../../src/platform/service.ts'
 import { type Database, migrations } from '../../src/database.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
 import { closeTestRedis, openTestRedis, testEnv } from '../helpers/infra.ts'
-import { declaredType, scrapeMetrics, seriesTotal } from '../helpers/prometheus.ts'
+import { declaredType, sampleValue, scrapeMetrics, seriesTotal } from '../helpers/prometheus.ts'
 
 /** Bourse's own shape: `needs.db` opens a pool migrated with every table. */
 const defineService = createServiceShape<Database>({ migrations })
@@ -170,6 +170,19 @@ test('metrics: a service registry with process metrics and stats read at scrape 
     assert.equal(seriesTotal(second.series, 'bourse_probe_in_flight'), 7)
     assert.equal(declaredType(second.text, 'bourse_probe_applied_total'), 'counter')
     assert.equal(declaredType(second.text, 'bourse_probe_in_flight'), 'gauge')
+    // Labelled totals a service keeps itself, read at each scrape.
+    const records = new Map([['a', 1]])
+    metrics.counterFrom('bourse_probe_calls_total', 'calls', ['peer'], () => [...records].map(([peer, n]) => [{ peer }, n]))
+    metrics.gaugeFrom('bourse_probe_age_seconds', 'age', ['peer'], () => [...records].map(([peer, n]) => [{ peer }, n * 10]))
+    records.set('a', 3).set('b', 2)
+    const third = await scrapeMetrics(url)
+    assert.equal(sampleValue(third.series, 'bourse_probe_calls_total', { peer: 'a' }), 3)
+    assert.equal(sampleValue(third.series, 'bourse_probe_calls_total', { peer: 'b' }), 2)
+    assert.equal(sampleValue(third.series, 'bourse_probe_age_seconds', { peer: 'b' }), 20)
+    assert.equal(declaredType(third.text, 'bourse_probe_calls_total'), 'counter')
+    records.delete('a')
+    const fourth = await scrapeMetrics(url)
+    assert.equal(fourth.series.get('bourse_probe_calls_total')?.length, 1, 'a peer gone from the records is gone from the scrape')
     assert.equal((await fetch(`${server.url}/other`)).status, 404)
   } finally {
     await server.close()

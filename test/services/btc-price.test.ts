@@ -1,4 +1,4 @@
-/** `bourse btc-price` as a real process against the simulation: bad settings named, the quote written, status in the heartbeat. */
+/** `bourse btc-price` as a real process against the simulation: bad settings named, the quote written, each provider in the heartbeat and the metrics. */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { Redis } from 'ioredis'
@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/platform/config.ts'
 import { heartbeatKey } from '../../src/platform/heartbeat.ts'
 import { closeTestRedis, openTestRedis, runCli, testEnv, waitFor } from '../helpers/infra.ts'
 import { startService, type ServiceProcess } from '../helpers/processes.ts'
+import { declaredType, sampleValue, scrapeMetrics } from '../helpers/prometheus.ts'
 
 const sim = createBtcPriceSim({ stepMs: 0 })
 let url = ''
@@ -38,13 +39,14 @@ test('the BTC settings have their defaults, and a bad one is named', async () =>
   assert.match(bad.stderr, /unknown provider "bitstamp"/)
 })
 
-test('polls the simulation into Redis, shows each provider in its heartbeat, stops on SIGTERM', async () => {
+test('polls the simulation into Redis, shows each provider in its heartbeat and metrics, stops on SIGTERM', async () => {
   await redis.del(BTC_QUOTE_KEY)
   sim.setPrices({ EUR: '61234.50', GBP: '52000.00', USD: '70000.99' })
   sim.setFaults({ coinbase: { failures: 1_000_000 } })
   const env = testEnv({ BTC_PROVIDER_URLS: `coinbase=${url},kraken=${url}`, HEARTBEAT_INTERVAL_MS: '200' })
-  const service = startService(['btc-price', '--interval-ms', '100'], env)
+  const service = startService(['btc-price', '--interval-ms', '100', '--metrics-port', '0'], env)
   services.push(service)
+  const [, metricsUrl] = await service.waitForOutput(/metrics at (http:\/\/\S+)/, 60_000)
   const eur = await waitFor(async () => (await readBtcQuote(redis)).EUR, { what: 'the quote', timeoutMs: 15_000 })
   assert.deepEqual(eur, { price: '61234.5', source: 'kraken', fetchedAt: eur.fetchedAt })
   const beat = await waitFor(async () => {
@@ -54,6 +56,19 @@ test('polls the simulation into Redis, shows each provider in its heartbeat, sto
   }, { what: 'the heartbeat with the providers', timeoutMs: 15_000 })
   assert.match(beat, /"coinbase":\{[^}]*"failures":[1-9]/)
   assert.match(beat, /"kraken":\{"lastSuccessAt":"20/)
+  const scrape = await waitFor(async () => {
+    const parsed = await scrapeMetrics(metricsUrl!)
+    return sampleValue(parsed.series, 'bourse_btc_provider_successes_total', { provider: 'kraken' }) > 0 ? parsed : undefined
+  }, { what: 'a scrape with kraken answering', timeoutMs: 15_000 })
+  assert.ok(sampleValue(scrape.series, 'bourse_btc_provider_failures_total', { provider: 'coinbase' }) >= 1)
+  assert.equal(sampleValue(scrape.series, 'bourse_btc_provider_successes_total', { provider: 'coinbase' }), 0)
+  assert.equal(sampleValue(scrape.series, 'bourse_btc_provider_timeouts_total', { provider: 'kraken' }), 0)
+  assert.equal(sampleValue(scrape.series, 'bourse_btc_provider_last_success_seconds', { provider: 'coinbase' }), 0)
+  const krakenAt = sampleValue(scrape.series, 'bourse_btc_provider_last_success_seconds', { provider: 'kraken' })
+  assert.ok(Math.abs(krakenAt - Date.now() / 1000) < 60, `kraken's last success ${krakenAt} is now`)
+  assert.equal(sampleValue(scrape.series, 'bourse_btc_provider_timeout_seconds', {}), 5)
+  assert.equal(declaredType(scrape.text, 'bourse_btc_provider_failures_total'), 'counter')
+  assert.equal(declaredType(scrape.text, 'bourse_btc_provider_last_success_seconds'), 'gauge')
   sim.setFaults({ coinbase: { failures: 0 } })
   assert.equal(await service.stop(), 0, service.output())
 })
