@@ -13,6 +13,8 @@ import Big from 'big.js'
 export const BTC_DECIMALS = 8
 /** Decimals of a fiat amount. */
 export const FIAT_DECIMALS = 2
+/** What {@link btcAmount} returns for an amount too small to buy 1 satoshi. */
+export const ZERO_BTC = '0.00000000'
 /** Fiat amounts must be below this. */
 export const MAX_FIAT_AMOUNT = '1000000000'
 
@@ -34,6 +36,15 @@ export function btcAmount(amount: string, price: string): string {
   const divisor = new BtcBig(price)
   if (divisor.lte(0)) throw new RangeError(`price must be positive: ${JSON.stringify(price)}`)
   return new BtcBig(amount).div(divisor).toFixed(BTC_DECIMALS, Big.roundDown)
+}
+
+/**
+ * The smallest fiat amount that buys at least 1 satoshi at `price`: price / 10^8, rounded
+ * up to 2 decimals (a smaller amount would buy 0 BTC under the rounding rule).
+ */
+export function smallestFiatAmount(price: string): string {
+  if (!PLAIN_DECIMAL.test(price)) throw new RangeError(`price is not a plain decimal: ${JSON.stringify(price)}`)
+  return new Big(price).div(10 ** BTC_DECIMALS).round(FIAT_DECIMALS, Big.roundUp).toFixed(FIAT_DECIMALS)
 }
 
 /** The outcome of {@link parseFiatAmount}: the amount as text with 2 decimals, or why not. */

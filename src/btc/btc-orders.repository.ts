@@ -29,14 +29,19 @@ export class DuplicateIdempotencyKeyError extends Error {
 }
 
 const ORDER_COLUMNS = sql.raw(
-  'id, user_id, currency, amount, btc_price, btc_amount, price_source, price_fetched_at, idempotency_key, request_hash, created_at',
+  'id, user_id, currency, amount, btc_price, btc_amount, btc_total_after, price_source, price_fetched_at, idempotency_key, request_hash, created_at',
 )
 
 /**
  * Places an order if the total stays within `cap`, in one statement: the totals row is
  * updated only when `btc_total + btc_amount <= cap` (its row lock makes concurrent orders
  * wait and re-check the new total), and the order is inserted only from that update's row.
- * A unique violation of the idempotency key aborts the whole statement, the update too.
+ * The order keeps the total it took the cap to (`btc_total_after`). A unique violation of
+ * the idempotency key aborts the whole statement, the update too.
+ *
+ * A refusal reads the total again after the update found no room: totals only grow, so the
+ * order crosses the cap at that total too, and the BTC available reported is the room left
+ * at a total the orders actually reached.
  */
 export async function placeBtcOrder(db: Db, order: NewBtcOrder, cap: string): Promise<PlaceResult> {
   try {
@@ -49,7 +54,7 @@ export async function placeBtcOrder(db: Db, order: NewBtcOrder, cap: string): Pr
       -- created_at at whole milliseconds, the precision of a JS Date, so a page's cursor is exact.
       insert into btc_orders (${ORDER_COLUMNS})
       select ${order.id}::uuid, ${order.userId}, ${order.currency}, ${order.amount}::numeric, ${order.btcPrice}::numeric,
-        ${order.btcAmount}::numeric, ${order.priceSource}, ${order.priceFetchedAt}::timestamptz, ${order.idempotencyKey},
+        ${order.btcAmount}::numeric, added.btc_total, ${order.priceSource}, ${order.priceFetchedAt}::timestamptz, ${order.idempotencyKey},
         ${order.requestHash}, date_trunc('milliseconds', now())
       from added
       returning ${ORDER_COLUMNS}

@@ -15,7 +15,7 @@ import { BadRequest, Conflict, ErrorResponseSchema, Forbidden, NotFound, Service
 import { jsonBodyParser } from '../platform/http/json-body.ts'
 import { PageQuery, pageRequest, PageSchema } from '../platform/http/paging.ts'
 import type { Redis } from '../platform/redis.ts'
-import { btcAmount, parseFiatAmount } from './btc-amount.ts'
+import { btcAmount, parseFiatAmount, smallestFiatAmount, ZERO_BTC } from './btc-amount.ts'
 import {
   DuplicateIdempotencyKeyError,
   findBtcOrder,
@@ -105,7 +105,8 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
           tags: ['btc'],
           summary: 'Buy BTC at the cached price',
           description:
-            `The order is priced at the cached quote of its currency. ${ROUNDING_RULE} A quote older than ` +
+            `The order is priced at the cached quote of its currency. ${ROUNDING_RULE} An amount buying less than ` +
+            '1 satoshi is a 400 `amount_too_small` naming the smallest amount that buys one. A quote older than ' +
             '`BTC_PRICE_MAX_AGE_MS` (or none) is a 503 with `Retry-After`. All orders together may buy at most ' +
             '`BTC_CAP` BTC: an order that would cross it is a 409 `btc_cap_exceeded` whose `details.btc_available` ' +
             'is the BTC still available. With an `Idempotency-Key`, a retry returns the same order (same id and ' +
@@ -144,6 +145,15 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
         if (!quote || ageMs > maxAgeMs || ageMs < -QUOTE_CLOCK_SKEW_MS) {
           throw new ServiceUnavailable(`no fresh BTC price in ${currency}: try again shortly`, QUOTE_RETRY_AFTER_SECONDS)
         }
+        const bought = btcAmount(amount, quote.price)
+        if (bought === ZERO_BTC) {
+          const smallest = smallestFiatAmount(quote.price)
+          throw new BadRequest(
+            `invalid request: body.amount buys less than 1 satoshi at ${quote.price} ${currency} per BTC`,
+            [{ field: 'body.amount', message: `buys 0 BTC at the current price: the smallest amount is ${smallest} ${currency}` }],
+            'amount_too_small',
+          )
+        }
         let result
         try {
           result = await placeBtcOrder(
@@ -154,7 +164,7 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
               currency,
               amount,
               btcPrice: quote.price,
-              btcAmount: btcAmount(amount, quote.price),
+              btcAmount: bought,
               priceSource: quote.source,
               priceFetchedAt: quote.fetchedAt,
               idempotencyKey: key ?? null,

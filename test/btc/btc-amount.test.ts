@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { btcAmount, parseFiatAmount } from '../../src/btc/btc-amount.ts'
+import { btcAmount, parseFiatAmount, smallestFiatAmount, ZERO_BTC } from '../../src/btc/btc-amount.ts'
 
 /** Decimal text as an integer scaled by 10^scale (the text has at most `scale` decimals). */
 function scaled(text: string, scale: number): bigint {
@@ -65,6 +65,32 @@ describe('btcAmount', () => {
     assert.throws(() => btcAmount('1', '0'), RangeError)
     assert.throws(() => btcAmount('1', '-1'), RangeError)
     assert.throws(() => btcAmount('1', '1e3'), RangeError)
+  })
+})
+
+describe('smallestFiatAmount', () => {
+  it('is the least amount of cents buying 1 satoshi, for 10,000 random prices', () => {
+    const price = decimalText(10_000_000_000n, 8).filter((p) => scaled(p, 8) > 0n)
+    fc.assert(
+      fc.property(price, (p) => {
+        const smallest = smallestFiatAmount(p)
+        assert.match(smallest, /^\d+\.\d{2}$/)
+        const cents = scaled(smallest, 2)
+        // In bigint: cents * 10^8 (satoshis per BTC) / 100 >= price, and one cent less is not.
+        const buysOne = (c: bigint) => c * 10n ** 8n * 10n ** 8n >= scaled(p, 8) * 100n
+        assert.ok(cents > 0n && buysOne(cents), `${smallest} buys nothing at ${p}`)
+        assert.ok(cents === 1n || !buysOne(cents - 1n), `${smallest} is not the smallest at ${p}`)
+        assert.notEqual(btcAmount(smallest, p), ZERO_BTC)
+        if (cents > 1n) assert.equal(btcAmount(((cents - 1n) / 100n).toString() + '.' + ((cents - 1n) % 100n).toString().padStart(2, '0'), p), ZERO_BTC)
+      }),
+      { numRuns: 10_000 },
+    )
+  })
+
+  it('rounds up to whole cents', () => {
+    assert.equal(smallestFiatAmount('61234.50'), '0.01')
+    assert.equal(smallestFiatAmount('100000000'), '1.00')
+    assert.equal(smallestFiatAmount('100000001'), '1.01')
   })
 })
 

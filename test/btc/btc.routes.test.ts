@@ -111,6 +111,20 @@ describe('POST /api/btc/orders', () => {
     assert.equal(notJson.statusCode, 400)
   })
 
+  it('refuses an amount buying less than 1 satoshi, naming the smallest that buys one, and stores nothing', async () => {
+    await resetOrders()
+    await writeQuote(api.redis, { EUR: { price: '1500000.00' } })
+    const res = await order(api.tokens.user1, { currency: 'EUR', amount: '0.01' })
+    assert.equal(res.statusCode, 400, res.body)
+    assert.equal(errorOf(res).code, 'amount_too_small')
+    assert.deepEqual(errorOf(res).details, [{ field: 'body.amount', message: 'buys 0 BTC at the current price: the smallest amount is 0.02 EUR' }])
+    const smallest = await order(api.tokens.user1, { currency: 'EUR', amount: '0.02' })
+    assert.equal(smallest.statusCode, 201, smallest.body)
+    assert.equal((smallest.json() as OrderBody).btc_amount, '0.00000001')
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from btc_orders`.execute(api.testDb.db)
+    assert.equal(rows[0]!.n, 1)
+  })
+
   it('refuses a bad Idempotency-Key', async () => {
     const res = await order(api.tokens.user1, { currency: 'EUR', amount: 10 }, { 'idempotency-key': 'a b' })
     assert.equal(res.statusCode, 400)
@@ -188,12 +202,12 @@ describe('the cap', () => {
     assert.deepEqual(errorOf(full).details, { btc_available: '0.00000000' })
   })
 
-  it('lets 500 concurrent orders of many users take at most the last 1 BTC, the total matching the table', async () => {
+  it('lets 500 concurrent orders of many users take at most the last 1 BTC, each decided at a total the orders reached', async () => {
     await resetOrders()
     // The cap less 1 BTC is taken by one earlier order.
     await sql`
-      insert into btc_orders (id, user_id, currency, amount, btc_price, btc_amount, price_source, price_fetched_at)
-      values (gen_random_uuid(), 'user1', 'EUR', 450000, 50000, 9, 'coinbase', now())
+      insert into btc_orders (id, user_id, currency, amount, btc_price, btc_amount, btc_total_after, price_source, price_fetched_at)
+      values (gen_random_uuid(), 'user1', 'EUR', 450000, 50000, 9, 9, 'coinbase', now())
     `.execute(api.testDb.db)
     await sql`update btc_totals set btc_total = 9`.execute(api.testDb.db)
     const users = Array.from({ length: 50 }, (_, i) => `racer${i}`)
@@ -202,22 +216,41 @@ describe('the cap', () => {
     // 500 orders of 200.00 to 699.00 EUR (0.004 to 0.01398 BTC each): about a hundred fit.
     const amounts = Array.from({ length: 500 }, (_, i) => `${200 + i}.00`)
     const answers = await Promise.all(amounts.map((amount, i) => order(tokens[i % tokens.length]!, { currency: 'EUR', amount })))
-    const accepted = answers.filter((res) => res.statusCode === 201)
-    const refused = amounts.filter((_, i) => answers[i]!.statusCode === 409)
+    const accepted = answers.filter((res) => res.statusCode === 201).map((res) => res.json() as OrderBody)
+    const refused = answers.flatMap((res, i) => (res.statusCode === 409 ? [{ amount: amounts[i]!, error: errorOf(res) }] : []))
     assert.equal(accepted.length + refused.length, 500, answers.find((res) => res.statusCode !== 201 && res.statusCode !== 409)?.body)
     assert.ok(accepted.length > 0 && refused.length > 0)
     const satoshis = (text: string) => BigInt(text.replace('.', ''))
-    const acceptedSum = accepted.reduce((sum, res) => sum + satoshis((res.json() as OrderBody).btc_amount), 0n)
-    assert.ok(acceptedSum <= 100_000_000n, `accepted ${acceptedSum} satoshis`)
+    const cap = 1_000_000_000n
+
+    // The order the database admitted the accepted ones in: each row keeps the total it
+    // took the cap to. Replayed from the earlier 9 BTC, each step adds exactly its order's
+    // amount and stays within the cap.
+    const { rows: chain } = await sql<{ id: string; btc_amount: string; btc_total_after: string }>`
+      select id, btc_amount::text, btc_total_after::text from btc_orders where amount <> 450000 order by btc_total_after
+    `.execute(api.testDb.db)
+    assert.deepEqual(chain.map((row) => row.id).sort(), accepted.map((body) => body.id).sort())
+    const reached = [900_000_000n]
+    for (const row of chain) {
+      const before = reached.at(-1)!
+      assert.equal(satoshis(row.btc_total_after), before + satoshis(row.btc_amount), `order ${row.id} starts where the one before it ended`)
+      assert.ok(satoshis(row.btc_total_after) <= cap)
+      reached.push(satoshis(row.btc_total_after))
+    }
+    // Each refused order was decided at a total in that sequence, and crossed the cap there.
+    for (const { amount, error } of refused) {
+      assert.equal(error.code, 'btc_cap_exceeded')
+      const available = satoshis((error.details as { btc_available: string }).btc_available)
+      assert.ok(reached.includes(cap - available), `${amount}: refused at a total (${cap - available}) the orders never reached`)
+      assert.ok(satoshis(btcAmount(amount, PRICES.EUR)) > available, `${amount}: refused though it fitted in ${available}`)
+    }
+    // The totals row is the table's sum and the last total reached.
     const { rows } = await sql<{ total: string; table_sum: string }>`
       select (select btc_total::text from btc_totals) as total, (select sum(btc_amount)::numeric(20, 8)::text from btc_orders) as table_sum
     `.execute(api.testDb.db)
     assert.equal(rows[0]!.total, rows[0]!.table_sum)
-    assert.equal(satoshis(rows[0]!.total), 900_000_000n + acceptedSum)
-    assert.ok(satoshis(rows[0]!.total) <= 1_000_000_000n)
-    // The BTC available only shrinks: every refused order was larger than what is left.
-    const left = 1_000_000_000n - satoshis(rows[0]!.total)
-    for (const amount of refused) assert.ok(satoshis(btcAmount(amount, PRICES.EUR)) > left, amount)
+    assert.equal(satoshis(rows[0]!.total), reached.at(-1))
+    assert.ok(satoshis(rows[0]!.total) <= cap)
   })
 })
 

@@ -4,10 +4,12 @@
  */
 import type { Migrations } from '../../platform/db/index.ts'
 import * as btcOrders from './migrations/0007_btc_orders.ts'
+import * as btcTotalAfter from './migrations/0008_btc_total_after.ts'
 
 export type { BtcTables } from './tables.ts'
 
 /** The BTC domain's migrations (their numbers are one sequence across the domains). */
 export const btcMigrations: Migrations = {
   '0007_btc_orders': btcOrders,
+  '0008_btc_total_after': btcTotalAfter,
 }

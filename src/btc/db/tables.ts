@@ -17,8 +17,10 @@ export interface BtcOrdersTable {
   amount: Numeric
   /** The quote's price of 1 BTC in `currency`, as the provider gave it. */
   btc_price: Numeric
-  /** amount / btc_price to 8 decimals, rounded toward zero. */
+  /** amount / btc_price to 8 decimals, rounded toward zero; at least 1 satoshi. */
   btc_amount: Numeric
+  /** The sum of `btc_amount` over every order up to and including this one, in the order the cap admitted them. */
+  btc_total_after: Numeric
   price_source: string
   price_fetched_at: ColumnType<Date, Date | string, Date | string>
   idempotency_key: string | null
