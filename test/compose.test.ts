@@ -105,6 +105,8 @@ describe('compose.yaml', () => {
       'alerts-scheduler',
       'alerts-worker',
       'api',
+      'btc-price',
+      'btc-price-sim',
       'callback-sender',
       'ebay-sim',
       'events-worker',
@@ -120,6 +122,10 @@ describe('compose.yaml', () => {
     assert.equal(environment(services.verifier ?? {}).VERIFY_URL, 'http://verify-sim:8100/verify')
     assert.equal(environment(services['alerts-worker'] ?? {}).EBAY_BASE_URL, 'http://ebay-sim:8200')
     assert.equal(environment(services['alerts-worker'] ?? {}).SMTP_URL, 'smtp://mail-sink:1025')
+    assert.equal(
+      environment(services['btc-price'] ?? {}).BTC_PROVIDER_URLS,
+      'coinbase=http://btc-price-sim:8300,coingecko=http://btc-price-sim:8300,kraken=http://btc-price-sim:8300',
+    )
   })
 
   for (const [name, service] of builtFromProject) {

@@ -8,12 +8,14 @@ export const daemons = [
   'verify-sim',
   'ebay-sim',
   'mail-sink',
+  'btc-price-sim',
   'api',
   'verifier',
   'callback-sender',
   'events-worker',
   'alerts-scheduler',
   'alerts-worker',
+  'btc-price',
 ] as const
 
 /** The name of a long-running service. */

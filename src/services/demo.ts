@@ -2,8 +2,9 @@
  * `bourse demo`: the whole system on this machine. Starts what infrastructure is
  * missing, loads the sample users and stocks, sends the sample CSV into Kafka, runs the
  * price updater, the performance service, the trading services (API, verifier, callback
- * sender and the simulated verification API), the events worker and the product alerts
- * (scheduler, worker, the simulated eBay and a local mail sink) as their own processes
+ * sender and the simulated verification API), the events worker, the product alerts
+ * (scheduler, worker, the simulated eBay and a local mail sink) and the BTC price poller
+ * with its simulated providers as their own processes
  * (exactly as `docker compose up` runs them), creates two sample alerts, and shows a live
  * summary until Ctrl-C.
  */
@@ -26,8 +27,9 @@ const spec = {
     'Starts local infrastructure if needed, loads the sample users and stocks, produces the sample CSV\n' +
     'into Kafka, runs every service (price updater, performance, the trading API with its verifier and\n' +
     'callback sender, the simulated verification API, the events worker, the product alerts with the\n' +
-    'simulated eBay and a local mail sink), creates two sample alerts, prints a token for user1 and where\n' +
-    'to read the alert emails, and shows a live summary until Ctrl-C. Verifications take 0.1-10 s: the\n' +
+    'simulated eBay and a local mail sink, the BTC price poller with simulated providers), creates two\n' +
+    'sample alerts, prints a token for user1, where to read the alert emails and how to buy BTC, and shows\n' +
+    'a live summary until Ctrl-C. Verifications take 0.1-10 s: the\n' +
     'seed\'s 1-100 s at --time-scale 0.1. eBay prices move every minute (a simulated hour), and insights\n' +
     'look 10 minutes back instead of 2 days, so a price-drop email can come within the demo.',
   options: {
@@ -97,6 +99,26 @@ async function orderSummary(apiUrl: string, token: string): Promise<string> {
   }
   return counts.size === 0 ? 'orders: none yet' : `orders: ${[...counts].map(([k, v]) => `${v} ${k}`).join(', ')}`
 }
+
+/** The BTC quote the orders are priced at, and the orders placed so far (their first page). */
+async function btcSummary(apiUrl: string, token: string): Promise<string> {
+  const headers = { authorization: `Bearer ${token}` }
+  const price = await fetch(`${apiUrl}/api/btc/price`, { headers })
+  if (!price.ok) return `BTC: API answered ${price.status}`
+  const quote = (await price.json()) as Record<string, { price: string; source: string; age_ms: number; stale: boolean } | null>
+  const prices = ['EUR', 'GBP', 'USD'].map((c) => {
+    const q = quote[c]
+    return q ? `${c} ${q.price} (${q.source}, ${Math.round(q.age_ms / 1000)} s${q.stale ? ', stale' : ''})` : `${c} -`
+  })
+  const orders = await fetch(`${apiUrl}/api/btc/orders?limit=200`, { headers })
+  const count = orders.ok ? ((await orders.json()) as { items: unknown[]; next_cursor: string | null }) : undefined
+  const n = count?.items.length ?? 0
+  const placed = count ? `${n}${count.next_cursor ? '+' : ''} order${n === 1 ? '' : 's'} placed` : `orders: API answered ${orders.status}`
+  return `BTC: ${prices.join(', ')}; ${placed}`
+}
+
+/** The simulated BTC price providers of the demo (`bourse btc-price-sim`, its default port). */
+const BTC_SIM_URL = 'http://127.0.0.1:8300'
 
 /** Where `bourse mail-sink` shows the emails it received (its default port). */
 const MAIL_SINK_URL = 'http://127.0.0.1:8025'
@@ -182,6 +204,8 @@ export const { run } = defineService({
       INSIGHT_WINDOW_MS: process.env.INSIGHT_WINDOW_MS ?? '600000',
       INSIGHT_FLAT_MS: process.env.INSIGHT_FLAT_MS ?? '600000',
       INSIGHT_MIN_INTERVAL_MS: process.env.INSIGHT_MIN_INTERVAL_MS ?? '600000',
+      // The poller asks the simulated providers, never the internet.
+      BTC_PROVIDER_URLS: process.env.BTC_PROVIDER_URLS ?? ['coinbase', 'coingecko', 'kraken'].map((p) => `${p}=${BTC_SIM_URL}`).join(','),
     }
     const children: ChildProcess[] = []
     lifecycle.onClose('services', async () => {
@@ -224,6 +248,8 @@ export const { run } = defineService({
         'mail-sink': [],
         'alerts-scheduler': [],
         'alerts-worker': [],
+        'btc-price-sim': [],
+        'btc-price': [],
       }
       for (const name of daemons) children.push(startStep(name, [name, ...serviceArgs[name]], env))
       const apiUrl = `http://${config.HOST}:${config.PORT}`
@@ -243,6 +269,10 @@ export const { run } = defineService({
           `  their emails (every 2 and 10 minutes, the first within 2): ${MAIL_SINK_URL}/`,
           `  the queues: ${apiUrl}/admin/queues (sign in with the admin token: ${adminToken})`,
           `  curl -s -H 'authorization: Bearer ${userToken}' ${apiUrl}/api/alerts`,
+          `BTC orders, priced at the quote polled from the simulated providers (${BTC_SIM_URL}):`,
+          `  curl -s -H 'authorization: Bearer ${userToken}' -H 'content-type: application/json' \\`,
+          `    -H "idempotency-key: $(date +%s)" -d '{"currency":"EUR","amount":"250.00"}' ${apiUrl}/api/btc/orders`,
+          `  curl -s -H 'authorization: Bearer ${userToken}' ${apiUrl}/api/btc/orders`,
           '',
         ].join('\n'),
       )
@@ -262,7 +292,8 @@ export const { run } = defineService({
         const missing = daemons.filter((name) => !live.has(name))
         const services = `services: ${daemons.length - missing.length}/${daemons.length} live${missing.length > 0 ? ` (waiting for ${missing.join(', ')})` : ''}`
         const mails = await mailSummary().catch(() => 'alert emails: mail sink not answering yet')
-        const text = `${new Date().toISOString().slice(11, 19)}  ${services}\n${await summary(redis)}\n${orders}\n${mails}\n`
+        const btc = await btcSummary(apiUrl, adminToken).catch(() => 'BTC: API not answering yet')
+        const text = `${new Date().toISOString().slice(11, 19)}  ${services}\n${await summary(redis)}\n${orders}\n${mails}\n${btc}\n`
         if (tty && shown > 0) process.stdout.write(`\x1b[${shown}F\x1b[J`)
         process.stdout.write(text)
         shown = tty ? text.split('\n').length - 1 : 0

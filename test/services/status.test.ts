@@ -49,6 +49,8 @@ test('status lists every service of the demo with its status, and a SIGKILLed on
     EVENTS_TOPIC: events,
     PERFORMANCE_INTERVAL_MS: '60000',
     QUEUE_PREFIX: uniqueName('status'),
+    // Nothing listens there: the poller keeps failing over, and never reaches the internet.
+    BTC_PROVIDER_URLS: 'coinbase=http://127.0.0.1:9',
   })
   const args: Record<(typeof daemons)[number], string[]> = {
     'price-updater': ['--topic', market, '--group', uniqueName('g')],
@@ -62,6 +64,8 @@ test('status lists every service of the demo with its status, and a SIGKILLed on
     'mail-sink': ['--port', '0', '--http', '0'],
     'alerts-scheduler': [],
     'alerts-worker': [],
+    'btc-price-sim': ['--port', '0'],
+    'btc-price': [],
   }
   const before = await status(env)
   assert.equal(before.code, 1)
