@@ -120,6 +120,26 @@ export function tickGeneratorProblem(options: Omit<TickGeneratorOptions, 'random
 export function* generateTicks(options: TickGeneratorOptions): Generator<Tick> {
   const problem = tickGeneratorProblem(options)
   if (problem) throw new RangeError(problem)
+  const { random } = options
+  const walk = createWalk(options)
+  const last = timeToSeconds(options.end ?? '235959')
+  let second = timeToSeconds(options.start ?? '090000')
+  let left = options.ticks
+  for (; left > 0; second++) {
+    const count = Math.min(left, ticksThisSecond(left / (last - second + 1), random))
+    yield* walk.second(secondsToTime(second), count)
+    left -= count
+  }
+}
+
+/** `floor(share)` or `floor(share) + 1` ticks, the extra one with probability `frac(share)`. */
+function ticksThisSecond(share: number, random: Random): number {
+  const whole = Math.floor(share)
+  return whole + (random() < share - whole ? 1 : 0)
+}
+
+/** The random walk of every stock's price, one second of ticks at a time. */
+function createWalk(options: Omit<TickGeneratorOptions, 'ticks' | 'start' | 'end'>) {
   const { stocks, random } = options
   const decimals = options.decimals ?? 2
   const scale = 10 ** decimals
@@ -127,33 +147,80 @@ export function* generateTicks(options: TickGeneratorOptions): Generator<Tick> {
   const move = (options.maxMovePercent ?? 1) / 100
   const empty = (options.emptyPercent ?? 2) / 100
   const round = (price: number) => Math.max(minPrice, Math.round(price * scale) / scale)
-  const prices = Array.from({ length: stocks }, (_, i) =>
-    round(options.startPrices?.[i] ?? 10 + random() * 90),
-  )
+  const prices = Array.from({ length: stocks }, (_, i) => round(options.startPrices?.[i] ?? 10 + random() * 90))
   const order = Array.from({ length: stocks }, (_, i) => i)
-  const last = timeToSeconds(options.end ?? '235959')
-  let second = timeToSeconds(options.start ?? '090000')
-  let left = options.ticks
-  for (; left > 0; second++) {
-    const secondsLeft = last - second + 1
-    const share = left / secondsLeft
-    const whole = Math.floor(share)
-    const count = Math.min(left, whole + (random() < share - whole ? 1 : 0))
-    const time = secondsToTime(second)
-    for (let k = 0; k < count; k++) {
-      const pick = k + Math.floor(random() * (stocks - k))
-      const stock = order[pick] as number
-      order[pick] = order[k] as number
-      order[k] = stock
-      if (random() < empty) {
-        yield { time, stock: `stock${stock + 1}`, price: null }
-        continue
+  return {
+    /** `count` ticks (at most one per stock) at `time`: a partial shuffle picks the stocks. */
+    *second(time: string, count: number): Generator<Tick> {
+      for (let k = 0; k < count; k++) {
+        const pick = k + Math.floor(random() * (stocks - k))
+        const stock = order[pick] as number
+        order[pick] = order[k] as number
+        order[k] = stock
+        if (random() < empty) {
+          yield { time, stock: `stock${stock + 1}`, price: null }
+          continue
+        }
+        const price = round((prices[stock] as number) * (1 + (random() * 2 - 1) * move))
+        prices[stock] = price
+        yield { time, stock: `stock${stock + 1}`, price }
       }
-      const price = round((prices[stock] as number) * (1 + (random() * 2 - 1) * move))
-      prices[stock] = price
-      yield { time, stock: `stock${stock + 1}`, price }
+    },
+  }
+}
+
+/** Options for {@link liveTicks}: the walk's, a rate, and the clock. */
+export interface LiveTickOptions extends Omit<TickGeneratorOptions, 'ticks' | 'start' | 'end'> {
+  /** Ticks per second on average; at most one per stock per second, so at most `stocks`. */
+  ratePerSecond: number
+  /** Stops the ticks (the generator returns). */
+  signal: AbortSignal
+  /** The clock, ms since the epoch. @defaultValue Date.now */
+  now?: () => number
+  /** Waits `ms` or until `signal` aborts. @defaultValue node's timers/promises setTimeout */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+}
+
+const abortableSleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
     }
-    left -= count
+    signal.addEventListener('abort', done, { once: true })
+  })
+
+/**
+ * Ticks as they happen, until `signal` aborts: each wall-clock second (UTC) gets about
+ * `ratePerSecond` ticks, spread over the second and stamped with its `hhmmss`, each for a
+ * different stock, so a stock never has two ticks at one time. The times wrap at midnight
+ * (the contract's times have no date).
+ */
+export async function* liveTicks(options: LiveTickOptions): AsyncGenerator<Tick> {
+  const { ratePerSecond, signal, random } = options
+  if (!(ratePerSecond > 0 && ratePerSecond <= options.stocks)) {
+    throw new RangeError(`rate must be above 0 and at most one tick per stock per second (${options.stocks}); got ${ratePerSecond}`)
+  }
+  const now = options.now ?? Date.now
+  const sleep = options.sleep ?? abortableSleep
+  const walk = createWalk(options)
+  let second = Math.floor(now() / 1000)
+  while (!signal.aborted) {
+    const count = Math.min(options.stocks, ticksThisSecond(ratePerSecond, random))
+    const time = secondsToTime(second % 86_400)
+    let k = 0
+    for (const tick of walk.second(time, count)) {
+      const due = second * 1000 + (k++ * 1000) / count
+      if (due > now()) await sleep(due - now(), signal)
+      if (signal.aborted) return
+      yield tick
+    }
+    // The next second that has not started yet, skipping any the consumer fell behind on.
+    second = Math.max(second + 1, Math.floor(now() / 1000))
+    if (second * 1000 > now()) await sleep(second * 1000 - now(), signal)
   }
 }
 

@@ -11,6 +11,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
+import { readPriceCsv } from '../market/price-csv.ts'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
 import { UsageError } from '../platform/command.ts'
 import { readHeartbeats } from '../platform/heartbeat.ts'
@@ -115,6 +116,21 @@ async function btcSummary(apiUrl: string, token: string): Promise<string> {
   const n = count?.items.length ?? 0
   const placed = count ? `${n}${count.next_cursor ? '+' : ''} order${n === 1 ? '' : 's'} placed` : `orders: API answered ${orders.status}`
   return `BTC: ${prices.join(', ')}; ${placed}`
+}
+
+/**
+ * The arguments of the demo's live ticks (`bourse generate --rate`): one tick a second into
+ * the market topic, each stock of the CSV (`stock1..stockN`) walking on from its last price
+ * there, so the prices keep moving after the sample file is in.
+ */
+async function liveTickArgs(csv: string, topic: string): Promise<string[]> {
+  const last = new Map<string, number>()
+  for await (const row of readPriceCsv(csv)) if ('tick' in row && row.tick.price !== null) last.set(row.tick.stock, row.tick.price)
+  const stocks = Array.from({ length: last.size }, (_, i) => `stock${i + 1}`)
+  const walk = ['--rate', '1', '--max-move', '0.5', '--empty-percent', '1', '--topic', topic]
+  // Another file's stocks: the generator's own stock1..stock3 at random prices.
+  if (stocks.length === 0 || !stocks.every((stock) => last.has(stock))) return ['--stocks', '3', ...walk]
+  return ['--stocks', String(stocks.length), '--start-prices', stocks.map((stock) => last.get(stock)).join(','), ...walk]
 }
 
 /** The simulated BTC price providers of the demo (`bourse btc-price-sim`, its default port). */
@@ -252,8 +268,15 @@ export const { run } = defineService({
         'btc-price': [],
       }
       for (const name of daemons) children.push(startStep(name, [name, ...serviceArgs[name]], env))
+      process.stdout.write('==> bourse generate --rate 1 (live ticks into the market topic, so prices keep moving)\n')
+      children.push(startStep('generate', ['generate', ...(await liveTickArgs(csv, config.MARKET_TOPIC))], env))
       const apiUrl = `http://${config.HOST}:${config.PORT}`
       const alerts = await createSampleAlerts(apiUrl, userToken, lifecycle.signal)
+      // Ctrl-C while the services were starting: nothing to show.
+      if (lifecycle.signal.aborted) {
+        await lifecycle.shutdown()
+        return 0
+      }
       process.stdout.write(
         [
           `API: ${apiUrl}  (Swagger UI: ${apiUrl}/docs)`,

@@ -11,6 +11,7 @@ import type { Tick } from '../market/tick.ts'
 import {
   createPrng,
   generateTicks,
+  liveTicks,
   SAMPLE_PRICES,
   type TickGeneratorOptions,
   tickGeneratorProblem,
@@ -22,15 +23,32 @@ import { type CommandSpec, intOption, numberOption, UsageError } from '../platfo
 import { defineService } from './shape.ts'
 import { quote } from '../platform/quote.ts'
 
+/** The first `limit` items of `items`. */
+async function* take<T>(items: AsyncIterable<T>, limit: number): AsyncGenerator<T> {
+  if (limit <= 0) return
+  let n = 0
+  for await (const item of items) {
+    yield item
+    if (++n >= limit) return
+  }
+}
+
+/** Live ticks stopped by Ctrl-C or SIGTERM: their normal end. */
+function stopped(count: number, seed: number): number {
+  process.stderr.write(`generated ${count} live ticks (seed ${seed}), stopped\n`)
+  return 0
+}
+
 const spec = {
   name: 'generate',
-  usage: '[--stocks N] [--ticks M] [--out FILE | --topic T] [--seed S] [--start hhmmss] [--end hhmmss] ...',
+  usage: '[--stocks N] [--ticks M] [--out FILE | --topic T] [--seed S] [--start hhmmss] [--end hhmmss] [--rate N] ...',
   description:
     'Generates random-walk price ticks (Time,Stock,Price) for stock1..stockN: each stock starts at a random\n' +
     'price from 10 to 100 (or --start-prices), each tick moves one stock by up to --max-move percent, about\n' +
     '--empty-percent of the rows have no price. Times never decrease down the file and a stock never has two\n' +
     'ticks at the same time. The same --seed gives the same ticks. Writes a CSV file (--out), sends to Kafka\n' +
-    '(--topic, key = stock) or prints the CSV on stdout.',
+    '(--topic, key = stock) or prints the CSV on stdout. With --rate, ticks are made as time passes instead:\n' +
+    'about N per second, stamped with the current UTC time, until Ctrl-C (or --ticks of them).',
   options: {
     stocks: { type: 'string' },
     ticks: { type: 'string' },
@@ -45,6 +63,7 @@ const spec = {
     'empty-percent': { type: 'string' },
     preset: { type: 'string' },
     'batch-size': { type: 'string' },
+    rate: { type: 'string' },
   },
   help: {
     stocks: 'Number of stocks, stock1..stockN (default: 3)',
@@ -59,17 +78,18 @@ const spec = {
     'max-move': 'Largest move of one tick, in percent (default: 1)',
     'empty-percent': 'Share of rows without a price, in percent (default: 2)',
     preset: '"sample": the options that made fixtures/sample-prices.csv (other options override them)',
-    'batch-size': 'Messages per awaited send with --topic (default: 2000)',
+    'batch-size': 'Messages per awaited send with --topic (default: 2000; 1 with --rate)',
+    rate: 'Live ticks: about N per second (at most one per stock per second), stamped with the current time, until Ctrl-C or --ticks',
   },
 } satisfies CommandSpec<Record<string, { type: 'string' }>>
 
-/** CSV text in chunks of about 64 KiB, header first. */
-function* csvChunks(ticks: Iterable<Tick>, onTick: () => void): Generator<string> {
+/** CSV text in chunks of about 64 KiB (`flushBytes`), header first. */
+async function* csvChunks(ticks: Iterable<Tick> | AsyncIterable<Tick>, onTick: () => void, flushBytes = 65_536): AsyncGenerator<string> {
   let chunk = `${PRICE_CSV_HEADER}\n`
-  for (const tick of ticks) {
+  for await (const tick of ticks) {
     chunk += `${formatPriceLine(tick)}\n`
     onTick()
-    if (chunk.length >= 65_536) {
+    if (chunk.length >= flushBytes) {
       yield chunk
       chunk = ''
     }
@@ -99,7 +119,12 @@ export const { run } = defineService({
     }
     const prices = startPrices ?? preset?.startPrices
     if (prices) options.startPrices = prices
-    const problem = tickGeneratorProblem(options)
+    const rate = numberOption('rate', v.rate, 0.001, 1_000_000)
+    if (rate !== undefined && rate > options.stocks) {
+      throw new UsageError(`--rate must be at most one tick per stock per second (${options.stocks} with --stocks ${options.stocks}); got ${rate}`)
+    }
+    // Live ticks take their times from the clock: --start and --end do not bound them.
+    const problem = tickGeneratorProblem(rate === undefined ? options : { ...options, ticks: 0 })
     if (problem) throw new UsageError(problem)
     const seed = intOption('seed', v.seed, 0, 0xffff_ffff) ?? preset?.seed
     return {
@@ -109,32 +134,41 @@ export const { run } = defineService({
       out: v.out,
       topic: v.topic,
       partitions: config.MARKET_TOPIC_PARTITIONS,
-      batchSize: intOption('batch-size', v['batch-size'], 1, 100_000) ?? 2000,
+      batchSize: intOption('batch-size', v['batch-size'], 1, 100_000) ?? (rate === undefined ? 2000 : 1),
+      rate,
+      // Live: every tick until Ctrl-C, unless --ticks bounds them.
+      limit: rate === undefined || v.ticks !== undefined ? options.ticks : Number.POSITIVE_INFINITY,
     }
   },
   needs: ({ topic, partitions }) => ({
     producer: topic !== undefined,
     topics: topic === undefined ? undefined : [{ name: topic, partitions }],
   }),
-  async start(ctx, { generator, seed, seedGiven, out, topic, batchSize }) {
+  async start(ctx, { generator, seed, seedGiven, out, topic, batchSize, rate, limit }) {
     const { log, lifecycle } = ctx
     if (!seedGiven) log.info({ seed }, 'random seed (pass --seed to repeat this run)')
-    const ticks = generateTicks({ ...generator, random: createPrng(seed) })
+    const random = createPrng(seed)
+    const ticks =
+      rate === undefined
+        ? generateTicks({ ...generator, random })
+        : take(liveTicks({ ...generator, random, ratePerSecond: rate, signal: lifecycle.signal }), limit)
     const progress = out !== undefined || topic !== undefined
-    const bar = progress ? createProgress({ label: 'generate', total: generator.ticks, log }) : undefined
+    const bar = progress && rate === undefined ? createProgress({ label: 'generate', total: generator.ticks, log }) : undefined
     let done = 0
     const count = () => {
       done++
       if (done % 1000 === 0) bar?.update(done)
     }
     if (topic === undefined) {
-      const source = Readable.from(csvChunks(ticks, count))
+      // Live ticks are written as they come.
+      const source = Readable.from(csvChunks(ticks, count, rate === undefined ? 65_536 : 1))
       const { signal } = lifecycle
       try {
         if (out !== undefined) await pipeline(source, createWriteStream(out), { signal })
         else await pipeline(source, process.stdout, { end: false, signal })
       } catch (err) {
         if (signal.aborted) {
+          if (rate !== undefined) return stopped(done, seed)
           process.stderr.write(`\ninterrupted after ${done} ticks\n`)
           return 1
         }
@@ -158,7 +192,7 @@ export const { run } = defineService({
       let sent = 0
       const sending = (async () => {
         let batch: Array<TickMessage & { partition: number }> = []
-        for (const tick of ticks) {
+        for await (const tick of ticks) {
           if (lifecycle.signal.aborted) return false
           batch.push({ ...encodeTick(topic, tick), partition: partitionFor(tick.stock) })
           count()
@@ -173,6 +207,7 @@ export const { run } = defineService({
       })()
       lifecycle.onClose('generate loop', () => sending.catch(() => {}))
       if (!(await sending)) {
+        if (rate !== undefined) return stopped(sent, seed)
         process.stderr.write(`\ninterrupted after sending ${sent} ticks\n`)
         return 1
       }

@@ -5,6 +5,7 @@ import type { Tick } from '../../src/market/tick.ts'
 import {
   createPrng,
   generateTicks,
+  liveTicks,
   type TickGeneratorOptions,
   timeToSeconds,
 } from '../../src/market/tick-generator.ts'
@@ -119,5 +120,46 @@ describe('generateTicks', () => {
       assert.ok(Math.abs(price - start) / start < 0.5, `${stock} at ${price}`)
     }
     assert.ok(all.every((t) => t.price === null || Number.isInteger(t.price)))
+  })
+})
+
+describe('liveTicks', () => {
+  /** A fake clock that sleeping moves forward. */
+  function fakeClock(startMs: number) {
+    let now = startMs
+    return { now: () => now, sleep: async (ms: number) => void (now += ms) }
+  }
+
+  it('stamps ticks with the current second, about the rate per second, one per stock per second', async () => {
+    const clock = fakeClock(Date.UTC(2026, 0, 1, 23, 59, 50, 300))
+    const controller = new AbortController()
+    const seen: Array<Tick & { at: number }> = []
+    for await (const tick of liveTicks({ stocks: 5, ratePerSecond: 2.5, random: createPrng(3), signal: controller.signal, ...clock })) {
+      seen.push({ ...tick, at: clock.now() })
+      if (seen.length === 300) controller.abort()
+    }
+    assert.equal(seen.length, 300)
+    const seconds = new Map<string, string[]>()
+    for (const tick of seen) {
+      // Each tick leaves within the second it is stamped with.
+      const at = new Date(tick.at)
+      const stamp = `${String(at.getUTCHours()).padStart(2, '0')}${String(at.getUTCMinutes()).padStart(2, '0')}${String(at.getUTCSeconds()).padStart(2, '0')}`
+      assert.equal(tick.time, stamp)
+      seconds.set(tick.time, [...(seconds.get(tick.time) ?? []), tick.stock])
+    }
+    for (const [time, stocks] of seconds) assert.equal(new Set(stocks).size, stocks.length, `two ticks of one stock at ${time}`)
+    // The times wrap at midnight, and the rate holds on average (300 ticks over about 120 s).
+    assert.ok(seconds.has('235959') && seconds.has('000000'))
+    const span = (seen.at(-1)!.at - seen[0]!.at) / 1000
+    assert.ok(Math.abs(300 / span - 2.5) < 0.5, `${300 / span} ticks per second`)
+  })
+
+  it('refuses a rate above one tick per stock per second, and stops when aborted', async () => {
+    const controller = new AbortController()
+    const make = (rate: number) => liveTicks({ stocks: 2, ratePerSecond: rate, random: createPrng(1), signal: controller.signal })
+    await assert.rejects(make(3).next(), /at most one tick per stock per second \(2\)/)
+    await assert.rejects(make(0).next(), RangeError)
+    controller.abort()
+    assert.deepEqual(await make(1).next(), { done: true, value: undefined })
   })
 })

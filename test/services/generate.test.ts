@@ -8,6 +8,7 @@ import { createPrng, generateTicks } from '../../src/market/tick-generator.ts'
 import { decodeTick } from '../../src/market/tick-message.ts'
 import { partitionForKey } from '../../src/platform/kafka/partitions.ts'
 import { createTestTopic, runCli, uniqueName } from '../helpers/infra.ts'
+import { startService } from '../helpers/processes.ts'
 import { readTopic } from '../helpers/topic-reader.ts'
 
 describe('bourse generate', () => {
@@ -73,5 +74,39 @@ describe('bourse generate', () => {
     ])
     assert.equal(tooMany.code, 2)
     assert.match(tooMany.stderr, /do not fit/)
+  })
+
+  it('--rate makes live ticks stamped with the current time until SIGTERM, or --ticks of them', async () => {
+    const hhmmss = (ms: number) => new Date(ms).toISOString().slice(11, 19).replaceAll(':', '')
+    const startedAt = Date.now()
+    const bounded = await runCli(['generate', '--stocks', '4', '--rate', '4', '--ticks', '6', '--seed', '9'])
+    assert.equal(bounded.code, 0, bounded.stderr)
+    const lines = bounded.stdout.trim().split('\n')
+    assert.equal(lines[0], PRICE_CSV_HEADER)
+    assert.equal(lines.length, 7)
+    for (const line of lines.slice(1)) {
+      const time = line.split(',')[0]!
+      assert.ok(time >= hhmmss(startedAt - 1000) && time <= hhmmss(Date.now()), `${line} is not stamped now`)
+    }
+    assert.match((await runCli(['generate', '--stocks', '2', '--rate', '3'])).stderr, /--rate must be at most one tick per stock per second/)
+
+    const topic = uniqueName('generate-live')
+    const drop = await createTestTopic(topic, 3)
+    try {
+      const live = startService(['generate', '--stocks', '3', '--rate', '3', '--topic', topic], { ...process.env, LOG_LEVEL: 'warn' })
+      // Ticks keep arriving while it runs.
+      let received = 0
+      for (let i = 0; i < 60 && received < 6; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        received = (await readTopic(topic)).flat().length
+      }
+      assert.ok(received >= 6, `${received} live ticks in the topic`)
+      assert.equal(await live.stop(), 0, live.output())
+      const ticks = (await readTopic(topic)).flat().map((r) => JSON.parse(r.value ?? '') as { time: string; stock: string })
+      const times = new Set(ticks.map((t) => `${t.stock}@${t.time}`))
+      assert.equal(times.size, ticks.length, 'one tick per stock per second')
+    } finally {
+      await drop()
+    }
   })
 })
