@@ -115,6 +115,7 @@ describe('compose.yaml', () => {
       'price-updater',
       'producer',
       'seed',
+      'ticker',
       'verifier',
       'verify-sim',
     ])

@@ -11,7 +11,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { readPriceCsv } from '../market/price-csv.ts'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
 import { UsageError } from '../platform/command.ts'
 import { readHeartbeats } from '../platform/heartbeat.ts'
@@ -116,21 +115,6 @@ async function btcSummary(apiUrl: string, token: string): Promise<string> {
   const n = count?.items.length ?? 0
   const placed = count ? `${n}${count.next_cursor ? '+' : ''} order${n === 1 ? '' : 's'} placed` : `orders: API answered ${orders.status}`
   return `BTC: ${prices.join(', ')}; ${placed}`
-}
-
-/**
- * The arguments of the demo's live ticks (`bourse generate --rate`): one tick a second into
- * the market topic, each stock of the CSV (`stock1..stockN`) walking on from its last price
- * there, so the prices keep moving after the sample file is in.
- */
-async function liveTickArgs(csv: string, topic: string): Promise<string[]> {
-  const last = new Map<string, number>()
-  for await (const row of readPriceCsv(csv)) if ('tick' in row && row.tick.price !== null) last.set(row.tick.stock, row.tick.price)
-  const stocks = Array.from({ length: last.size }, (_, i) => `stock${i + 1}`)
-  const walk = ['--rate', '1', '--max-move', '0.5', '--empty-percent', '1', '--topic', topic]
-  // Another file's stocks: the generator's own stock1..stock3 at random prices.
-  if (stocks.length === 0 || !stocks.every((stock) => last.has(stock))) return ['--stocks', '3', ...walk]
-  return ['--stocks', String(stocks.length), '--start-prices', stocks.map((stock) => last.get(stock)).join(','), ...walk]
 }
 
 /** The simulated BTC price providers of the demo (`bourse btc-price-sim`, its default port). */
@@ -268,8 +252,10 @@ export const { run } = defineService({
         'btc-price': [],
       }
       for (const name of daemons) children.push(startStep(name, [name, ...serviceArgs[name]], env))
-      process.stdout.write('==> bourse generate --rate 1 (live ticks into the market topic, so prices keep moving)\n')
-      children.push(startStep('generate', ['generate', ...(await liveTickArgs(csv, config.MARKET_TOPIC))], env))
+      // Live ticks, each stock walking on from its last price in the CSV, so prices keep moving.
+      const ticker = ['generate', '--after', csv, '--rate', '1', '--max-move', '0.5', '--empty-percent', '1', '--topic', config.MARKET_TOPIC]
+      process.stdout.write(`==> bourse ${ticker.join(' ')}\n`)
+      children.push(startStep('generate', ticker, env))
       const apiUrl = `http://${config.HOST}:${config.PORT}`
       const alerts = await createSampleAlerts(apiUrl, userToken, lifecycle.signal)
       // Ctrl-C while the services were starting: nothing to show.

@@ -6,7 +6,7 @@ import { randomInt } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { formatPriceLine, PRICE_CSV_HEADER } from '../market/price-csv.ts'
+import { formatPriceLine, PRICE_CSV_HEADER, readPriceCsv } from '../market/price-csv.ts'
 import type { Tick } from '../market/tick.ts'
 import {
   createPrng,
@@ -31,6 +31,24 @@ async function* take<T>(items: AsyncIterable<T>, limit: number): AsyncGenerator<
     yield item
     if (++n >= limit) return
   }
+}
+
+/**
+ * The stocks of a price CSV and their last prices, to walk on from: its stocks must be
+ * `stock1..stockN` (the generator's names), each with a price.
+ */
+async function lastPrices(path: string): Promise<{ stocks: number; startPrices: number[] }> {
+  const last = new Map<string, number>()
+  try {
+    for await (const row of readPriceCsv(path)) if ('tick' in row && row.tick.price !== null) last.set(row.tick.stock, row.tick.price)
+  } catch (err) {
+    throw new UsageError(`--after ${path}: ${(err as Error).message}`)
+  }
+  const stocks = Array.from({ length: last.size }, (_, i) => `stock${i + 1}`)
+  if (stocks.length === 0 || !stocks.every((stock) => last.has(stock))) {
+    throw new UsageError(`--after ${path}: its stocks must be stock1..stockN with a price each (found ${[...last.keys()].slice(0, 5).join(', ') || 'none'})`)
+  }
+  return { stocks: stocks.length, startPrices: stocks.map((stock) => last.get(stock)!) }
 }
 
 /** Live ticks stopped by Ctrl-C or SIGTERM: their normal end. */
@@ -64,6 +82,7 @@ const spec = {
     preset: { type: 'string' },
     'batch-size': { type: 'string' },
     rate: { type: 'string' },
+    after: { type: 'string' },
   },
   help: {
     stocks: 'Number of stocks, stock1..stockN (default: 3)',
@@ -79,6 +98,7 @@ const spec = {
     'empty-percent': 'Share of rows without a price, in percent (default: 2)',
     preset: '"sample": the options that made fixtures/sample-prices.csv (other options override them)',
     'batch-size': 'Messages per awaited send with --topic (default: 2000; 1 with --rate)',
+    after: 'A price CSV to walk on from: stock1..stockN start at their last prices there (--stocks and --start-prices then come from it)',
     rate: 'Live ticks: about N per second (at most one per stock per second), stamped with the current time, until Ctrl-C or --ticks',
   },
 } satisfies CommandSpec<Record<string, { type: 'string' }>>
@@ -119,8 +139,11 @@ export const { run } = defineService({
     }
     const prices = startPrices ?? preset?.startPrices
     if (prices) options.startPrices = prices
+    if (v.after !== undefined && (v.stocks !== undefined || v['start-prices'] !== undefined)) {
+      throw new UsageError('--after gives the stocks and their start prices: leave out --stocks and --start-prices')
+    }
     const rate = numberOption('rate', v.rate, 0.001, 1_000_000)
-    if (rate !== undefined && rate > options.stocks) {
+    if (rate !== undefined && v.after === undefined && rate > options.stocks) {
       throw new UsageError(`--rate must be at most one tick per stock per second (${options.stocks} with --stocks ${options.stocks}); got ${rate}`)
     }
     // Live ticks take their times from the clock: --start and --end do not bound them.
@@ -136,6 +159,7 @@ export const { run } = defineService({
       partitions: config.MARKET_TOPIC_PARTITIONS,
       batchSize: intOption('batch-size', v['batch-size'], 1, 100_000) ?? (rate === undefined ? 2000 : 1),
       rate,
+      after: v.after,
       // Live: every tick until Ctrl-C, unless --ticks bounds them.
       limit: rate === undefined || v.ticks !== undefined ? options.ticks : Number.POSITIVE_INFINITY,
     }
@@ -144,9 +168,13 @@ export const { run } = defineService({
     producer: topic !== undefined,
     topics: topic === undefined ? undefined : [{ name: topic, partitions }],
   }),
-  async start(ctx, { generator, seed, seedGiven, out, topic, batchSize, rate, limit }) {
+  async start(ctx, { generator: given, seed, seedGiven, out, topic, batchSize, rate, limit, after }) {
     const { log, lifecycle } = ctx
     if (!seedGiven) log.info({ seed }, 'random seed (pass --seed to repeat this run)')
+    const generator = after === undefined ? given : { ...given, ...(await lastPrices(after)) }
+    if (rate !== undefined && rate > generator.stocks) {
+      throw new UsageError(`--rate must be at most one tick per stock per second (${generator.stocks} stocks in ${after}); got ${rate}`)
+    }
     const random = createPrng(seed)
     const ticks =
       rate === undefined

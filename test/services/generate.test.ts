@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -89,6 +89,24 @@ describe('bourse generate', () => {
       assert.ok(time >= hhmmss(startedAt - 1000) && time <= hhmmss(Date.now()), `${line} is not stamped now`)
     }
     assert.match((await runCli(['generate', '--stocks', '2', '--rate', '3'])).stderr, /--rate must be at most one tick per stock per second/)
+
+    // --after: stock1..stockN walk on from their last prices in a CSV.
+    const dir = mkdtempSync(join(tmpdir(), 'bourse-after-'))
+    try {
+      const csv = join(dir, 'prices.csv')
+      writeFileSync(csv, `${PRICE_CSV_HEADER}\n090000,stock2,500\n090001,stock1,100\n090002,stock2,\n`)
+      const walked = await runCli(['generate', '--after', csv, '--rate', '2', '--ticks', '2', '--max-move', '0', '--empty-percent', '0'])
+      assert.equal(walked.code, 0, walked.stderr)
+      const prices = new Map(walked.stdout.trim().split('\n').slice(1).map((line) => [line.split(',')[1], line.split(',')[2]]))
+      assert.deepEqual(Object.fromEntries(prices), { stock1: '100', stock2: '500' })
+      writeFileSync(csv, `${PRICE_CSV_HEADER}\n090000,stock2,500\n090001,acme,100\n`)
+      const odd = await runCli(['generate', '--after', csv, '--rate', '1', '--ticks', '1'])
+      assert.equal(odd.code, 2)
+      assert.match(odd.stderr, /its stocks must be stock1\.\.stockN/)
+      assert.equal((await runCli(['generate', '--after', csv, '--stocks', '2'])).code, 2)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
 
     const topic = uniqueName('generate-live')
     const drop = await createTestTopic(topic, 3)
