@@ -26,6 +26,12 @@
  *    row. Accepted and refused req/s are reported apart; their sum is compared with the
  *    empty route. After every round: no total past the cap, the total the sum of the orders.
  *
+ * In the measured rounds of A and B, the API's PostgreSQL backends (its connections found in
+ * /proc and matched to `pg_stat_activity` by port) are looked at every 25 ms: the share of
+ * samples idle in the API's pool, running, or waiting (on the totals row's lock, on the
+ * WAL flush of a commit...) says where an order's time goes, and their CPU time per answer
+ * is PostgreSQL's share of the work.
+ *
  * C. Paging `GET /api/btc/orders` over BENCH_BTC_ORDERS orders (1,000,000, all of one
  *    user: the hard case for the user's list, and the same rows for an admin's list of
  *    everyone's), inserted by one INSERT ... SELECT with `created_at` spread over about
@@ -50,6 +56,7 @@
  * BENCH_SKIP_PLACEMENT (1 skips A and B).
  */
 import { availableParallelism } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type autocannon from 'autocannon'
 import { CompiledQuery, sql } from 'kysely'
 import { createApiToken } from '../src/auth/index.ts'
@@ -69,6 +76,8 @@ import {
   baselineRows,
   type Child,
   compareSummaries,
+  connectionPorts,
+  cpuMs,
   cpuProfileFlags,
   cpuRows,
   createFailure,
@@ -135,6 +144,7 @@ const suffix = runSuffix()
 const schema = `bench_${suffix}`
 const topic = `bench-orders-${suffix}`
 const redisUrl = redisDbUrl(config.REDIS_URL, REDIS_DB)
+const databasePort = Number(new URL(config.DATABASE_URL).port || 5432)
 const kafka = { brokers: kafkaBrokers(config) }
 const serviceEnv = serviceEnvFor(process.env, { schema, redisUrl }, { ORDERS_TOPIC: topic, BTC_CAP: String(CAP) })
 const serviceConfig = loadConfig(serviceEnv)
@@ -266,6 +276,90 @@ async function cursorAfter(db: Db, owner: string | undefined, position: number):
 }
 
 // ---------------------------------------------------------------------------------------
+// Where the API's PostgreSQL backends spend a round.
+
+/** How often the API's backends are looked at during a round. */
+const SAMPLE_EVERY_MS = 25
+
+/** What the API's backends were doing during rounds, and the CPU they used. */
+interface BackendUse {
+  /** Samples of each backend by state: `idle` (in the API's pool), `active` (running), or its wait event. */
+  samples: Map<string, number>
+  cpuMs: number
+  requests: number
+}
+
+/** The pids of the PostgreSQL backends serving process `pid`, matched by their client ports. */
+async function backendsOf(pid: number | undefined): Promise<number[]> {
+  const ports = connectionPorts(pid, databasePort)
+  if (ports.length === 0) return []
+  const { rows } = await sql<{ pid: number }>`select pid from pg_stat_activity where client_port = any(${ports}::int[])`.execute(db)
+  return rows.map((r) => r.pid)
+}
+
+/**
+ * Runs `round` while sampling what the API's backends wait on, adding the samples, their
+ * CPU time and the round's answers to `use`.
+ */
+async function observeBackends(apiPid: number | undefined, use: BackendUse, round: () => Promise<LoadRound>): Promise<LoadRound> {
+  const pids = await backendsOf(apiPid)
+  const cpuBefore = pids.map((p) => cpuMs(p))
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      const { rows } = await sql<{ state: string | null; wait: string | null }>`
+        select state, wait_event_type || ':' || wait_event as wait from pg_stat_activity where pid = any(${pids}::int[])
+      `.execute(db)
+      for (const row of rows) {
+        const key = row.state === 'active' ? (row.wait ?? 'active, on CPU') : (row.state ?? 'unknown')
+        use.samples.set(key, (use.samples.get(key) ?? 0) + 1)
+      }
+      await sleep(SAMPLE_EVERY_MS)
+    }
+  })()
+  try {
+    const result = await round()
+    use.requests += result.requests
+    pids.forEach((p, i) => {
+      const before = cpuBefore[i]
+      const after = cpuMs(p)
+      if (before !== undefined && after !== undefined) use.cpuMs += after - before
+    })
+    return result
+  } finally {
+    sampling = false
+    await sampler
+  }
+}
+
+/** Resolves once no backend of process `pid` has run a statement in three looks 50 ms apart: its last requests are done. */
+async function waitForIdleBackends(pid: number | undefined): Promise<void> {
+  const pids = await backendsOf(pid)
+  for (let quiet = 0, deadline = Date.now() + 30_000; quiet < 3; ) {
+    const { rows } = await sql<{ n: string }>`select count(*) as n from pg_stat_activity where pid = any(${pids}::int[]) and state <> 'idle'`.execute(db)
+    quiet = Number(rows[0]?.n) === 0 ? quiet + 1 : 0
+    if (Date.now() > deadline) throw new Error('the API still runs statements 30 s after the load stopped')
+    await guard(sleep(50))
+  }
+}
+
+/** The backends' use as the results file keeps it: the share of each state, and CPU per request. */
+function backendSummary(use: BackendUse): { statesShare: Record<string, number>; cpuUsPerRequest: number | null } {
+  const total = [...use.samples.values()].reduce((a, b) => a + b, 0)
+  const statesShare = Object.fromEntries(
+    [...use.samples].sort((a, b) => b[1] - a[1]).map(([state, n]) => [state, Number((n / total).toFixed(3))]),
+  )
+  return { statesShare, cpuUsPerRequest: use.requests > 0 && use.cpuMs > 0 ? Math.round((use.cpuMs * 1000) / use.requests) : null }
+}
+
+/** The states that took at least 5% of the samples, as a table shows them. */
+const statesText = (share: Record<string, number>): string =>
+  Object.entries(share)
+    .filter(([, v]) => v >= 0.05)
+    .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
+    .join(', ')
+
+// ---------------------------------------------------------------------------------------
 // Requests.
 
 /** The requests of part A: each of `tokens` in turn, the currencies in turn, amounts of 10.00-99.99. */
@@ -276,15 +370,18 @@ function placementRequests(tokens: string[]): autocannon.Request[] {
   }))
 }
 
-/** The requests of part B: one small order (accepted) then three too large for the headroom (refused), in turn. */
-function nearCapRequests(tokens: string[]): autocannon.Request[] {
-  return Array.from({ length: 40 }, (_, i) => ({
-    headers: orderHeaders(tokens[i % tokens.length]!),
-    body: JSON.stringify({
-      currency: CURRENCIES[i % 3],
-      amount: i % 4 === 0 ? `${1 + (i % 9)}.${String((i * 7) % 100).padStart(2, '0')}` : REFUSED_AMOUNT,
-    }),
-  }))
+/**
+ * The requests of part B, one list per connection in turn: small orders (accepted) on one
+ * connection in four, orders too large for the headroom (refused) on the three others.
+ */
+function nearCapRequests(tokens: string[]): Array<autocannon.Request[]> {
+  const orders = (amount: (i: number) => string) =>
+    Array.from({ length: 40 }, (_, i) => ({
+      headers: orderHeaders(tokens[i % tokens.length]!),
+      body: JSON.stringify({ currency: CURRENCIES[i % 3], amount: amount(i) }),
+    }))
+  const refused = orders(() => REFUSED_AMOUNT)
+  return [orders((i) => `${1 + (i % 9)}.${String((i * 7) % 100).padStart(2, '0')}`), refused, refused, refused]
 }
 
 /** A new order's headers: the token, and an Idempotency-Key that autocannon makes unique per request. */
@@ -377,9 +474,9 @@ try {
 
     const empty = startEmptyServer(processes, profileFlags)
     const emptyUrl = await processes.waitForUrl(empty, EMPTY_LISTENING)
-    const load = (url: string, server: Child, seconds: number, requests: autocannon.Request[], allowedStatuses: number[] = []) =>
+    const load = (url: string, server: Child, seconds: number, connectionRequests: Array<autocannon.Request[]>, allowedStatuses: number[] = []) =>
       loadRound(
-        { url: `${url}/api/btc/orders`, server, headers: {}, body: '', connections: CONNECTIONS, seconds, requests, uniqueIds: true, allowedStatuses },
+        { url: `${url}/api/btc/orders`, server, headers: {}, body: '', connections: CONNECTIONS, seconds, connectionRequests, uniqueIds: true, allowedStatuses },
         failure,
       )
     const ratioLine = (b: LoadRound, a: LoadRound) => `ratio ${(a.requestsPerSecond / b.requestsPerSecond).toFixed(2)}\n`
@@ -389,12 +486,16 @@ try {
       `A. order placement vs empty Fastify: ${CONNECTIONS} connections, ${CALLERS} users, ${ROUNDS} rounds of ${SECONDS} s ` +
         `after ${WARMUP_SECONDS} s warm-up each\n`,
     )
-    const placing = placementRequests(tokens)
+    const placing = [placementRequests(tokens)]
     let accepted = 1
+    // The backends are observed in the measured rounds, not the warm-up (the first subject round).
+    let measuring = false
+    const aBackends: BackendUse = { samples: new Map(), cpuMs: 0, requests: 0 }
     const a = await alternateRounds(
       (seconds) => load(emptyUrl, empty, seconds, placing),
       async (seconds) => {
-        const round = await load(apiUrl, api, seconds, placing)
+        const round = await (measuring ? observeBackends(api.process.pid, aBackends, () => load(apiUrl, api, seconds, placing)) : load(apiUrl, api, seconds, placing))
+        measuring = true
         accepted += round.requests
         return round
       },
@@ -413,6 +514,7 @@ try {
     const aBaseline = summarize(a.baselineRounds)
     const aOrders = summarize(a.subjectRounds)
     const aCompared = compareSummaries(aBaseline, aOrders)
+    const aBackendUse = backendSummary(aBackends)
     rows.push(
       settingsRow(CONNECTIONS, ROUNDS, SECONDS),
       ...baselineRows(aBaseline),
@@ -421,6 +523,8 @@ try {
       [`A. orders / empty req/s (target >= ${PLACEMENT_TARGET})`, aCompared.ratio.toFixed(2)],
       ['A. each round', roundRatios(a.subjectRounds, a.baselineRounds).join(' ')],
       ...cpuRows('orders', aBaseline, aOrders, aCompared.cpuRatio),
+      ['A. PostgreSQL backends of the API: CPU per order (µs)', String(aBackendUse.cpuUsPerRequest ?? '?')],
+      ['A. ... their states (share of samples)', statesText(aBackendUse.statesShare)],
       ['A. orders stored (answered 201 + unseen at round ends), their sum', `${afterA.orders} (${accepted}), ${afterA.total} BTC`],
     )
     result.placement = {
@@ -433,13 +537,16 @@ try {
       ratioTarget: PLACEMENT_TARGET,
       cpuRatio: aCompared.cpuRatio === null ? null : Number(aCompared.cpuRatio.toFixed(3)),
       ordersStored: afterA.orders,
+      postgresBackends: aBackendUse,
     }
 
     // B. Near the cap: a quarter accepted, three quarters refused, the total reset before each round.
     process.stdout.write(
-      `\nB. near the cap (${HEADROOM_BTC} BTC left before each round; 1 order in 4 small, 3 refused): the same rounds\n`,
+      `\nB. near the cap (${HEADROOM_BTC} BTC left before each round; 1 connection in 4 sends small orders, 3 too large): the same rounds\n`,
     )
     const nearCap = nearCapRequests(tokens)
+    measuring = false
+    const bBackends: BackendUse = { samples: new Map(), cpuMs: 0, requests: 0 }
     await fillToHeadroom(db)
     const refusal = await fetch(`${apiUrl}/api/btc/orders`, {
       method: 'POST',
@@ -453,7 +560,10 @@ try {
       (seconds) => load(emptyUrl, empty, seconds, nearCap),
       async (seconds) => {
         await fillToHeadroom(db)
-        const round = await load(apiUrl, api, seconds, nearCap, [409])
+        const round = await (measuring
+          ? observeBackends(api.process.pid, bBackends, () => load(apiUrl, api, seconds, nearCap, [409]))
+          : load(apiUrl, api, seconds, nearCap, [409]))
+        measuring = true
         const totals = await assertTotals(db, 'after a round near the cap')
         // The filler order is the one more.
         const accepted201 = round.statuses?.counts['201'] ?? 0
@@ -475,6 +585,7 @@ try {
     const bBaseline = summarize(b.baselineRounds)
     const bOrders = summarize(b.subjectRounds)
     const bCompared = compareSummaries(bBaseline, bOrders)
+    const bBackendUse = backendSummary(bBackends)
     const acceptedPerSecond = median(b.subjectRounds.map((r) => statusRate(r, 201)))
     const refusedPerSecond = median(b.subjectRounds.map((r) => statusRate(r, 409)))
     rows.push(
@@ -485,11 +596,13 @@ try {
       ['B. near the cap / empty req/s', bCompared.ratio.toFixed(2)],
       ['B. each round', roundRatios(b.subjectRounds, b.baselineRounds).join(' ')],
       ...cpuRows('near the cap', bBaseline, bOrders, bCompared.cpuRatio),
+      ['B. PostgreSQL backends of the API: CPU per answer (µs)', String(bBackendUse.cpuUsPerRequest ?? '?')],
+      ['B. ... their states (share of samples)', statesText(bBackendUse.statesShare)],
     )
     result.nearCap = {
       headroomBtc: HEADROOM_BTC,
       refusedAmount: REFUSED_AMOUNT,
-      share: '1 small order accepted, then 3 refused, in turn',
+      share: '1 connection in 4 sends small orders (accepted), 3 too large ones (refused)',
       baselineRounds: b.baselineRounds.map(roundedRound),
       nearCapRounds: b.subjectRounds.map(roundedRound),
       roundRatios: roundRatios(b.subjectRounds, b.baselineRounds),
@@ -499,12 +612,15 @@ try {
       refusedPerSecond,
       ratio: Number(bCompared.ratio.toFixed(3)),
       cpuRatio: bCompared.cpuRatio === null ? null : Number(bCompared.cpuRatio.toFixed(3)),
+      postgresBackends: bBackendUse,
     }
   }
 
   if (ORDERS > 0) {
     // C. Paging.
     process.stdout.write(`\nC. paging over ${ORDERS} orders of ${PAGE_USER}: page 1 vs page ${DEEP_PAGE} of ${PAGE_LIMIT}\n`)
+    // The orders in flight when part B's load stopped must land before the table is replaced.
+    await waitForIdleBackends(api.process.pid)
     const insertStarted = performance.now()
     await insertPagingOrders(db, PAGE_USER, ORDERS)
     const insertSeconds = round1((performance.now() - insertStarted) / 1000)

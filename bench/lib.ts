@@ -8,7 +8,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -219,6 +219,39 @@ export function cpuMs(pid: number | undefined): number | undefined {
   }
 }
 
+/** The local ports of the TCP connections process `pid` holds to `remotePort` (Linux /proc; none elsewhere). */
+export function connectionPorts(pid: number | undefined, remotePort: number): number[] {
+  const inodes = new Set<string>()
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const socket = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+        if (socket) inodes.add(socket[1]!)
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return []
+  }
+  const ports: number[] = []
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = ''
+    try {
+      text = readFileSync(table, 'utf8')
+    } catch {
+      continue
+    }
+    // Columns: sl, local address:port, remote address:port (hex), ..., the socket's inode (10th).
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 10 || !inodes.has(fields[9]!)) continue
+      if (Number.parseInt(fields[2]!.split(':')[1]!, 16) === remotePort) ports.push(Number.parseInt(fields[1]!.split(':')[1]!, 16))
+    }
+  }
+  return ports
+}
+
 /** The machine's 1-minute load average: how much other work moved the numbers. */
 export const loadAverage1m = (): number => loadavg()[0]!
 
@@ -256,6 +289,11 @@ export interface LoadTarget {
    * URL's path with its own `path`). @defaultValue every request is `headers` and `body`
    */
   requests?: autocannon.Request[]
+  /**
+   * Each connection's own `requests`, given to the connections in turn (connection i gets
+   * entry i modulo their number). @defaultValue every connection sends `requests`
+   */
+  connectionRequests?: ReadonlyArray<autocannon.Request[]>
   /** Replaces `[<id>]` anywhere in a request with a new id for each request sent. @defaultValue false */
   uniqueIds?: boolean
   /** Statuses besides 2xx that count as answers (such as 409 for an order refused at the cap). @defaultValue none */
@@ -268,14 +306,18 @@ const allowedAnswers = (result: Pick<autocannon.Result, 'statusCodeStats'>, allo
 
 /** One autocannon round of POSTs to the target; throws unless every answer was 2xx. */
 export async function loadRound(target: LoadTarget, failure: Failure): Promise<LoadRound> {
-  const { url, server, headers, body, connections, seconds, callers, method = 'POST', requests, uniqueIds = false, allowedStatuses = [] } = target
+  const { url, server, headers, body, connections, seconds, callers, method = 'POST', uniqueIds = false, allowedStatuses = [] } = target
+  const { connectionRequests } = target
+  const requests = target.requests ?? connectionRequests?.[0]
   let nextCaller = 0
   const setupClient = callers?.length
     ? (client: autocannon.Client) => {
         const caller = callers[nextCaller++ % callers.length]!
         client.setHeadersAndBody(caller.headers, caller.body)
       }
-    : undefined
+    : connectionRequests?.length
+      ? (client: autocannon.Client) => client.setRequests(connectionRequests[nextCaller++ % connectionRequests.length]!)
+      : undefined
   const cpuBefore = cpuMs(server.process.pid)
   const result = await failure.guard(
     new Promise<autocannon.Result>((resolve, reject) => {
