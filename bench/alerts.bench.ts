@@ -54,7 +54,6 @@
  * This process's CPU in an end-to-end round is the distributor's tick and the polling; the
  * PostgreSQL backends serving this process (the tick's claims) are not counted.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { JobsOptions, Queue } from 'bullmq'
@@ -75,6 +74,7 @@ import { openQueue } from '../src/platform/queues.ts'
 import { createRedis } from '../src/platform/redis.ts'
 import {
   type Child,
+  connectionPorts,
   cpuMs,
   cpuProfileFlags,
   createFailure,
@@ -241,39 +241,6 @@ function cpuNow(m: Measured): Record<'worker' | 'ebay' | 'sink' | 'bench', numbe
 
 /** CPU µs per alert of each process between two readings; null where /proc had none. */
 type CpuPerAlert = Record<'worker' | 'ebay' | 'sink' | 'bench', number | null>
-
-/** The local ports of the TCP connections process `pid` holds to `remotePort` (Linux /proc; none elsewhere). */
-function connectionPorts(pid: number | undefined, remotePort: number): number[] {
-  const inodes = new Set<string>()
-  try {
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      try {
-        const socket = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
-        if (socket) inodes.add(socket[1]!)
-      } catch {
-        // closed meanwhile
-      }
-    }
-  } catch {
-    return []
-  }
-  const ports: number[] = []
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = ''
-    try {
-      text = readFileSync(table, 'utf8')
-    } catch {
-      continue
-    }
-    // Columns: sl, local address:port, remote address:port (hex), ..., the socket's inode (10th).
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/)
-      if (fields.length < 10 || !inodes.has(fields[9]!)) continue
-      if (Number.parseInt(fields[2]!.split(':')[1]!, 16) === remotePort) ports.push(Number.parseInt(fields[1]!.split(':')[1]!, 16))
-    }
-  }
-  return ports
-}
 
 /**
  * CPU ms so far of each PostgreSQL backend serving process `pid` (its connections matched

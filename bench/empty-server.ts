@@ -1,7 +1,8 @@
 /**
- * The baseline of `npm run bench:api`: Fastify 5 with one POST route that parses the same
- * JSON body as BuyStock and answers a small constant JSON. No authentication, no rate
- * limit, no logger, no schemas: what the framework alone costs on this machine and Node.
+ * The baseline of `npm run bench:api` and `npm run bench:btc`: Fastify 5 with POST routes
+ * that parse the same JSON body as BuyStock or a BTC order and answer a small constant
+ * JSON (a BTC order's shape, with 201). No authentication, no rate limit, no logger, no
+ * schemas: what the framework alone costs on this machine and Node.
  *
  * `node bench/empty-server.ts [port]` prints `listening on http://...` and stops on
  * SIGTERM or SIGINT.
@@ -11,6 +12,18 @@ import Fastify from 'fastify'
 const app = Fastify({ logger: false })
 const answer = { decision: 'Accept', price: 10, cost: 10, credit: 1_000_000_000 }
 app.post('/api/buy-stock', async () => answer)
+const btcOrder = {
+  id: '00000000-0000-4000-8000-000000000000',
+  user_id: 'user1',
+  currency: 'EUR',
+  amount: '10.00',
+  btc_price: '50000.00',
+  btc_amount: '0.00020000',
+  price_source: 'bench',
+  price_fetched_at: '2026-01-01T00:00:00.000Z',
+  created_at: '2026-01-01T00:00:00.000Z',
+}
+app.post('/api/btc/orders', async (_request, reply) => reply.code(201).send(btcOrder))
 
 const address = await app.listen({ port: Number(process.argv[2] ?? 0), host: '127.0.0.1' })
 process.stdout.write(`listening on ${address}\n`)

@@ -1,6 +1,6 @@
 /**
  * What the benchmarks share (`bench/api.bench.ts`, `bench/events.bench.ts`,
- * `bench/alerts.bench.ts`): the run's namespaces and the services' environment, the
+ * `bench/alerts.bench.ts`, `bench/btc.bench.ts`): the run's namespaces and the services' environment, the
  * failure that ends a run, the service processes, the autocannon rounds against the empty
  * Fastify baseline and their statistics, the printed table, the results file, and the
  * cleanup. Everything a function needs is passed in.
@@ -8,7 +8,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -219,6 +219,39 @@ export function cpuMs(pid: number | undefined): number | undefined {
   }
 }
 
+/** The local ports of the TCP connections process `pid` holds to `remotePort` (Linux /proc; none elsewhere). */
+export function connectionPorts(pid: number | undefined, remotePort: number): number[] {
+  const inodes = new Set<string>()
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const socket = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+        if (socket) inodes.add(socket[1]!)
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return []
+  }
+  const ports: number[] = []
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = ''
+    try {
+      text = readFileSync(table, 'utf8')
+    } catch {
+      continue
+    }
+    // Columns: sl, local address:port, remote address:port (hex), ..., the socket's inode (10th).
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 10 || !inodes.has(fields[9]!)) continue
+      if (Number.parseInt(fields[2]!.split(':')[1]!, 16) === remotePort) ports.push(Number.parseInt(fields[1]!.split(':')[1]!, 16))
+    }
+  }
+  return ports
+}
+
 /** The machine's 1-minute load average: how much other work moved the numbers. */
 export const loadAverage1m = (): number => loadavg()[0]!
 
@@ -232,6 +265,8 @@ export interface LoadRound {
   requests: number
   /** CPU time of the server process per answered request (µs); null without /proc. */
   serverCpuUsPerRequest: number | null
+  /** The answers by HTTP status and the round's length; only when the target allows statuses besides 2xx. */
+  statuses?: { seconds: number; counts: Record<string, number> }
 }
 
 export interface LoadTarget {
@@ -247,23 +282,58 @@ export interface LoadTarget {
    * gets entry i modulo their number): distinct callers. @defaultValue every connection sends `headers` and `body`
    */
   callers?: ReadonlyArray<{ headers: Record<string, string>; body: string }>
+  /** @defaultValue 'POST' */
+  method?: 'GET' | 'POST'
+  /**
+   * Requests every connection sends in turn, each overriding `headers` and `body` (and the
+   * URL's path with its own `path`). @defaultValue every request is `headers` and `body`
+   */
+  requests?: autocannon.Request[]
+  /**
+   * Each connection's own `requests`, given to the connections in turn (connection i gets
+   * entry i modulo their number). @defaultValue every connection sends `requests`
+   */
+  connectionRequests?: ReadonlyArray<autocannon.Request[]>
+  /** Replaces `[<id>]` anywhere in a request with a new id for each request sent. @defaultValue false */
+  uniqueIds?: boolean
+  /** Statuses besides 2xx that count as answers (such as 409 for an order refused at the cap). @defaultValue none */
+  allowedStatuses?: readonly number[]
 }
+
+/** How many answers of `result` had one of the `allowed` statuses. */
+const allowedAnswers = (result: Pick<autocannon.Result, 'statusCodeStats'>, allowed: readonly number[]): number =>
+  allowed.reduce((sum, status) => sum + (result.statusCodeStats?.[`${status}`]?.count ?? 0), 0)
 
 /** One autocannon round of POSTs to the target; throws unless every answer was 2xx. */
 export async function loadRound(target: LoadTarget, failure: Failure): Promise<LoadRound> {
-  const { url, server, headers, body, connections, seconds, callers } = target
+  const { url, server, headers, body, connections, seconds, callers, method = 'POST', uniqueIds = false, allowedStatuses = [] } = target
+  const { connectionRequests } = target
+  const requests = target.requests ?? connectionRequests?.[0]
   let nextCaller = 0
   const setupClient = callers?.length
     ? (client: autocannon.Client) => {
         const caller = callers[nextCaller++ % callers.length]!
         client.setHeadersAndBody(caller.headers, caller.body)
       }
-    : undefined
+    : connectionRequests?.length
+      ? (client: autocannon.Client) => client.setRequests(connectionRequests[nextCaller++ % connectionRequests.length]!)
+      : undefined
   const cpuBefore = cpuMs(server.process.pid)
   const result = await failure.guard(
     new Promise<autocannon.Result>((resolve, reject) => {
       const instance = autocannon(
-        { url, method: 'POST', headers, body, connections, pipelining: 1, duration: seconds, ...(setupClient && { setupClient }) },
+        {
+          url,
+          method,
+          headers,
+          ...(method === 'POST' && { body }),
+          connections,
+          pipelining: 1,
+          duration: seconds,
+          idReplacement: uniqueIds,
+          ...(requests && { requests }),
+          ...(setupClient && { setupClient }),
+        },
         (err: unknown, res) => (err ? reject(err as Error) : resolve(res)),
       )
       failure.stopLoad = () => instance.stop()
@@ -271,10 +341,13 @@ export async function loadRound(target: LoadTarget, failure: Failure): Promise<L
   )
   failure.stopLoad = undefined
   const cpuAfter = cpuMs(server.process.pid)
-  const bad = result.non2xx + result.errors + result.timeouts
-  if (bad > 0 || result['2xx'] === 0) {
+  const allowed = allowedAnswers(result, allowedStatuses)
+  const answered = result['2xx'] + allowed
+  const bad = result.non2xx - allowed + result.errors + result.timeouts
+  if (bad > 0 || answered === 0) {
+    const statuses = JSON.stringify(Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => [k, v.count])))
     throw new Error(
-      `${url}: ${result['2xx']} answers 2xx, ${result.non2xx} not (4xx ${result['4xx']}, 5xx ${result['5xx']}), ` +
+      `${url}: ${result['2xx']} answers 2xx, ${result.non2xx} not (by status ${statuses}), ` +
         `${result.errors} errors, ${result.timeouts} timeouts`,
     )
   }
@@ -282,9 +355,15 @@ export async function loadRound(target: LoadTarget, failure: Failure): Promise<L
     requestsPerSecond: result.requests.average,
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
-    requests: result['2xx'],
+    requests: answered,
     serverCpuUsPerRequest:
-      cpuBefore === undefined || cpuAfter === undefined ? null : Math.round(((cpuAfter - cpuBefore) * 1000) / result['2xx']),
+      cpuBefore === undefined || cpuAfter === undefined ? null : Math.round(((cpuAfter - cpuBefore) * 1000) / answered),
+    ...(allowedStatuses.length > 0 && {
+      statuses: {
+        seconds: result.duration,
+        counts: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([status, stats]) => [status, stats.count ?? 0])),
+      },
+    }),
   }
 }
 
