@@ -189,9 +189,9 @@ async function fillToHeadroom(db: Db): Promise<void> {
   await db.transaction().execute(async (trx) => {
     await sql`truncate btc_orders`.execute(trx)
     await sql`
-      insert into btc_orders (id, user_id, currency, amount, btc_price, btc_amount, price_source, price_fetched_at, created_at)
+      insert into btc_orders (id, user_id, currency, amount, btc_price, btc_amount, btc_total_after, price_source, price_fetched_at, created_at)
       values (gen_random_uuid(), ${PAGE_USER}, 'EUR', ${filled}::numeric * ${PRICES.EUR}::numeric, ${PRICES.EUR}::numeric,
-        ${filled}::numeric, 'bench', now(), date_trunc('milliseconds', now()))
+        ${filled}::numeric, ${filled}::numeric, 'bench', now(), date_trunc('milliseconds', now()))
     `.execute(trx)
     await sql`update btc_totals set btc_total = ${filled}::numeric`.execute(trx)
   })
@@ -204,12 +204,16 @@ async function fillToHeadroom(db: Db): Promise<void> {
 async function insertPagingOrders(db: Db, user: string, count: number): Promise<void> {
   await sql`truncate btc_orders`.execute(db)
   await sql`
-    insert into btc_orders (id, user_id, currency, amount, btc_price, btc_amount, price_source, price_fetched_at, created_at)
-    select gen_random_uuid(), ${user}, 'EUR', o.amount, ${PRICES.EUR}::numeric, trunc(o.amount / ${PRICES.EUR}::numeric, 8), 'bench',
-      o.created_at, o.created_at
-    from generate_series(1, ${count}::int) as n,
-      lateral (select (10 + n % 990 + (n % 100) / 100.0)::numeric(14, 2) as amount,
-        date_trunc('milliseconds', now()) - (n / 2) * interval '2500 milliseconds' as created_at) as o
+    insert into btc_orders (id, user_id, currency, amount, btc_price, btc_amount, btc_total_after, price_source, price_fetched_at, created_at)
+    select id, user_id, currency, amount, btc_price, btc_amount,
+      sum(btc_amount) over (order by created_at, id), price_source, price_fetched_at, created_at
+    from (
+      select gen_random_uuid() as id, ${user} as user_id, 'EUR' as currency, o.amount, ${PRICES.EUR}::numeric as btc_price,
+        trunc(o.amount / ${PRICES.EUR}::numeric, 8) as btc_amount, 'bench' as price_source, o.created_at as price_fetched_at, o.created_at
+      from generate_series(1, ${count}::int) as n,
+        lateral (select (10 + n % 990 + (n % 100) / 100.0)::numeric(14, 2) as amount,
+          date_trunc('milliseconds', now()) - (n / 2) * interval '2500 milliseconds' as created_at) as o
+    ) as generated
   `.execute(db)
   await sql`update btc_totals set btc_total = (select coalesce(sum(btc_amount), 0) from btc_orders)`.execute(db)
   await sql`analyze btc_orders`.execute(db)
