@@ -15,14 +15,10 @@ import { BadRequest, Conflict, ErrorResponseSchema, Forbidden, NotFound, Service
 import { jsonBodyParser } from '../platform/http/json-body.ts'
 import { PageQuery, pageRequest, PageSchema } from '../platform/http/paging.ts'
 import type { Redis } from '../platform/redis.ts'
+import { createSerialBatcher } from '../platform/serial-batcher.ts'
+import { createTurnLoader } from '../platform/turn-loader.ts'
 import { btcAmount, parseFiatAmount, smallestFiatAmount, ZERO_BTC } from './btc-amount.ts'
-import {
-  DuplicateIdempotencyKeyError,
-  findBtcOrder,
-  findByIdempotencyKey,
-  listBtcOrders,
-  placeBtcOrder,
-} from './btc-orders.repository.ts'
+import { findBtcOrder, findByIdempotencyKey, listBtcOrders, type NewBtcOrder, type PlaceOutcome, placeBtcOrders } from './btc-orders.repository.ts'
 import { BtcOrderIdParams, BtcOrderView, BtcPriceView, CreateBtcOrderBody, IdempotencyHeaders, ROUNDING_RULE } from './btc.schemas.ts'
 import type { BtcOrderRow } from './db/tables.ts'
 import { BTC_CURRENCIES, type BtcCurrency, readBtcQuote } from './quote.ts'
@@ -84,6 +80,13 @@ function requestHash(currency: string, amount: string): string {
 export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
   const { db, redis, cap, maxAgeMs } = deps
   const now = deps.now ?? Date.now
+  // Concurrent orders are placed together, a batch per transaction (see placeBtcOrders).
+  const place = createSerialBatcher<NewBtcOrder, PlaceOutcome>((orders) => placeBtcOrders(db, orders, cap))
+  // The requests of one turn share one read of the cached quote.
+  const loadQuote = createTurnLoader(async (keys) => {
+    const quote = await readBtcQuote(redis)
+    return keys.map(() => quote)
+  })
 
   /** The earlier order under the key: a replay of the same request, or 409 for another one. */
   const replayOf = (order: BtcOrderRow, hash: string): BtcOrderRow => {
@@ -132,21 +135,25 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
           throw new BadRequest('Idempotency-Key must be 1 to 255 visible ASCII characters', { field: 'headers.idempotency-key' })
         }
         const hash = key === undefined ? null : requestHash(currency, amount)
-        if (key !== undefined) {
-          const earlier = await findByIdempotencyKey(db, userId, key)
-          if (earlier) {
-            reply.header('idempotent-replayed', 'true')
-            return orderView(replayOf(earlier, hash!))
-          }
+        /** A retry of an order placed earlier (at its own price): the same order, even without a fresh quote now. */
+        const replayed = async () => {
+          const earlier = key === undefined ? undefined : await findByIdempotencyKey(db, userId, key)
+          if (!earlier) return undefined
+          reply.header('idempotent-replayed', 'true')
+          return orderView(replayOf(earlier, hash!))
         }
 
-        const quote = (await readBtcQuote(redis))[currency]
+        const quote = (await loadQuote('quote'))[currency]
         const ageMs = quote ? now() - quote.fetchedAt.getTime() : Number.POSITIVE_INFINITY
         if (!quote || ageMs > maxAgeMs || ageMs < -QUOTE_CLOCK_SKEW_MS) {
+          const retry = await replayed()
+          if (retry) return retry
           throw new ServiceUnavailable(`no fresh BTC price in ${currency}: try again shortly`, QUOTE_RETRY_AFTER_SECONDS)
         }
         const bought = btcAmount(amount, quote.price)
         if (bought === ZERO_BTC) {
+          const retry = await replayed()
+          if (retry) return retry
           const smallest = smallestFiatAmount(quote.price)
           throw new BadRequest(
             `invalid request: body.amount buys less than 1 satoshi at ${quote.price} ${currency} per BTC`,
@@ -154,31 +161,21 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
             'amount_too_small',
           )
         }
-        let result
-        try {
-          result = await placeBtcOrder(
-            db,
-            {
-              id: randomUUID(),
-              userId,
-              currency,
-              amount,
-              btcPrice: quote.price,
-              btcAmount: bought,
-              priceSource: quote.source,
-              priceFetchedAt: quote.fetchedAt,
-              idempotencyKey: key ?? null,
-              requestHash: hash,
-            },
-            cap,
-          )
-        } catch (err) {
-          // A concurrent request with the same key placed its order first: this one is its retry.
-          if (!(err instanceof DuplicateIdempotencyKeyError) || key === undefined) throw err
-          const earlier = await findByIdempotencyKey(db, userId, key)
-          if (!earlier) throw err
+        const result = await place({
+          id: randomUUID(),
+          userId,
+          currency,
+          amount,
+          btcPrice: quote.price,
+          btcAmount: bought,
+          priceSource: quote.source,
+          priceFetchedAt: quote.fetchedAt,
+          idempotencyKey: key ?? null,
+          requestHash: hash,
+        })
+        if ('earlier' in result) {
           reply.header('idempotent-replayed', 'true')
-          return orderView(replayOf(earlier, hash!))
+          return orderView(replayOf(result.earlier, hash!))
         }
         if ('capExceeded' in result) {
           throw new Conflict(
@@ -187,8 +184,8 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
             'btc_cap_exceeded',
           )
         }
-        reply.code(201).header('location', `/api/btc/orders/${result.order.id}`)
-        return orderView(result.order)
+        reply.code(201).header('location', `/api/btc/orders/${result.placed.id}`)
+        return orderView(result.placed)
       },
     )
 

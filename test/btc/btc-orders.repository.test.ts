@@ -1,0 +1,92 @@
+/**
+ * Placing a batch of BTC orders in one transaction on the real PostgreSQL: decided in the
+ * order given against the locked total, refusals at their turn, idempotency keys stored
+ * before or earlier in the batch, and two batches at once serialised by the totals row.
+ */
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { after, before, beforeEach, describe, it } from 'node:test'
+import { sql } from 'kysely'
+import { type NewBtcOrder, placeBtcOrders } from '../../src/btc/btc-orders.repository.ts'
+import { createAccounts } from '../../src/trading/index.ts'
+import { openTestDb, type TestDb } from '../helpers/db.ts'
+
+let testDb: TestDb
+before(async () => {
+  testDb = await openTestDb()
+  await createAccounts(testDb.db, [{ id: 'u1', credit: 0 }, { id: 'u2', credit: 0 }])
+})
+after(async () => {
+  await testDb.close()
+})
+beforeEach(async () => {
+  await sql`delete from btc_orders`.execute(testDb.db)
+  await sql`update btc_totals set btc_total = 0`.execute(testDb.db)
+})
+
+const order = (btcAmount: string, extra: Partial<NewBtcOrder> = {}): NewBtcOrder => ({
+  id: randomUUID(),
+  userId: 'u1',
+  currency: 'EUR',
+  amount: '10.00',
+  btcPrice: '50000',
+  btcAmount,
+  priceSource: 'coinbase',
+  priceFetchedAt: new Date(),
+  idempotencyKey: null,
+  requestHash: null,
+  ...extra,
+})
+
+const total = async () => (await sql<{ t: string }>`select btc_total::text as t from btc_totals`.execute(testDb.db)).rows[0]!.t
+
+describe('placeBtcOrders', () => {
+  it('decides a batch in order against the running total: a refusal reports the room left at its turn', async () => {
+    const outcomes = await placeBtcOrders(testDb.db, [order('0.6'), order('0.5'), order('0.3'), order('0.2')], '1')
+    assert.equal('placed' in outcomes[0]! && outcomes[0].placed.btc_total_after, '0.60000000')
+    assert.deepEqual(outcomes[1], { capExceeded: true, available: '0.40000000' })
+    assert.equal('placed' in outcomes[2]! && outcomes[2].placed.btc_total_after, '0.90000000')
+    assert.deepEqual(outcomes[3], { capExceeded: true, available: '0.10000000' })
+    assert.equal(await total(), '0.90000000')
+  })
+
+  it('answers an idempotency key used before, or earlier in the batch, with that order', async () => {
+    const [first] = await placeBtcOrders(testDb.db, [order('0.1', { idempotencyKey: 'k', requestHash: 'h' })], '10')
+    assert.ok(first && 'placed' in first)
+    const outcomes = await placeBtcOrders(
+      testDb.db,
+      [
+        order('0.1', { idempotencyKey: 'k', requestHash: 'h' }),
+        order('0.2', { idempotencyKey: 'k2' }),
+        order('0.2', { idempotencyKey: 'k2' }),
+        // The same key of another user is another order.
+        order('0.3', { userId: 'u2', idempotencyKey: 'k' }),
+      ],
+      '10',
+    )
+    assert.deepEqual(outcomes[0], { earlier: first.placed })
+    assert.ok('placed' in outcomes[1]!)
+    assert.deepEqual(outcomes[2], { earlier: outcomes[1].placed })
+    assert.ok('placed' in outcomes[3]!)
+    assert.equal(await total(), '0.60000000')
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from btc_orders`.execute(testDb.db)
+    assert.equal(rows[0]!.n, 3)
+  })
+
+  it('serialises concurrent batches on the totals row: the running totals form one sequence', async () => {
+    const batches = Array.from({ length: 8 }, (_, b) => Array.from({ length: 25 }, (_, i) => order(`0.0${(b * 25 + i) % 9 + 1}`)))
+    const results = await Promise.all(batches.map((batch) => placeBtcOrders(testDb.db, batch, '5')))
+    const placed = results.flat().flatMap((o) => ('placed' in o ? [o.placed] : []))
+    const refused = results.flat().filter((o) => 'capExceeded' in o)
+    assert.equal(placed.length + refused.length, 200)
+    assert.ok(refused.length > 0)
+    const satoshis = (text: string) => BigInt(text.replace('.', ''))
+    let running = 0n
+    for (const row of placed.sort((a, b) => (satoshis(a.btc_total_after) < satoshis(b.btc_total_after) ? -1 : 1))) {
+      running += satoshis(row.btc_amount)
+      assert.equal(satoshis(row.btc_total_after), running)
+    }
+    assert.ok(running <= 500_000_000n)
+    assert.equal(satoshis(await total()), running)
+  })
+})
