@@ -7,7 +7,7 @@
  *   src/database.ts composes it, and the domain's code imports src/database.ts;
  * - no import cycles.
  */
-const domains = '(auth|market|trading|events|alerts|btc|operations)'
+const domains = '(auth|market|trading|events|alerts|btc|operations|dashboard)'
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {

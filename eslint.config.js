@@ -43,4 +43,6 @@ export default tseslint.config(
     },
   },
   { files: ['**/*.js'], extends: [tseslint.configs.disableTypeChecked] },
+  // Pages' scripts run in the browser.
+  { files: ['src/*/page/**/*.js', 'src/*/admin/**/*.js'], languageOptions: { globals: globals.browser } },
 )

@@ -3,37 +3,17 @@
  * sheet from `./admin/`, no framework and nothing from elsewhere. The page itself is
  * public (it holds no data); it asks for an admin token, keeps it in sessionStorage and
  * calls the query routes with it.
- *
- * The script and the styles are files of their own rather than inline: the API's
- * Content-Security-Policy (helmet's default, `script-src 'self'`) refuses inline scripts.
  */
-import { readFileSync } from 'node:fs'
 import type { RoutePlugin } from '../platform/http/app.ts'
+import { MEDIA, staticAssetRoutes } from '../platform/http/static-assets.ts'
 
-/** One file of the page: its path, its media type and its text, read once at start. */
-interface PageAsset {
-  path: string
-  type: string
-  body: string
-}
-
-function asset(path: string, file: string, type: string): PageAsset {
-  return { path, type, body: readFileSync(new URL(`./admin/${file}`, import.meta.url), 'utf8') }
-}
+const file = (name: string) => new URL(`./admin/${name}`, import.meta.url)
 
 /** The routes of the admin page: `/admin/events`, `/admin/events.js`, `/admin/events.css`. */
 export function eventsAdminPageRoutes(): RoutePlugin {
-  const assets = [
-    asset('/admin/events', 'events.html', 'text/html; charset=utf-8'),
-    asset('/admin/events.js', 'events.js', 'text/javascript; charset=utf-8'),
-    asset('/admin/events.css', 'events.css', 'text/css; charset=utf-8'),
-  ]
-  return async (app) => {
-    for (const { path, type, body } of assets) {
-      app.get(path, { schema: { hide: true } }, async (_request, reply) => {
-        // Revalidated on each load, so a new version of the page is never mixed with an old script.
-        return reply.type(type).header('cache-control', 'no-cache').send(body)
-      })
-    }
-  }
+  return staticAssetRoutes([
+    { path: '/admin/events', file: file('events.html'), type: MEDIA.html },
+    { path: '/admin/events.js', file: file('events.js'), type: MEDIA.js },
+    { path: '/admin/events.css', file: file('events.css'), type: MEDIA.css },
+  ])
 }

@@ -11,6 +11,7 @@ import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
 import type { Registry } from '../platform/metrics.ts'
 import { firstPrincipal } from '../platform/http/auth.ts'
 import { QUEUE_BOARD_PATH, queueBoardRoutes } from '../platform/http/queue-board.ts'
+import { dashboardRoutes } from '../dashboard/index.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
 import { createKafkaReachability, type KafkaReachability } from '../platform/kafka/reachability.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -107,6 +108,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         alertRoutes({ db, tickMs: config.ALERTS_TICK_MS, unsubscribe: createUnsubscribeSigner(db) }),
         btcRoutes({ db, redis, cap: config.BTC_CAP, maxAgeMs: config.BTC_PRICE_MAX_AGE_MS }),
         queueBoardRoutes({ queues: ALERT_QUEUES, connection: { url: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log } }),
+        dashboardRoutes(),
       ],
     },
   )

@@ -1,4 +1,3 @@
-/* global document */
 // The Eye's admin page: browses events and event errors through the query API with an
 // admin token kept in sessionStorage (this tab only; never in the URL). Every value from
 // the API is put in the page as text, never as HTML: events carry whatever applications
