@@ -61,7 +61,10 @@ export interface ReporterOptions {
 export interface Reporter {
   /** Files a report: appended now if Redis takes it, else kept and appended once it is back. */
   report(level: ReportLevel, status: string, data?: Record<string, unknown>): void
-  /** Appends what is kept, if Redis takes it; resolves when done (never rejects). */
+  /**
+   * Appends what is kept, if Redis takes it, waiting for a connection still being made;
+   * resolves when done (never rejects).
+   */
   flush(): Promise<void>
   /** Reports not yet appended. */
   readonly pending: number
@@ -121,6 +124,19 @@ export function createReporter(options: ReporterOptions): Reporter {
       if (!flushing) void flush()
     },
     async flush() {
+      // A connection still being made (a process stopping right after it started) is waited
+      // for; one lost is not (the caller bounds the wait anyway).
+      if (kept.length > 0 && ['wait', 'connecting', 'connect'].includes(redis.status)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            redis.off('ready', done)
+            redis.off('end', done)
+            resolve()
+          }
+          redis.once('ready', done)
+          redis.once('end', done)
+        })
+      }
       await flushing
       await flush()
     },

@@ -441,11 +441,11 @@ function defineService<
         }
         lifecycle.onClose('reports', async () => {
           const reason = await lifecycle.stopping
-          if (serviceStarted) reports.report(failure === undefined ? 'info' : 'error', failure === undefined ? 'stopped' : 'failed', {
-            reason,
-            ...(failure !== undefined && { error: errorMessage(failure) }),
-          })
-          else if (failure !== undefined) reports.report('error', 'start_failed', { error: errorMessage(failure) })
+          if (failure !== undefined) {
+            reports.report('error', serviceStarted ? 'failed' : 'start_failed', { reason, error: errorMessage(failure) })
+          } else if (serviceStarted) {
+            reports.report('info', 'stopped', { reason })
+          }
           // Redis down (or hung): the reports are lost with the process, which the log says.
           let timer: NodeJS.Timeout | undefined
           await Promise.race([reports.flush(), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))])
@@ -462,6 +462,7 @@ function defineService<
       try {
         redis = await open()
       } catch (err) {
+        failure = err
         log.error({ err }, `${name} could not start`)
         await lifecycle.shutdown('done')
         return 1
