@@ -86,10 +86,8 @@ export function operationsRoutes(deps: OperationsRoutesDeps): RoutePlugin {
     await requireAuth(request)
     assertAdmin(principalOf(request))
   }
-  const requireAdmin = async (request: FastifyRequest): Promise<void> => {
-    await requireAuth(request)
-    assertAdmin(principalOf(request))
-  }
+  // requireAuth listed first, as itself: the auth plugin documents the routes it guards as needing a bearer token.
+  const adminOnly = [requireAuth, async (request: FastifyRequest) => assertAdmin(principalOf(request))]
 
   return async (app) => {
     app.post(
@@ -134,7 +132,7 @@ export function operationsRoutes(deps: OperationsRoutesDeps): RoutePlugin {
     app.get(
       '/api/reports',
       {
-        onRequest: requireAdmin,
+        onRequest: adminOnly,
         schema: {
           operationId: 'listReports',
           tags: ['operations'],
@@ -161,7 +159,7 @@ export function operationsRoutes(deps: OperationsRoutesDeps): RoutePlugin {
     app.get(
       '/api/status',
       {
-        onRequest: requireAdmin,
+        onRequest: adminOnly,
         schema: {
           operationId: 'getStatus',
           tags: ['operations'],
