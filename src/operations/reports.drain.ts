@@ -13,6 +13,7 @@ import type { Db } from '../database.ts'
 import type { Logger } from '../platform/logger.ts'
 import type { Redis } from '../platform/redis.ts'
 import { REPORT_LEVELS, type ReportLevel, REPORTS_STREAM } from '../platform/reports.ts'
+import { isStorableInstant } from '../platform/http/instant.ts'
 import { findUnstorableText } from '../platform/http/text.ts'
 import { insertReports, lastStoredStreamId, type NewReport, pruneReports, type ReportRetention } from './reports.repository.ts'
 import { MAX_DATA_BYTES, MAX_INSTANCE_LENGTH, MAX_SERVICE_LENGTH, MAX_STATUS_LENGTH, SERVICE_PATTERN } from './reports.schemas.ts'
@@ -62,8 +63,7 @@ export function parseStreamEntry(id: string, fields: readonly string[]): NewRepo
   if (bytes > MAX_DATA_BYTES) data = { truncated: true, bytes }
   // The time the service gave, else the entry's (when Redis took it).
   const reportedAt = typeof r.at === 'string' && !Number.isNaN(Date.parse(r.at)) ? new Date(r.at) : new Date(Number(id.split('-')[0]))
-  const year = reportedAt.getUTCFullYear()
-  if (Number.isNaN(reportedAt.getTime()) || year < 1 || year > 9999) return { invalid: 'at' }
+  if (!isStorableInstant(reportedAt)) return { invalid: 'at' }
   const report: NewReport = { level: r.level as ReportLevel, service: r.service, instance, status: r.status, data, reportedAt, filedBy: null, streamId: id }
   const unstorable = findUnstorableText({ service: report.service, instance, status: report.status, data })
   return unstorable ? { invalid: `${unstorable.pointer} ${unstorable.message}` } : report

@@ -17,6 +17,7 @@ import { consumerLagByGroup, readServiceStatus } from '../platform/heartbeat.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
 import { assertAdmin, BEARER_SECURITY_SCHEME, bearerToken, principalOf, requireAuth } from '../platform/http/auth.ts'
 import { BadRequest, ErrorResponseSchema } from '../platform/http/errors.ts'
+import { queryInstant } from '../platform/http/instant.ts'
 import { pageRequest, PageSchema } from '../platform/http/paging.ts'
 import type { Redis } from '../platform/redis.ts'
 import type { ServiceReportRow } from './db/tables.ts'
@@ -61,17 +62,6 @@ function reportView(row: ServiceReportRow): ReportView {
 function sameSecret(a: string, b: string): boolean {
   const digest = (s: string) => createHash('sha256').update(s).digest()
   return timingSafeEqual(digest(a), digest(b))
-}
-
-/** An instant of a query as a Date PostgreSQL reads as it is (years 1 to 9999); 400 naming the field otherwise. */
-function queryInstant(text: string | undefined, field: string): Date | undefined {
-  if (text === undefined) return undefined
-  const date = new Date(text)
-  const year = date.getUTCFullYear()
-  if (Number.isNaN(date.getTime()) || year < 1 || year > 9999) {
-    throw new BadRequest(`invalid request: ${field}`, [{ field, message: 'must be an instant between the years 1 and 9999' }], 'validation_failed')
-  }
-  return date
 }
 
 /** The routes, as a plugin to register under the API. */

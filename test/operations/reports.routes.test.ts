@@ -218,6 +218,8 @@ describe('GET /api/reports', () => {
       ['?service=a%20b', 'querystring.service', 'validation_failed'],
       ['?since=yesterday', 'querystring.since', 'validation_failed'],
       ['?until=2026-13-01T00:00:00Z', 'querystring.until', 'validation_failed'],
+      // Valid syntax, but no instant PostgreSQL holds: refused before it reaches SQL.
+      ['?since=0000-01-01T00:00:00Z', 'querystring.since', 'validation_failed'],
       ['?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z', 'querystring.until', 'validation_failed'],
       ['?limit=0', 'querystring.limit', 'validation_failed'],
       ['?limit=201', 'querystring.limit', 'validation_failed'],
