@@ -13,11 +13,12 @@ import { type AlertsTables, alertsMigrations } from './alerts/db/index.ts'
 import type { AuthTables } from './auth/db/index.ts'
 import { type BtcTables, btcMigrations } from './btc/db/index.ts'
 import { type EventsTables, eventsMigrations } from './events/db/index.ts'
+import { type OperationsTables, operationsMigrations } from './operations/db/index.ts'
 import { composeMigrations } from './platform/db/index.ts'
 import { type TradingTables, tradingMigrations } from './trading/db/index.ts'
 
 /** Every table, for `Kysely<Database>`: each domain declares its own. */
-export type Database = AuthTables & TradingTables & EventsTables & AlertsTables & BtcTables
+export type Database = AuthTables & TradingTables & EventsTables & AlertsTables & BtcTables & OperationsTables
 
 /** The database handle of every service and repository. */
 export type Db = Kysely<Database>
@@ -26,4 +27,4 @@ export type Db = Kysely<Database>
  * Every migration of every domain, applied in name order (`bourse migrate`, and every
  * service that declares `needs.db`). A name defined by two domains is refused.
  */
-export const migrations = composeMigrations(tradingMigrations, eventsMigrations, alertsMigrations, btcMigrations)
+export const migrations = composeMigrations(tradingMigrations, eventsMigrations, alertsMigrations, btcMigrations, operationsMigrations)

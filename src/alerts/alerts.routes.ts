@@ -19,6 +19,7 @@ import { mapPage } from '../platform/db/keyset.ts'
 import { fieldErrors, type RoutePlugin } from '../platform/http/app.ts'
 import { type Principal, principalOf, requireAuth } from '../platform/http/auth.ts'
 import { BadRequest, Conflict, ErrorResponseSchema, type FieldError, Forbidden, NotFound } from '../platform/http/errors.ts'
+import { queryInstant } from '../platform/http/instant.ts'
 import { jsonBodyParser } from '../platform/http/json-body.ts'
 import { PageQuery, pageRequest, PageSchema } from '../platform/http/paging.ts'
 import { type Checked, normalizeEmail, normalizePhrase, parseMaxPrice, phraseKey } from './alert-input.ts'
@@ -111,20 +112,6 @@ function idOf(text: string, field: string): string {
     throw new BadRequest(`invalid request: ${field}`, [{ field, message: `must be at most ${MAX_BIGINT} (a bigint)` }], 'validation_failed')
   }
   return value.toString()
-}
-
-/**
- * A `date-time` of the query (its syntax checked by the schema) as an instant PostgreSQL
- * can hold: a leap second (`23:59:60`) or year 0 pass the syntax, not the database.
- */
-function instantOf(text: string | undefined, field: string): Date | undefined {
-  if (text === undefined) return undefined
-  const date = new Date(text)
-  const year = date.getUTCFullYear()
-  if (Number.isNaN(date.getTime()) || year < 1 || year > 9999) {
-    throw validationFailed([{ field, message: 'must be an instant of the years 0001 to 9999, such as 2026-01-02T09:00:00Z' }])
-  }
-  return date
 }
 
 function validationFailed(details: FieldError[]): BadRequest {
@@ -471,8 +458,8 @@ export function alertRoutes(deps: AlertRoutesDeps): RoutePlugin {
         },
       },
       async (request) => {
-        const from = instantOf(request.query.from, 'querystring.from')
-        const to = instantOf(request.query.to, 'querystring.to')
+        const from = queryInstant(request.query.from, 'querystring.from')
+        const to = queryInstant(request.query.to, 'querystring.to')
         if (from && to && to < from) throw validationFailed([{ field: 'querystring.to', message: 'is before from' }])
         const alert = await visibleAlert(request, request.params.id)
         return priceHistory(db, alert.id, { from, to }, MAX_PRICE_POINTS)

@@ -231,6 +231,19 @@ export const ConfigSchema = Type.Object({
    * an order that would cross it is refused. @defaultValue 100
    */
   BTC_CAP: Type.String({ pattern: '^(?:0|[1-9]\\d{0,11})(?:\\.\\d{1,8})?$', description: 'a decimal BTC amount of up to 8 decimals, such as 100' }),
+  // Service reports
+  /**
+   * Bearer token a service or script outside Bourse files reports with (`POST
+   * /api/reports`), besides admin tokens; unset, only admin tokens may. At least 16
+   * characters. @defaultValue unset
+   */
+  REPORTS_TOKEN: Type.Optional(Type.String({ pattern: '^\\S{16,}$', description: 'a bearer token of at least 16 characters without spaces' })),
+  /** Most reports kept in PostgreSQL; older ones are deleted as new ones come. @defaultValue 10000 */
+  REPORTS_MAX_ROWS: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
+  /** Days a report is kept in PostgreSQL. @defaultValue 30 */
+  REPORTS_RETENTION_DAYS: Type.Integer({ minimum: 1, maximum: 36_500 }),
+  /** About how many reports the Redis stream holds on their way to PostgreSQL (`XADD MAXLEN ~`). @defaultValue 10000 */
+  REPORTS_STREAM_MAX_LEN: Type.Integer({ minimum: 10, maximum: 10_000_000 }),
 })
 
 /** Validated, frozen configuration. */
@@ -314,6 +327,11 @@ const defaults: Record<keyof Config, string | undefined> = {
   COINGECKO_API_KEY: undefined,
   // BTC orders
   BTC_CAP: '100',
+  // Service reports
+  REPORTS_TOKEN: undefined,
+  REPORTS_MAX_ROWS: '10000',
+  REPORTS_RETENTION_DAYS: '30',
+  REPORTS_STREAM_MAX_LEN: '10000',
 }
 
 const check = Compile(ConfigSchema)

@@ -146,3 +146,61 @@ export async function readHeartbeats(redis: Redis): Promise<Heartbeat[]> {
   }
   return beats.sort((a, b) => a.service.localeCompare(b.service) || a.instance.localeCompare(b.instance))
 }
+
+/** The live instances and the expected services without one. */
+export interface ServiceStatus {
+  /** Every live heartbeat, sorted by service and instance. */
+  instances: Heartbeat[]
+  /** The expected services with no live instance, in the order expected. */
+  missing: string[]
+}
+
+/** What `bourse status` and `GET /api/status` show: the live instances, and which of `expected` have none. */
+export async function readServiceStatus(redis: Redis, expected: readonly string[]): Promise<ServiceStatus> {
+  const instances = await readHeartbeats(redis)
+  const live = new Set(instances.map((b) => b.service))
+  return { instances, missing: expected.filter((name) => !live.has(name)) }
+}
+
+/** One consumer group's lag, summed over its live instances. */
+export interface GroupLag {
+  group: string
+  /** The service consuming as the group. */
+  service: string
+  /** Live instances of the group. */
+  instances: number
+  /** Instances whose heartbeat carries no lag (not assigned yet, or the broker unreachable). */
+  unknown: number
+  /** Messages not yet committed, by topic, over the instances that gave their lag. */
+  lag: Record<string, number>
+}
+
+/**
+ * The consumer lag per group, from the heartbeats: a consuming instance's status carries
+ * its `group` and the lag of the partitions assigned to it (`lag: { topic: n }`), so the
+ * group's lag is their sum, without asking Kafka again.
+ */
+export function consumerLagByGroup(beats: readonly Heartbeat[]): GroupLag[] {
+  const groups = new Map<string, GroupLag>()
+  for (const beat of beats) {
+    const group = beat.status?.group
+    if (typeof group !== 'string') continue
+    const key = `${beat.service}\u0000${group}`
+    let entry = groups.get(key)
+    if (!entry) {
+      entry = { group, service: beat.service, instances: 0, unknown: 0, lag: {} }
+      groups.set(key, entry)
+    }
+    entry.instances++
+    const lag = beat.status.lag
+    if (lag === null || typeof lag !== 'object') {
+      entry.unknown++
+      continue
+    }
+    for (const [topic, value] of Object.entries(lag)) {
+      const n = Number(value)
+      if (Number.isFinite(n)) entry.lag[topic] = (entry.lag[topic] ?? 0) + n
+    }
+  }
+  return [...groups.values()].sort((a, b) => a.group.localeCompare(b.group) || a.service.localeCompare(b.service))
+}

@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs'
 import type { ParseArgsOptionsConfig } from 'node:util'
 import { type Config, ConfigError, kafkaBrokers, loadConfig } from './config.ts'
 import { type CommandSpec, intOption, type ParsedCommand, parseCommand, runCommand } from './command.ts'
-import type { Kysely } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import { closeDb, createDb, migrateToLatest, type Migrations } from './db/index.ts'
 import { defaultInstanceId, type HeartbeatHandle, startHeartbeat } from './heartbeat.ts'
 import { createAdmin, createConsumer, createProducer, ensureTopic, type StringConsumer, type StringProducer } from './kafka/clients.ts'
@@ -28,7 +28,9 @@ import { createLifecycle, type Lifecycle } from './lifecycle.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetrics, type Metrics, startMetricsServer } from './metrics.ts'
 import { closeRedis, createRedis, type Redis, type RedisOptions } from './redis.ts'
+import { createDependencyReports, createReporter, type DependencyReports, processData, type Reporter } from './reports.ts'
 import { FatalError, fatalExitCode } from './retry.ts'
+import { isUnavailable } from './unavailable.ts'
 
 const { version, license } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string
@@ -192,6 +194,11 @@ function fatal(name: string, log: Logger, err: FatalError): number {
   return fatalExitCode
 }
 
+/** An error's message, for a report. */
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
 /** Per-instance consumer lag: for each assigned partition, the end offset minus the group's committed offset. */
 async function consumerLag(consumer: StringConsumer): Promise<Record<string, number> | undefined> {
   const assignments = consumer.assignments ?? []
@@ -304,7 +311,13 @@ function defineService<
       // Process metrics only where they can be scraped: a one-shot command has no use for them.
       const metrics = createMetrics({ labels: { service: name }, processMetrics: daemon !== false })
       const needs = (definition.needs?.(parsed, config) ?? {}) as ServiceNeeds
-      const kafka = createKafkaReachability({ log })
+      // Set once Redis is open (a long-running service only): what the service files about itself.
+      let reporter: Reporter | undefined
+      let dependencies: DependencyReports | undefined
+      const kafka = createKafkaReachability({
+        log,
+        onChange: (reachable, err) => (reachable ? dependencies?.recovered('kafka') : dependencies?.lost('kafka', err)),
+      })
       lifecycle.onClose('kafka reachability', () => kafka.close())
       const ctx: Record<string, unknown> = { name, instance, config, log, lifecycle, metrics, kafka }
       let watchesKafka = false
@@ -329,6 +342,10 @@ function defineService<
           redis = createRedis(config.REDIS_URL, log, name, needs.redis ?? {})
           lifecycle.onClose('redis', () => closeRedis(redis!))
           if (needs.redis) ctx.redis = redis
+          if (daemon) {
+            reporter = createReporter({ redis, log, service: name, instance, streamMaxLen: config.REPORTS_STREAM_MAX_LEN })
+            dependencies = watchDependencies(redis, ctx.db as Kysely<unknown> | undefined, reporter)
+          }
         }
         const topics = [...(needs.topics ?? [])]
         if (topics.length > 0) {
@@ -376,10 +393,76 @@ function defineService<
         return redis
       }
 
+      /**
+       * Reports transitions of the connections the shape opened: Redis by its events (an
+       * error saying it is unreachable, or a connection closed, is lost; ready again is
+       * recovered), Kafka by the reachability above, PostgreSQL by a `select 1` every
+       * heartbeat interval (a pool has no event for a server gone). Registered right after
+       * Redis, so its close step runs before Redis closes: the last report is appended.
+       */
+      const watchDependencies = (redis: Redis, db: Kysely<unknown> | undefined, reports: Reporter): DependencyReports => {
+        const watched = createDependencyReports(reports, log)
+        const shuttingDown = () => lifecycle.signal.aborted
+        redis.on('error', (err) => {
+          if (!shuttingDown() && isUnavailable(err)) watched.lost('redis', err)
+        })
+        redis.on('close', () => {
+          if (!shuttingDown()) watched.lost('redis', new Error('connection closed'))
+        })
+        redis.on('ready', () => watched.recovered('redis'))
+        if (db) {
+          let probing = false
+          const timeoutMs = Math.max(config.DATABASE_CONNECT_TIMEOUT_MS, config.HEARTBEAT_INTERVAL_MS)
+          const probe = setInterval(() => {
+            if (probing || shuttingDown()) return
+            probing = true
+            let timer: NodeJS.Timeout | undefined
+            const answered = sql`select 1`.execute(db)
+            const lateError = new Error(`no answer to select 1 within ${timeoutMs} ms`)
+            const late = new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(lateError), timeoutMs)
+            })
+            Promise.race([answered, late])
+              .then(
+                () => watched.recovered('postgres'),
+                (err: unknown) => {
+                  // Anything else (a refused statement) says nothing about the server being there.
+                  if (!shuttingDown() && (isUnavailable(err) || err === lateError)) watched.lost('postgres', err)
+                },
+              )
+              .finally(() => {
+                clearTimeout(timer)
+                probing = false
+              })
+            answered.catch(() => {})
+          }, config.HEARTBEAT_INTERVAL_MS)
+          probe.unref()
+          lifecycle.onClose('postgres probe', () => clearInterval(probe))
+        }
+        lifecycle.onClose('reports', async () => {
+          const reason = await lifecycle.stopping
+          if (failure !== undefined) {
+            reports.report('error', serviceStarted ? 'failed' : 'start_failed', { reason, error: errorMessage(failure) })
+          } else if (serviceStarted) {
+            reports.report('info', 'stopped', { reason })
+          }
+          // Redis down (or hung): the reports are lost with the process, which the log says.
+          let timer: NodeJS.Timeout | undefined
+          await Promise.race([reports.flush(), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))])
+          clearTimeout(timer)
+          if (reports.pending > 0) log.warn({ pending: reports.pending }, 'reports not appended before the stop')
+        })
+        return watched
+      }
+      /** Whether the work started (a start report was filed), and why it failed, if it did. */
+      let serviceStarted = false
+      let failure: unknown
+
       let redis: Redis | undefined
       try {
         redis = await open()
       } catch (err) {
+        failure = err
         log.error({ err }, `${name} could not start`)
         await lifecycle.shutdown('done')
         return 1
@@ -394,6 +477,7 @@ function defineService<
       try {
         started = await definition.start(ctx as ServiceContext<N, C, DB>, parsed)
       } catch (err) {
+        failure = err
         const code = err instanceof FatalError ? fatal(name, log, err) : undefined
         await lifecycle.shutdown('done')
         if (code !== undefined) return code
@@ -415,6 +499,7 @@ function defineService<
       const status = async () => ({
         ...(await ownStatus()),
         ...(watchesKafka && { kafka: kafka.status() }),
+        ...(consumer && { group: ctx.group as string }),
         ...(consumer && kafka.reachable && { lag: await lagWithin(consumer, config.HEARTBEAT_INTERVAL_MS) }),
       })
       try {
@@ -430,9 +515,12 @@ function defineService<
         }
       } catch (err) {
         log.error({ err }, `${name} could not start its heartbeat or metrics`)
+        failure = err
         await lifecycle.shutdown('done')
         return 1
       }
+      serviceStarted = true
+      reporter?.report('info', 'started', processData(version))
       if (running.stats || running.status) {
         const progress = setInterval(() => {
           void ownStatus().then(
@@ -455,6 +543,7 @@ function defineService<
         const result = await done
         return typeof result === 'number' ? result : 0
       } catch (err) {
+        failure = err
         if (err instanceof FatalError) return fatal(name, log, err)
         log.error({ err }, `${name} failed`)
         return 1

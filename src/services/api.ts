@@ -5,6 +5,7 @@ import { createTokenAuthenticator } from '../auth/index.ts'
 import { btcRoutes } from '../btc/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
 import { createStockHistoryRepository } from '../market/index.ts'
+import { operationsRoutes, startReportsDrain } from '../operations/index.ts'
 import type { Config } from '../platform/config.ts'
 import type { Db } from '../database.ts'
 import { createHttpApp, type HttpApp } from '../platform/http/app.ts'
@@ -23,6 +24,7 @@ import { tradingRoutes } from '../trading/trading.routes.ts'
 import { parseAllowedNetworks } from '../trading/webhooks/callback-url.ts'
 import { intOption } from '../platform/command.ts'
 import { bourseLicense as license, bourseVersion as version } from '../platform/service.ts'
+import { daemons } from './daemons.ts'
 import { defineService } from './shape.ts'
 
 
@@ -49,6 +51,11 @@ export interface ApiOptions {
   heartbeatMs?: number
   /** Where the API records its request durations, served at `GET /metrics`. @defaultValue none: no metrics */
   metrics?: Registry
+  /**
+   * How often the reports services append to Redis are moved into PostgreSQL (ms); 0 leaves
+   * them in Redis. @defaultValue 1000
+   */
+  reportsDrainIntervalMs?: number
 }
 
 /** Builds the API's Fastify app on open connections (the service and the tests use it). */
@@ -59,6 +66,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
   const prices = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
   const allowedNetworks = parseAllowedNetworks(config.CALLBACK_ALLOWED_NETWORKS)
   const hub = createOrderStatusHub(deps.subscriber)
+  const retention = { maxRows: config.REPORTS_MAX_ROWS, maxAgeDays: config.REPORTS_RETENTION_DAYS }
   const app = await createHttpApp(
     { config, log, redis },
     {
@@ -107,12 +115,16 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         eventTypeRoutes({ db }),
         alertRoutes({ db, tickMs: config.ALERTS_TICK_MS, unsubscribe: createUnsubscribeSigner(db) }),
         btcRoutes({ db, redis, cap: config.BTC_CAP, maxAgeMs: config.BTC_PRICE_MAX_AGE_MS }),
+        operationsRoutes({ db, redis, retention, reportsToken: config.REPORTS_TOKEN, expected: daemons }),
         queueBoardRoutes({ queues: ALERT_QUEUES, connection: { url: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log } }),
         dashboardRoutes(),
       ],
     },
   )
   app.addHook('onClose', () => hub.close())
+  // Every API instance moves the services' reports from Redis; an entry moved twice is stored once.
+  const drain = startReportsDrain({ db, redis, log, retention, intervalMs: options.reportsDrainIntervalMs ?? 1000 })
+  app.addHook('onClose', () => drain.close())
   if (!deps.kafka) app.addHook('onClose', () => kafka.close())
   return app
 }

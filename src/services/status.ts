@@ -1,6 +1,6 @@
 /** `bourse status`: the live instances of every service, from their heartbeats in Redis. */
 import { UsageError } from '../platform/command.ts'
-import { type Heartbeat, readHeartbeats } from '../platform/heartbeat.ts'
+import { type Heartbeat, readServiceStatus } from '../platform/heartbeat.ts'
 import { formatTable } from '../platform/text-table.ts'
 import { daemons } from './daemons.ts'
 import { defineService } from './shape.ts'
@@ -71,10 +71,8 @@ export const { run } = defineService({
   },
   needs: () => ({ redis: {} }),
   async start({ redis }, { json, expected }) {
-    const beats = await readHeartbeats(redis)
-    const live = new Set(beats.map((b) => b.service))
-    const missing = expected.filter((name) => !live.has(name))
-    process.stdout.write(json ? `${JSON.stringify({ instances: beats, missing }, null, 2)}\n` : `${formatStatus(beats, missing)}\n`)
+    const { instances, missing } = await readServiceStatus(redis, expected)
+    process.stdout.write(json ? `${JSON.stringify({ instances, missing }, null, 2)}\n` : `${formatStatus(instances, missing)}\n`)
     return missing.length === 0 ? 0 : 1
   },
 })

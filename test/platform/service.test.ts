@@ -11,6 +11,7 @@ import { UsageError } from '../../src/platform/command.ts'
 import { FatalError } from '../../src/platform/retry.ts'
 import { heartbeatKey, readHeartbeats } from '../../src/platform/heartbeat.ts'
 import { createMetrics, startMetricsServer } from '../../src/platform/metrics.ts'
+import { REPORTS_STREAM, type ServiceReport } from '../../src/platform/reports.ts'
 import { createServiceShape } from '../../src/platform/service.ts'
 import { type Database, migrations } from '../../src/database.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
@@ -124,6 +125,57 @@ test('a daemon beats a heartbeat with its status while it runs, removes it when 
     start: async () => ({ done: Promise.reject(new Error('broken')) }),
   })
   assert.equal(await failing.runWith([], { env: env() }), 1)
+})
+
+test('a long-running service reports how it ended: stopped when its work is done, failed when it fails, start_failed when its start throws', async () => {
+  await redis.del(REPORTS_STREAM)
+  const finishing = defineService({
+    spec: { name: 'finishing', usage: '', description: 'probe', options: {}, help: {} },
+    daemon: true,
+    start: async () => ({ done: Promise.resolve() }),
+  })
+  const failing = defineService({
+    spec: { name: 'failing', usage: '', description: 'probe', options: {}, help: {} },
+    daemon: true,
+    start: async () => ({ done: Promise.reject(new Error('broken')) }),
+  })
+  const refusing = defineService({
+    spec: { name: 'refusing', usage: '', description: 'probe', options: {}, help: {} },
+    daemon: true,
+    start: async () => {
+      throw new FatalError('cannot start')
+    },
+  })
+  const oneShot = defineService({
+    spec: { name: 'one-shot', usage: '', description: 'probe', options: {}, help: {} },
+    needs: () => ({ redis: {} }),
+    start: async () => 0,
+  })
+  const quietly = async (run: () => Promise<number>) => {
+    const write = process.stderr.write.bind(process.stderr)
+    process.stderr.write = (() => true) as typeof process.stderr.write
+    try {
+      return await run()
+    } finally {
+      process.stderr.write = write
+    }
+  }
+  assert.equal(await finishing.runWith(['--instance-id', 'f1'], { env: env() }), 0)
+  assert.equal(await failing.runWith(['--instance-id', 'f2'], { env: env() }), 1)
+  assert.equal(await quietly(() => refusing.runWith(['--instance-id', 'f3'], { env: env() })), 65)
+  assert.equal(await oneShot.runWith([], { env: env() }), 0)
+  const reports = (await redis.xrange(REPORTS_STREAM, '-', '+')).map(([, fields]) => JSON.parse(fields[1]!) as ServiceReport)
+  assert.deepEqual(
+    reports.map((r) => [r.service, r.instance, r.level, r.status, r.data.reason, r.data.error]),
+    [
+      ['finishing', 'f1', 'info', 'started', undefined, undefined],
+      ['finishing', 'f1', 'info', 'stopped', 'done', undefined],
+      ['failing', 'f2', 'info', 'started', undefined, undefined],
+      ['failing', 'f2', 'error', 'failed', 'done', 'broken'],
+      ['refusing', 'f3', 'error', 'start_failed', 'done', 'cannot start'],
+    ],
+    'a command that is not long-running files none',
+  )
 })
 
 test('a FatalError from the work or the start stops the service with exit 65 and its message on stderr', async () => {

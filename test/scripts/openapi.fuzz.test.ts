@@ -11,7 +11,8 @@
  * each batch, every table's row count and both topics' end offsets moved exactly by what
  * the batch's accepted requests account for (a 202 order: one row and one message; a 202
  * event request: one message; an event type: one row per 201, minus one per 204; an
- * alert: one row per 201, minus one per 204; a BTC order: one row per 201).
+ * alert: one row per 201, minus one per 204; a BTC order: one row per 201; a report: one
+ * row per 201).
  *
  * Seeded: the seed is printed, and BOURSE_FUZZ_SEED=<seed> replays a run
  * (BOURSE_FUZZ_REQUESTS changes the count).
@@ -417,6 +418,8 @@ test(`${REQUESTS} requests generated from the OpenAPI document: no 5xx, and refu
           add('table alerts', -1)
         } else if (request.operation === 'POST /api/btc/orders' && res.statusCode === 201) {
           add('table btc_orders', 1)
+        } else if (request.operation === 'POST /api/reports') {
+          add('table service_reports', 1)
         }
       }
     }

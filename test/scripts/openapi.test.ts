@@ -75,6 +75,10 @@ describe('the OpenAPI document', () => {
       assert.deepEqual(doc.paths[path]?.get?.security, [], `${path} needs no credentials`)
     }
     assert.deepEqual(doc.paths['/api/orders']?.get?.security, [{ bearer: [] }])
+    // Routes guarded by more than requireAuth alone (an admin, or REPORTS_TOKEN) are documented as needing a token too.
+    assert.deepEqual(doc.paths['/api/reports']?.get?.security, [{ bearer: [] }])
+    assert.deepEqual(doc.paths['/api/reports']?.post?.security, [{ bearer: [] }])
+    assert.deepEqual(doc.paths['/api/status']?.get?.security, [{ bearer: [] }])
   })
 
   it('generates a typed client with openapi-typescript that compiles', async () => {

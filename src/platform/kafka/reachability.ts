@@ -47,6 +47,12 @@ export interface KafkaReachabilityOptions {
   probeIntervalMs?: number
   /** How long a probe may go unanswered before it counts as failed, in ms. @defaultValue 10000 */
   probeTimeoutMs?: number
+  /**
+   * Called when the process as a whole loses the broker (the first watched client finds it
+   * unreachable, with that client's error) and when it has it back (the last one reaches
+   * it again): once per transition. @defaultValue none
+   */
+  onChange?: (reachable: boolean, err?: unknown) => void
 }
 
 /** The broker's reachability as the watched clients of a process see it. */
@@ -117,12 +123,15 @@ export function createKafkaReachability(options: KafkaReachabilityOptions): Kafk
           if (view.since) {
             log.warn({ downMs: Date.now() - view.since.getTime() }, 'Kafka broker reachable again')
             view.since = undefined
+            if (downSince() === undefined) options.onChange?.(true)
           }
           return
         }
         if (!view.since) {
+          const wasReachable = downSince() === undefined
           view.since = new Date()
           log.warn({ err }, 'Kafka broker unreachable')
+          if (wasReachable) options.onChange?.(false, err)
         }
         timer = setTimeout(probe, probeIntervalMs)
         timer.unref()

@@ -4,11 +4,13 @@
  * warning when it loses the broker and one when it has it back, however many times it
  * retried meanwhile, and the heartbeat (in Redis and `bourse status`) shows the broker
  * unreachable, since when, for as long as it is down. Before, the outage went unlogged.
+ * The service files one report when the process loses the broker and one when it has it back.
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { Redis } from 'ioredis'
 import { type Heartbeat, heartbeatKey } from '../../../src/platform/heartbeat.ts'
+import { REPORTS_STREAM, type ServiceReport } from '../../../src/platform/reports.ts'
 import { openTestDb, type TestDb } from '../../helpers/db.ts'
 import { closeTestRedis, openTestRedis, runCli, testEnv, uniqueName, waitFor } from '../../helpers/infra.ts'
 import { type OwnKafka, startOwnKafka } from '../../helpers/own-kafka.ts'
@@ -108,4 +110,18 @@ test('broker SIGKILLed and restarted: one warning per client each way, and the h
   assert.deepEqual(roles(back), ['consumer', 'producer'], 'one reachable-again warning per client')
   assert.ok([...downLines, ...back].every((l) => l.level === 40), 'logged as warnings')
   assert.equal(await verifier.stop(), 0)
+
+  // And the service's reports: one lost and one recovered for the process, though both of its clients lost the broker.
+  const reports = (await redis.xrange(REPORTS_STREAM, '-', '+'))
+    .map(([, fields]) => JSON.parse(fields[1]!) as ServiceReport)
+    .filter((r) => r.instance === instance)
+  assert.deepEqual(
+    reports.map((r) => [r.level, r.status, r.data.dependency]),
+    [
+      ['info', 'started', undefined],
+      ['error', 'dependency_lost', 'kafka'],
+      ['info', 'dependency_recovered', 'kafka'],
+      ['info', 'stopped', undefined],
+    ],
+  )
 })
