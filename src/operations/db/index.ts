@@ -3,11 +3,11 @@
  * migrations. Nothing here imports the rest of the domain (which imports `Db` from there).
  */
 import type { Migrations } from '../../platform/db/index.ts'
-import * as serviceReports from './migrations/0008_service_reports.ts'
+import * as serviceReports from './migrations/0009_service_reports.ts'
 
 export type { OperationsTables } from './tables.ts'
 
 /** The operations domain's migrations (their numbers are one sequence across the domains). */
 export const operationsMigrations: Migrations = {
-  '0008_service_reports': serviceReports,
+  '0009_service_reports': serviceReports,
 }
