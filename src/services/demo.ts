@@ -9,6 +9,7 @@
  * summary until Ctrl-C.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { closeRedis, createRedis, type Redis } from '../platform/redis.ts'
@@ -115,6 +116,36 @@ async function btcSummary(apiUrl: string, token: string): Promise<string> {
   const n = count?.items.length ?? 0
   const placed = count ? `${n}${count.next_cursor ? '+' : ''} order${n === 1 ? '' : 's'} placed` : `orders: API answered ${orders.status}`
   return `BTC: ${prices.join(', ')}; ${placed}`
+}
+
+/**
+ * A little traffic for the dashboard to show: three stock orders of user1 (the sell is
+ * refused for want of shares) and five events of the demo's application (one without
+ * its `path`, stored as an error). Returns what it did, as a line.
+ */
+async function sampleTraffic(apiUrl: string, userToken: string, appToken: string): Promise<string> {
+  const post = async (path: string, token: string, body: unknown) => {
+    const res = await fetch(`${apiUrl}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+    return res.status
+  }
+  const orders = [
+    { user: 'user1', stockname: 'stock1', quantity: 10, side: 'buy' },
+    { user: 'user1', stockname: 'stock2', quantity: 5, side: 'buy' },
+    { user: 'user1', stockname: 'stock3', quantity: 1_000_000, side: 'sell' },
+  ]
+  const placed = (await Promise.all(orders.map((order) => post('/api/orders', userToken, order)))).filter((s) => s === 202).length
+  const session = randomUUID()
+  const events = ['/', '/pricing', '/signup', '/docs'].map((path) => ({ category: 'page interaction', name: 'pageview', data: { host: 'demo.bourse.local', path } }))
+  events.push({ category: 'page interaction', name: 'pageview', data: { host: 'demo.bourse.local' } as { host: string; path: string } })
+  let sent = 0
+  for (const event of events) {
+    if ((await post('/api/events', appToken, { session_id: session, ...event, timestamp: new Date().toISOString() })) === 202) sent++
+  }
+  return `${placed} orders and ${sent} events (one of them invalid, to show an error) sent`
 }
 
 /** The simulated BTC price providers of the demo (`bourse btc-price-sim`, its default port). */
@@ -235,6 +266,7 @@ export const { run } = defineService({
       process.stdout.write('==> bourse tokens create user1 / --admin\n')
       const userToken = await capture(['tokens', 'create', 'user1', '--label', 'demo'], env)
       const adminToken = await capture(['tokens', 'create', '--admin', '--label', 'demo'], env)
+      const appToken = await capture(['apps', 'create', `demo-${Date.now()}`], env)
       process.stdout.write(`==> running ${daemons.join(', ')} (Ctrl-C to stop)\n`)
       const serviceArgs: Record<Daemon, string[]> = {
         'price-updater': ['--group', group],
@@ -263,8 +295,11 @@ export const { run } = defineService({
         await lifecycle.shutdown()
         return 0
       }
+      const traffic = await sampleTraffic(apiUrl, userToken, appToken).catch((err: unknown) => `no sample traffic (${(err as Error).message})`)
       process.stdout.write(
         [
+          `Dashboard: ${apiUrl}/dashboard#token=${adminToken}`,
+          `  (signed in with a new admin token; ${traffic})`,
           `API: ${apiUrl}  (Swagger UI: ${apiUrl}/docs)`,
           `token for user1: ${userToken}`,
           'try:',

@@ -380,10 +380,18 @@ async function loadEventErrors() {
 // ---------------------------------------------------------------------------------------
 // Services: every live instance with its heartbeat's age, the missing ones in red, reports.
 
-async function loadStatus() {
-  const status = await api('/api/status?reports=15')
+/** The last status read: the instances' ages are shown again every second from it. */
+let lastStatus
+
+/**
+ * The instances with their heartbeat's age, worked out now: an instance whose last beat is
+ * older than its TTL turns red at once (its key is about to expire), without waiting for
+ * the next read of the status.
+ */
+function renderInstances() {
+  if (!lastStatus) return
   const now = Date.now()
-  const rows = status.instances
+  const rows = lastStatus.instances
     .slice()
     .sort((a, b) => a.service.localeCompare(b.service) || a.instance.localeCompare(b.instance))
     .map((i) => {
@@ -391,16 +399,23 @@ async function loadStatus() {
       const stale = age > i.ttl_ms
       const tr = row([cell(i.service), cell(i.instance), cell(`${Math.max(0, Math.round(age / 1000))} s ago`), cell(stale ? 'no heartbeat' : 'live')], stale ? 'stale' : 'live')
       tr.dataset.service = i.service
+      tr.dataset.instance = i.instance
       tr.dataset.state = stale ? 'stale' : 'live'
       return tr
     })
-  for (const service of status.missing) {
+  for (const service of lastStatus.missing) {
     const tr = row([cell(service), cell('–'), cell('–'), cell('missing')], 'missing')
     tr.dataset.service = service
     tr.dataset.state = 'missing'
     rows.push(tr)
   }
   fillTable($('#instances'), rows)
+}
+
+async function loadStatus() {
+  const status = await api('/api/status?reports=15')
+  lastStatus = status
+  renderInstances()
   fillTable(
     $('#reports'),
     status.reports.map((r) => {
@@ -424,6 +439,7 @@ function start() {
     return
   }
   every(5000, loadStatus)
+  every(1000, async () => renderInstances())
   every(5000, loadOrders)
   every(10_000, loadStocks)
   every(10_000, loadBtc)
