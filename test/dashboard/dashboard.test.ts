@@ -122,11 +122,7 @@ test('the dashboard signs in from the demo link and charts the stocks; a tick pr
   const time = nowTime()
   await produceTicks(market, [{ time, stock: 'stock1', price: 123.45 }])
   const chart = page.locator('.chart[data-stock="stock1"]')
-  await page.waitForFunction(
-    ([t]) => document.querySelector('.chart[data-stock="stock1"]')?.getAttribute('data-last-time') === t,
-    [time],
-    { timeout: 30_000 },
-  )
+  await page.locator(`.chart[data-stock="stock1"][data-last-time="${time}"]`).waitFor({ timeout: 30_000 })
   assert.equal(await chart.getAttribute('data-last-price'), '123.45')
   // The table's row follows the stream too, and the library's attribution is on the page.
   assert.equal(await page.locator('#stocks tbody tr[data-stock="stock1"] td').nth(1).textContent(), '123.45')
@@ -154,12 +150,9 @@ test('a SIGKILLed service turns red within its heartbeat TTL', async () => {
   await page.locator('#instances tr[data-instance="dash-victim"][data-state="live"]').waitFor({ timeout: 30_000 })
   victim.child.kill('SIGKILL')
   const killedAt = Date.now()
+  // Stale (the beats stopped) or gone from the heartbeats (the key expired).
   await page.waitForFunction(
-    () => {
-      const tr = document.querySelector('#instances tr[data-instance="dash-victim"]')
-      // Stale (the beats stopped) or gone from the heartbeats (the key expired).
-      return !tr || tr.getAttribute('data-state') !== 'live'
-    },
+    `(() => { const tr = document.querySelector('#instances tr[data-instance="dash-victim"]'); return !tr || tr.getAttribute('data-state') !== 'live' })()`,
     undefined,
     { timeout: 30_000, polling: 100 },
   )
@@ -169,7 +162,7 @@ test('a SIGKILLed service turns red within its heartbeat TTL', async () => {
   assert.ok(redAfterMs <= ttlMs + 1500, `red ${redAfterMs} ms after the kill (TTL ${ttlMs} ms)`)
   if ((await row.count()) > 0) {
     assert.equal(await row.getAttribute('class'), 'stale')
-    assert.equal(await row.evaluate((tr) => getComputedStyle(tr.querySelector('td')!).color), 'rgb(176, 0, 32)')
+    assert.equal(await row.locator('td').first().evaluate('(td) => getComputedStyle(td).color'), 'rgb(176, 0, 32)')
   }
   await page.screenshot({ path: join(SHOTS, 'dashboard-service-down.png'), fullPage: true })
 })
@@ -177,7 +170,7 @@ test('a SIGKILLed service turns red within its heartbeat TTL', async () => {
 test('usable on a phone-sized viewport: nothing wider than the screen, the charts and tables still there', async () => {
   await page.setViewportSize({ width: 390, height: 844 })
   await page.waitForTimeout(500)
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+  const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`)
   const chartBox = await page.locator('.chart[data-stock="stock1"]').boundingBox()
   assert.ok(chartBox && chartBox.width > 200 && chartBox.width <= 390, `chart width ${chartBox?.width}`)
