@@ -12,6 +12,17 @@ import { priceToken, type Tick } from './tick.ts'
 
 const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
 const prelude = `${QUARANTINE_LUA}\n${lua('history')}`
+
+/** The text of script `lua/<name>.lua` with the shared history functions prepended. */
+export function historyScript(name: string): string {
+  return `${prelude}\n${lua(name)}`
+}
+
+/** The Redis Stream of applied ticks (see `lua/history.lua`). */
+export const TICK_STREAM_KEY = 'bourse:ticks'
+
+/** Default approximate length cap of {@link TICK_STREAM_KEY}. */
+export const DEFAULT_TICK_STREAM_MAX_LEN = 10_000
 const scripts = {
   applyTicks: `${prelude}\n${lua('apply-ticks')}`,
   flushHistories: `${prelude}\n${lua('flush')}`,
@@ -62,6 +73,13 @@ export interface StockHistoryOptions {
    * @defaultValue 1000
    */
   materializeIntervalMs?: number
+  /**
+   * Approximate cap of the tick stream `bourse:ticks` (`XADD MAXLEN ~`): one entry per stock
+   * and applied batch; older entries are trimmed, so a client resuming from one of them
+   * resumes from the oldest entry kept.
+   * @defaultValue 10000
+   */
+  tickStreamMaxLen?: number
 }
 
 /** Exactly-once bookkeeping of {@link StockHistoryRepository.applyTicks}. */
@@ -185,6 +203,7 @@ function buildApplyArgs(
   interval: string,
   submittedBefore: ReadonlyMap<number, bigint>,
   recordExpected: boolean,
+  streamMaxLen: string,
 ): string[] {
   const ranges = new Map<number, { first: bigint; last: bigint }>()
   const extend = (source: TickSource | undefined) => {
@@ -208,7 +227,7 @@ function buildApplyArgs(
     group.tokens.push(priceToken(tick.price))
   }
   for (const source of consumedOnly) extend(source)
-  const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0), recordExpected ? '1' : '']
+  const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0), recordExpected ? '1' : '', streamMaxLen]
   if (offsetsKeyName) {
     for (const [partition, range] of ranges) {
       const before = submittedBefore.get(partition)
@@ -275,6 +294,7 @@ export function createStockHistoryRepository(
   options: StockHistoryOptions = {},
 ): StockHistoryRepository {
   const interval = String(options.materializeIntervalMs ?? 1000)
+  const streamMaxLen = String(options.tickStreamMaxLen ?? DEFAULT_TICK_STREAM_MAX_LEN)
   const r = redis as ScriptRedis
   for (const [name, lua] of Object.entries(scripts)) {
     if (!(name in r)) redis.defineCommand(name, { numberOfKeys: 0, lua })
@@ -300,7 +320,7 @@ export function createStockHistoryRepository(
       let previous = offsets?.previous
       for (;;) {
         // Sent before waiting for the previous batch: Redis runs them in order anyway.
-        const args = buildApplyArgs(pending, consumed, key, interval, submitted, offsets?.recordExpected ?? false)
+        const args = buildApplyArgs(pending, consumed, key, interval, submitted, offsets?.recordExpected ?? false, streamMaxLen)
         const reply = (r.applyTicks(...args) as Promise<Array<number | string>>).catch((err: unknown) => {
           const text = err instanceof Error ? err.message : ''
           const at = text.indexOf('BOURSE-KEYTYPE ')

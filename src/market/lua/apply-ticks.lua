@@ -28,8 +28,14 @@
 -- tick that is not later than its latest time. Such ticks (out-of-order times,
 -- corrections) are applied one by one against the index.
 --
+-- Candles, the market generation and the tick stream (see history.lua) are written in the
+-- same step, so they too hold every applied tick exactly once: a replayed batch writes
+-- nothing at all. Their cost per stock and batch is a few calls: one HMGET and one HSET
+-- of the candles a batch of later times touches, one XADD of the changed times.
+--
 -- ARGV[1] offsets key or ''; ARGV[2] materialize interval (ms); ARGV[3] partition count P;
--- ARGV[4] '1' when the offsets hash must exist, else ''; then P quadruples: partition,
+-- ARGV[4] '1' when the offsets hash must exist, else ''; ARGV[5] the tick stream's
+-- approximate length cap (XADD MAXLEN ~); then P quadruples: partition,
 -- first offset, last offset, last offset submitted before (or ''); then per stock:
 --   stock, n, increasing (1 when the n times strictly increase), min time, max time,
 --   time text (`"090000","090001"`), price text (`1,""`)
@@ -38,7 +44,8 @@
 local offkey = ARGV[1]
 local interval = tonumber(ARGV[2])
 local parts = tonumber(ARGV[3])
-local j = 5
+local stream_cap = ARGV[5]
+local j = 6
 
 local function type_of(key) return redis.call('TYPE', key)['ok'] end
 local function require_type(key, wanted)
@@ -65,18 +72,20 @@ else
   j = j + 4 * parts
 end
 if offkey ~= '' and ARGV[4] == '1' and redis.call('EXISTS', offkey) == 0 then return { -3 } end
-local offsets_at = 5
+local offsets_at = 6
 
 -- Every key checked before the first write (see the top).
 local foreign = {}
 require_type('bourse:stocks', 'set')
 require_type('bourse:dirty', 'set')
+require_type('bourse:market:gen', 'string')
+require_type('bourse:ticks', 'stream')
 for k = j, #ARGV, 7 do
   local s = ARGV[k]
   local t = type_of(s)
   if t ~= 'none' and t ~= 'string' then foreign[s] = true end
   for _, part in ipairs({ 't', 'p', 'f' }) do require_type(hk(s, part), 'string') end
-  for _, part in ipairs({ 'i', 'm' }) do require_type(hk(s, part), 'hash') end
+  for _, part in ipairs({ 'i', 'm', 'c' }) do require_type(hk(s, part), 'hash') end
 end
 
 local now = now_ms()
@@ -107,7 +116,8 @@ while j <= #ARGV do
   quarantined = quarantined + ensure(s)
   local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at', 'ix')
   local mt, at, indexed = m[1] or '', tonumber(m[2] or '0'), m[3] == '1'
-  local changed = 0
+  local changed, added = 0, 0
+  local event_t, event_p = ttext, ptext
   local lead = ''
   if redis.call('STRLEN', hk(s, 't')) > 0 then lead = ',' end
   if increasing == '1' and min_time > mt then
@@ -122,7 +132,40 @@ while j <= #ARGV do
       end
       hset_many(hk(s, 'i'), flat)
     end
+    -- Each new time is the latest of its bucket: its price closes the bucket's candles.
+    local times, toks = split_times(ttext), split_tokens(ptext)
+    local fields, seen = {}, {}
+    for i = 1, #times do
+      local tok = toks[i]
+      if tok ~= '""' and tonumber(tok) then
+        local m1, m5, h1 = buckets(times[i])
+        if m1 and not seen[m1] then
+          seen[m1], seen[m5], seen[h1] = true, true, true
+          fields[#fields + 1] = m1
+          fields[#fields + 1] = m5
+          fields[#fields + 1] = h1
+        end
+      end
+    end
+    if #fields > 0 then
+      local stored = redis.call('HMGET', hk(s, 'c'), unpack(fields))
+      local cs = {}
+      for i = 1, #fields do cs[fields[i]] = candle_of(stored[i]) or false end
+      for i = 1, #times do
+        local tok = toks[i]
+        if tok ~= '""' and tonumber(tok) then
+          local m1, m5, h1 = buckets(times[i])
+          if m1 then
+            cs[m1] = extend(cs[m1] or nil, tok)
+            cs[m5] = extend(cs[m5] or nil, tok)
+            cs[h1] = extend(cs[h1] or nil, tok)
+          end
+        end
+      end
+      store_candles(s, cs)
+    end
     changed = n
+    added = n
     appended = appended + n
     mt = max_time
   else
@@ -130,6 +173,7 @@ while j <= #ARGV do
     local times, toks = split_times(ttext), split_tokens(ptext)
     local newt, newp, fixes, index = {}, {}, {}, {}
     local local_pos = {}
+    local evt, evp, minutes = {}, {}, {}
     for i = 1, #times do
       local t, tok = times[i], toks[i]
       local current = index[t]
@@ -142,11 +186,20 @@ while j <= #ARGV do
         appended = appended + 1
         changed = changed + 1
         index[t] = tok
+        added = added + 1
+        evt[#evt + 1] = '"' .. t .. '"'
+        evp[#evp + 1] = tok
+        local m1 = buckets(t)
+        if m1 then minutes[m1] = true end
       elseif current ~= tok then
         if local_pos[t] then newp[local_pos[t]] = tok else fixes[t] = tok end
         updated = updated + 1
         changed = changed + 1
         index[t] = tok
+        evt[#evt + 1] = '"' .. t .. '"'
+        evp[#evp + 1] = tok
+        local m1 = buckets(t)
+        if m1 then minutes[m1] = true end
       else
         unchanged = unchanged + 1
       end
@@ -171,10 +224,17 @@ while j <= #ARGV do
       flat[#flat + 1] = tok
     end
     if #flat > 0 then hset_many(hk(s, 'i'), flat) end
+    -- Any bucket a time was added to or changed in is recomputed from the index: exact
+    -- whatever the order of arrival, and an emptied price leaves its candle.
+    if next(minutes) ~= nil then recompute_candles(s, minutes) end
+    event_t, event_p = table.concat(evt, ','), table.concat(evp, ',')
   end
   if changed > 0 then
     redis.call('HINCRBY', hk(s, 'm'), 'v', changed)
-    redis.call('HSET', hk(s, 'm'), 'mt', mt)
+    if added > 0 then redis.call('HINCRBY', hk(s, 'm'), 'n', added) end
+    redis.call('HSET', hk(s, 'm'), 'mt', mt, 'g', next_gen())
+    redis.call('XADD', 'bourse:ticks', 'MAXLEN', '~', stream_cap, '*', 's', s,
+      'd', '{"stock":"' .. s .. '","time":[' .. event_t .. '],"price":[' .. event_p .. ']}')
     if now - at >= interval then
       materialize(s, now)
     else
