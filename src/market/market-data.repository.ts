@@ -149,6 +149,14 @@ function bucketsBetween(interval: CandleInterval, from: string, to: string): str
   return out
 }
 
+/** The two string replies of a MULTI, or its first error. */
+async function readPair(multi: ReturnType<Redis['multi']>): Promise<[string | null, string | null]> {
+  const replies = await multi.exec()
+  const [[e1, a] = [], [e2, b] = []] = replies ?? []
+  if (!replies || e1 || e2) throw e1 ?? e2 ?? new Error('MULTI aborted')
+  return [a as string | null, b as string | null]
+}
+
 /** Creates the reads on a Redis connection (scripts are registered on it). */
 export function createMarketDataRepository(redis: Redis, options: MarketDataOptions = {}): MarketDataRepository {
   const ttl = options.cacheTtlSeconds ?? 3600
@@ -179,9 +187,7 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
 
   return {
     async listSummaries() {
-      const [[, gen], [, cached]] = (await redis.multi().get('bourse:market:gen').get(LIST_CACHE_KEY).exec()) as Array<
-        [Error | null, string | null]
-      >
+      const [gen, cached] = await readPair(redis.multi().get('bourse:market:gen').get(LIST_CACHE_KEY))
       const hit = untag(cached, gen ?? '0')
       if (hit !== undefined) return JSON.parse(hit) as StockSummary[]
       const fresh = await computeSummaries()
@@ -192,11 +198,7 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
     async readPage(stock, before, limit) {
       const newest = before === undefined
       if (newest) {
-        const [[, g], [, cached]] = (await redis
-          .multi()
-          .hget(`bourse:h:${stock}:m`, 'g')
-          .hget(pageCacheKey(stock), String(limit))
-          .exec()) as Array<[Error | null, string | null]>
+        const [g, cached] = await readPair(redis.multi().hget(`bourse:h:${stock}:m`, 'g').hget(pageCacheKey(stock), String(limit)))
         const hit = g === null ? undefined : untag(cached, g)
         if (hit !== undefined) return JSON.parse(hit) as HistoryPage
       }
