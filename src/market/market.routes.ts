@@ -145,13 +145,13 @@ export function marketRoutes(deps: MarketRoutesDeps): RoutePlugin {
         const held: TickStreamEntry[] = []
         let heldBytes = 0
         let timer: NodeJS.Timeout | undefined
-        let unsubscribe: (() => void) | undefined
+        const subscription: { unsubscribe?: () => void } = {}
         const finish = (drop = false) => {
           if (closed) return
           closed = true
           streams.delete(finish)
           clearInterval(timer)
-          unsubscribe?.()
+          subscription.unsubscribe?.()
           if (drop) res.destroy()
           else res.end()
         }
@@ -175,7 +175,8 @@ export function marketRoutes(deps: MarketRoutesDeps): RoutePlugin {
           if (overflowing()) finish(true)
         }
         // Subscribed before the headers go: a client that has them misses no later tick.
-        unsubscribe = (await hub.subscribe(onEntry)).unsubscribe
+        subscription.unsubscribe = (await hub.subscribe(onEntry)).unsubscribe
+        if (closed) subscription.unsubscribe()
         reply.hijack()
         res.writeHead(200, headers)
         res.flushHeaders()
