@@ -270,3 +270,20 @@ describe('summaries and pages', () => {
     assert.deepEqual(seen, ticks.map((t) => ({ time: t.time, price: t.price })).reverse())
   })
 })
+
+describe('a history written before candles were kept', () => {
+  test('gets its entry count and candles at its next change', async () => {
+    await history.applyTicks([
+      { stock: 's1', time: '090000', price: 4 },
+      { stock: 's1', time: '090010', price: 6 },
+    ])
+    // As an older version left it: no count, no candles.
+    await redis.hdel('bourse:h:s1:m', 'n')
+    await redis.del('bourse:h:s1:c')
+    await history.applyTicks([{ stock: 's1', time: '090020', price: 5 }])
+    assert.deepEqual(await market.readCandles('s1', '1m', '090000', '090000'), [
+      { time: '090000', open: 4, high: 6, low: 4, close: 5, volume: 3 },
+    ])
+    assert.equal((await market.listSummaries())[0]?.ticks, 3)
+  })
+})

@@ -114,8 +114,9 @@ while j <= #ARGV do
     quarantined = quarantined + 1
   end
   quarantined = quarantined + ensure(s)
-  local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at', 'ix')
+  local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at', 'ix', 'v', 'n')
   local mt, at, indexed = m[1] or '', tonumber(m[2] or '0'), m[3] == '1'
+  local version, count = tonumber(m[4] or '0'), tonumber(m[5] or '')
   local changed, added = 0, 0
   local event_t, event_p = ttext, ptext
   local lead = ''
@@ -230,9 +231,14 @@ while j <= #ARGV do
     event_t, event_p = table.concat(evt, ','), table.concat(evp, ',')
   end
   if changed > 0 then
-    redis.call('HINCRBY', hk(s, 'm'), 'v', changed)
-    if added > 0 then redis.call('HINCRBY', hk(s, 'm'), 'n', added) end
-    redis.call('HSET', hk(s, 'm'), 'mt', mt, 'g', next_gen())
+    -- A history written before the entry count and the candles were kept gets both once,
+    -- from its whole texts (which already hold this batch).
+    if not count then
+      local toks = split_tokens(redis.call('GET', hk(s, 'p')) or '')
+      count = #toks - added
+      rebuild_candles(s, index_of(split_times(redis.call('GET', hk(s, 't')) or ''), toks, false))
+    end
+    redis.call('HSET', hk(s, 'm'), 'v', version + changed, 'n', count + added, 'mt', mt, 'g', next_gen())
     redis.call('XADD', 'bourse:ticks', 'MAXLEN', '~', stream_cap, '*', 's', s,
       'd', '{"stock":"' .. s .. '","time":[' .. event_t .. '],"price":[' .. event_p .. ']}')
     if now - at >= interval then
