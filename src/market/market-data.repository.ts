@@ -12,12 +12,8 @@
  */
 import Big from 'big.js'
 import type { Redis } from '../platform/redis.ts'
+import { bucketOf, type CandleInterval } from './candles.ts'
 import { historyScript, TICK_STREAM_KEY } from './stock-history.repository.ts'
-
-/** Candle widths the API serves. */
-export const CANDLE_INTERVALS = ['1m', '5m', '1h'] as const
-/** One of {@link CANDLE_INTERVALS}. */
-export type CandleInterval = (typeof CANDLE_INTERVALS)[number]
 
 /** A stock in the list. */
 export interface StockSummary {
@@ -129,26 +125,6 @@ function untag(text: string | null | undefined, tag: string): string | undefined
   return at !== -1 && text.slice(0, at) === tag ? text.slice(at + 1) : undefined
 }
 
-/** The bucket start of `hhmmss` for `interval`. */
-export function bucketOf(time: string, interval: CandleInterval): string {
-  const hh = time.slice(0, 2)
-  const mm = Number(time.slice(2, 4))
-  if (interval === '1h') return `${hh}0000`
-  if (interval === '1m') return `${time.slice(0, 4)}00`
-  return `${hh}${String(mm - (mm % 5)).padStart(2, '0')}00`
-}
-
-/** Every bucket start of `interval` from the bucket holding `from` to the one holding `to`, oldest first. */
-function bucketsBetween(interval: CandleInterval, from: string, to: string): string[] {
-  const step = interval === '1m' ? 1 : interval === '5m' ? 5 : 60
-  const minute = (t: string) => Number(t.slice(0, 2)) * 60 + Number(t.slice(2, 4))
-  const out: string[] = []
-  for (let m = minute(bucketOf(from, interval)); m <= minute(bucketOf(to, interval)); m += step) {
-    out.push(`${String(Math.floor(m / 60)).padStart(2, '0')}${String(m % 60).padStart(2, '0')}00`)
-  }
-  return out
-}
-
 /** The two string replies of a MULTI, or its first error. */
 async function readPair(multi: ReturnType<Redis['multi']>): Promise<[string | null, string | null]> {
   const replies = await multi.exec()
@@ -223,25 +199,26 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
     },
 
     async readCandles(stock, interval, from, to) {
-      const buckets = bucketsBetween(interval, from, to)
-      const fields = buckets.map((b) => `${interval}:${b}`)
-      const multi = redis.multi().sismember('bourse:stocks', stock)
-      if (fields.length > 0) multi.hmget(`bourse:h:${stock}:c`, ...fields)
-      const replies = (await multi.exec()) as Array<[Error | null, unknown]>
+      const first = bucketOf(from, interval)
+      const last = bucketOf(to, interval)
+      const hours: string[] = []
+      for (let h = Number(from.slice(0, 2)); h <= Number(to.slice(0, 2)); h++) hours.push(String(h).padStart(2, '0'))
+      const replies = (await redis
+        .multi()
+        .sismember('bourse:stocks', stock)
+        .hmget(`bourse:h:${stock}:c`, ...hours.map((h) => `${interval}:${h}`))
+        .exec()) as Array<[Error | null, unknown]>
       if (replies[0]?.[1] !== 1) return undefined
       const stored = (replies[1]?.[1] ?? []) as Array<string | null>
       const candles: Candle[] = []
       stored.forEach((text, i) => {
-        if (text === null) return
-        const [open, high, low, close, volume] = text.split(',')
-        candles.push({
-          time: buckets[i]!,
-          open: Number(open),
-          high: Number(high),
-          low: Number(low),
-          close: Number(close),
-          volume: Number(volume),
-        })
+        if (!text) return
+        for (const entry of text.split(';')) {
+          const time = hours[i]! + entry.slice(0, 4)
+          if (time < first || time > last) continue
+          const [open, high, low, close, volume] = entry.slice(5).split(',')
+          candles.push({ time, open: Number(open), high: Number(high), low: Number(low), close: Number(close), volume: Number(volume) })
+        }
       })
       return candles
     },

@@ -3,8 +3,7 @@
  * page at a time, OHLC candles, and Server-Sent Events of the ticks as they are applied.
  * Every route needs a user or an admin token (an application's token is 403).
  */
-import type { OutgoingHttpHeaders } from 'node:http'
-import type { ServerResponse } from 'node:http'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import Type from 'typebox'
 import { encodeCursor, readCursor } from '../platform/db/keyset.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
@@ -52,6 +51,17 @@ function stockOf(params: StockParams): string {
   const problem = stockNameProblem(params.stock)
   if (problem) throw invalid('params.stock', problem)
   return params.stock
+}
+
+/** Resolves when `res` can take more, or is closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done).off('close', done)
+      resolve()
+    }
+    res.on('drain', done).on('close', done)
+  })
 }
 
 const notFound = (stock: string) => new NotFound(`stock ${stock} has no history`, { field: 'params.stock' })
@@ -198,7 +208,7 @@ export function marketRoutes(deps: MarketRoutesDeps): RoutePlugin {
               if (closed || entries.length === 0) break
               for (const entry of entries) send(entry)
               if (closed) break
-              if (res.writableNeedDrain) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve))
+              if (res.writableNeedDrain) await drained(res)
             }
           }
           catchingUp = false

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import type { Redis } from '../platform/redis.ts'
 import { QUARANTINE_LUA } from '../platform/redis-quarantine.ts'
 import { FatalError } from '../platform/retry.ts'
+import { batchCandleArgs } from './candles.ts'
 import { priceToken, type Tick } from './tick.ts'
 
 const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
@@ -218,13 +219,14 @@ function buildApplyArgs(
       if (source.offset > range.last) range.last = source.offset
     }
   }
-  const byStock = new Map<string, { times: string[]; tokens: string[] }>()
+  const byStock = new Map<string, { times: string[]; tokens: string[]; prices: Array<number | null> }>()
   for (const tick of ticks) {
     extend(tick.source)
     let group = byStock.get(tick.stock)
-    if (!group) byStock.set(tick.stock, (group = { times: [], tokens: [] }))
+    if (!group) byStock.set(tick.stock, (group = { times: [], tokens: [], prices: [] }))
     group.times.push(tick.time)
     group.tokens.push(priceToken(tick.price))
+    group.prices.push(tick.price)
   }
   for (const source of consumedOnly) extend(source)
   const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0), recordExpected ? '1' : '', streamMaxLen]
@@ -234,7 +236,7 @@ function buildApplyArgs(
       args.push(String(partition), range.first.toString(), range.last.toString(), before?.toString() ?? '')
     }
   }
-  for (const [stock, { times, tokens }] of byStock) {
+  for (const [stock, { times, tokens, prices }] of byStock) {
     let increasing = true
     let min = times[0]!
     let max = min
@@ -244,7 +246,17 @@ function buildApplyArgs(
       if (time < min) min = time
       if (time > max) max = time
     }
-    args.push(stock, String(times.length), increasing ? '1' : '0', min, max, `"${times.join('","')}"`, tokens.join(','))
+    args.push(
+      stock,
+      String(times.length),
+      increasing ? '1' : '0',
+      min,
+      max,
+      `"${times.join('","')}"`,
+      tokens.join(','),
+    )
+    const candles = increasing ? batchCandleArgs(times, tokens, prices) : []
+    args.push(String(candles.length / 2), ...candles)
   }
   return args
 }

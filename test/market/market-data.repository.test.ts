@@ -8,7 +8,8 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import fc from 'fast-check'
 import type { Redis } from 'ioredis'
-import { CANDLE_INTERVALS, type Candle, type CandleInterval, createMarketDataRepository, type MarketDataRepository } from '../../src/market/market-data.repository.ts'
+import { CANDLE_INTERVALS, type CandleInterval } from '../../src/market/candles.ts'
+import { type Candle, createMarketDataRepository, type MarketDataRepository } from '../../src/market/market-data.repository.ts'
 import { readRedisFixture } from '../../src/market/redis-fixture.ts'
 import { createStockHistoryRepository, type SourcedTick, type StockHistoryRepository } from '../../src/market/stock-history.repository.ts'
 import type { Tick } from '../../src/market/tick.ts'
@@ -285,5 +286,18 @@ describe('a history written before candles were kept', () => {
       { time: '090000', open: 4, high: 6, low: 4, close: 5, volume: 3 },
     ])
     assert.equal((await market.listSummaries())[0]?.ticks, 3)
+  })
+})
+
+describe('a large batch of one stock', () => {
+  test('12,000 ticks in order in one batch: every candle written', async () => {
+    const ticks: Tick[] = []
+    for (let s = 0; s < 12_000; s++) {
+      const t = 8 * 3600 + s * 3
+      ticks.push({ stock: 'big', time: [Math.floor(t / 3600), Math.floor((t % 3600) / 60), t % 60].map((n) => String(n).padStart(2, '0')).join(''), price: s + 1 })
+    }
+    await history.applyTicks(ticks)
+    const model = applyToModel(new Map(), ticks)
+    await assertCandlesExact(model, 'big')
   })
 })

@@ -38,7 +38,9 @@
 -- approximate length cap (XADD MAXLEN ~); then P quadruples: partition,
 -- first offset, last offset, last offset submitted before (or ''); then per stock:
 --   stock, n, increasing (1 when the n times strictly increase), min time, max time,
---   time text (`"090000","090001"`), price text (`1,""`)
+--   time text (`"090000","090001"`), price text (`1,""`), the number k of candle fields
+--   then k field/value pairs: when increasing, the batch's own candles per interval and
+--   hour (`1m:09`, `MMSS=open,high,low,close,count;...`, see candles.ts)
 -- Returns { appended, price updates, unchanged duplicates, quarantined },
 -- { -1 | -2, partition, stored } or { -3 }
 local offkey = ARGV[1]
@@ -80,12 +82,14 @@ require_type('bourse:stocks', 'set')
 require_type('bourse:dirty', 'set')
 require_type('bourse:market:gen', 'string')
 require_type('bourse:ticks', 'stream')
-for k = j, #ARGV, 7 do
+local k = j
+while k <= #ARGV do
   local s = ARGV[k]
   local t = type_of(s)
   if t ~= 'none' and t ~= 'string' then foreign[s] = true end
   for _, part in ipairs({ 't', 'p', 'f' }) do require_type(hk(s, part), 'string') end
   for _, part in ipairs({ 'i', 'm', 'c' }) do require_type(hk(s, part), 'hash') end
+  k = k + 8 + 2 * tonumber(ARGV[k + 7])
 end
 
 local now = now_ms()
@@ -108,7 +112,8 @@ end
 while j <= #ARGV do
   local s, n, increasing = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
   local min_time, max_time, ttext, ptext = ARGV[j + 3], ARGV[j + 4], ARGV[j + 5], ARGV[j + 6]
-  j = j + 7
+  local candles_at, candles_n = j + 8, tonumber(ARGV[j + 7])
+  j = j + 8 + 2 * candles_n
   if foreign[s] then
     quarantine(s)
     quarantined = quarantined + 1
@@ -133,38 +138,10 @@ while j <= #ARGV do
       end
       hset_many(hk(s, 'i'), flat)
     end
-    -- Each new time is the latest of its bucket: its price closes the bucket's candles.
-    local times, toks = split_times(ttext), split_tokens(ptext)
-    local fields, seen = {}, {}
-    for i = 1, #times do
-      local tok = toks[i]
-      if tok ~= '""' and tonumber(tok) then
-        local m1, m5, h1 = buckets(times[i])
-        if m1 and not seen[m1] then
-          seen[m1], seen[m5], seen[h1] = true, true, true
-          fields[#fields + 1] = m1
-          fields[#fields + 1] = m5
-          fields[#fields + 1] = h1
-        end
-      end
-    end
-    if #fields > 0 then
-      local stored = redis.call('HMGET', hk(s, 'c'), unpack(fields))
-      local cs = {}
-      for i = 1, #fields do cs[fields[i]] = candle_of(stored[i]) or false end
-      for i = 1, #times do
-        local tok = toks[i]
-        if tok ~= '""' and tonumber(tok) then
-          local m1, m5, h1 = buckets(times[i])
-          if m1 then
-            cs[m1] = extend(cs[m1] or nil, tok)
-            cs[m5] = extend(cs[m5] or nil, tok)
-            cs[h1] = extend(cs[h1] or nil, tok)
-          end
-        end
-      end
-      store_candles(s, cs)
-    end
+    -- Each new time is the latest of its bucket: the batch's own candles (made by the
+    -- caller) follow the stored ones, one HMGET and one HSET whatever the batch's size.
+    -- The batch's own candles (made by the caller) follow the stored ones.
+    if candles_n > 0 then append_candles(s, { unpack(ARGV, candles_at, candles_at + 2 * candles_n - 1) }) end
     changed = n
     added = n
     appended = appended + n
@@ -190,8 +167,7 @@ while j <= #ARGV do
         added = added + 1
         evt[#evt + 1] = '"' .. t .. '"'
         evp[#evp + 1] = tok
-        local m1 = buckets(t)
-        if m1 then minutes[m1] = true end
+        if is_hhmmss(t) then minutes[string.sub(t, 1, 4)] = true end
       elseif current ~= tok then
         if local_pos[t] then newp[local_pos[t]] = tok else fixes[t] = tok end
         updated = updated + 1
@@ -199,8 +175,7 @@ while j <= #ARGV do
         index[t] = tok
         evt[#evt + 1] = '"' .. t .. '"'
         evp[#evp + 1] = tok
-        local m1 = buckets(t)
-        if m1 then minutes[m1] = true end
+        if is_hhmmss(t) then minutes[string.sub(t, 1, 4)] = true end
       else
         unchanged = unchanged + 1
       end

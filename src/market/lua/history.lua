@@ -15,8 +15,9 @@
 --                         g: the market generation of the stock's last change (below),
 --                         n: the number of times in the history
 --   bourse:h:S:c  hash    OHLC candles of the hhmmss times with a price, one field per
---                         bucket: `1m:093500`, `5m:093500`, `1h:090000` (bucket start) ->
---                         `open,high,low,close,count` (price tokens as in p)
+--                         interval and hour: `1m:09`, `5m:09`, `1h:09` -> that hour's
+--                         candles in time order, `MMSS=open,high,low,close,count;...`
+--                         (MMSS the bucket start in the hour, prices as tokens of p)
 --   S             string  the contract JSON, rebuilt from the pieces (materialized)
 --   bourse:stocks set     every stock with a history; bourse:dirty set: not yet rebuilt
 --   bourse:market:gen     string  a counter raised by every write that changes what the
@@ -82,15 +83,10 @@ local function next_gen()
   return gen_now
 end
 
--- The candle fields of an hhmmss time t: 1m, 5m and 1h bucket starts; nil for another time.
-local function buckets(t)
-  if not string.match(t, '^%d%d%d%d%d%d$') then return nil end
-  local hh, mm = string.sub(t, 1, 2), string.sub(t, 3, 4)
-  local m5 = string.format('%02d', math.floor(tonumber(mm) / 5) * 5)
-  return '1m:' .. hh .. mm .. '00', '5m:' .. hh .. m5 .. '00', '1h:' .. hh .. '0000'
-end
+-- Whether t is an hhmmss time (the only times candles are made of).
+local function is_hhmmss(t) return string.match(t, '^%d%d%d%d%d%d$') ~= nil end
 
--- A candle { o, h, l, c, n } (price tokens and a count) from its stored text, or nil.
+-- A candle { o, h, l, c, n } (price tokens and a count) from its text, or nil.
 local function candle_of(text)
   if not text then return nil end
   local o, h, l, c, n = string.match(text, '^([^,]*),([^,]*),([^,]*),([^,]*),(%d+)$')
@@ -111,90 +107,114 @@ local function extend(k, tok)
   return k
 end
 
--- Candles in time order merged into one (nil entries skipped); nil when all are nil.
-local function merge(list, count)
-  local out = nil
-  for i = 1, count do
-    local k = list[i]
-    if k then
-      if not out then
-        out = { k[1], k[2], k[3], k[4], k[5] }
-      else
-        if tonumber(k[2]) > tonumber(out[2]) then out[2] = k[2] end
-        if tonumber(k[3]) < tonumber(out[3]) then out[3] = k[3] end
-        out[4] = k[4]
-        out[5] = out[5] + k[5]
-      end
-    end
-  end
+-- Candle a followed by the later candle b (either may be nil).
+local function merge(a, b)
+  if not a then return b end
+  if not b then return a end
+  local out = { a[1], a[2], a[3], b[4], a[5] + b[5] }
+  if tonumber(b[2]) > tonumber(out[2]) then out[2] = b[2] end
+  if tonumber(b[3]) < tonumber(out[3]) then out[3] = b[3] end
   return out
 end
 
--- Writes candles (field -> candle or false for none) of stock s in one HSET and one HDEL.
-local function store_candles(s, cs)
+-- The entries of an hour's candle text (`MMSS=o,h,l,c,n;...`): key -> candle.
+local function parse_hour(text)
+  local out = {}
+  if not text then return out end
+  for key, body in string.gmatch(text, '(%d%d%d%d)=([^;]*)') do out[key] = candle_of(body) end
+  return out
+end
+
+-- The text of an hour's candles (key -> candle), in time order; '' for none.
+local function hour_text(map)
+  local keys = {}
+  for key in pairs(map) do keys[#keys + 1] = key end
+  table.sort(keys)
+  local parts = {}
+  for i, key in ipairs(keys) do parts[i] = key .. '=' .. candle_text(map[key]) end
+  return table.concat(parts, ';')
+end
+
+-- Writes hour hh of stock s from its complete 1m candles (key `MM00` -> candle): its 1m,
+-- 5m and 1h candle texts, the 5m and 1h ones merged from the 1m ones in time order.
+local function store_hour(s, hh, ones)
+  local keys = {}
+  for key in pairs(ones) do keys[#keys + 1] = key end
+  table.sort(keys)
+  local fives, hour = {}, nil
+  for _, key in ipairs(keys) do
+    local mm = tonumber(string.sub(key, 1, 2))
+    local five = string.format('%02d00', mm - mm % 5)
+    fives[five] = merge(fives[five], ones[key])
+    hour = merge(hour, ones[key])
+  end
   local set, del = {}, {}
-  for f, k in pairs(cs) do
-    if k then
-      set[#set + 1] = f
-      set[#set + 1] = candle_text(k)
+  local hours = {}
+  if hour then hours['0000'] = hour end
+  for interval, map in pairs({ ['1m'] = ones, ['5m'] = fives, ['1h'] = hours }) do
+    local text = hour_text(map)
+    if text == '' then del[#del + 1] = interval .. ':' .. hh
     else
-      del[#del + 1] = f
+      set[#set + 1] = interval .. ':' .. hh
+      set[#set + 1] = text
     end
   end
-  if #set > 0 then hset_many(hk(s, 'c'), set) end
+  if #set > 0 then redis.call('HSET', hk(s, 'c'), unpack(set)) end
   if #del > 0 then redis.call('HDEL', hk(s, 'c'), unpack(del)) end
 end
 
--- Recomputes the 5m and 1h candles of stock s over the given 1m bucket fields, whose
--- candles are in cs (field -> candle or false); every other 1m or 5m candle is read.
-local function rollup(s, cs, minutes)
-  local function rebuild(parents, width, step, child)
-    for parent in pairs(parents) do
-      local hh = string.sub(parent, 4, 5)
-      local first = tonumber(string.sub(parent, 6, 7))
+-- Recomputes the candles of stock s over the 1m buckets `minutes` (a set of `HHMM`) from
+-- the index i, which must be complete, then the 5m and 1h candles of their hours. Cost:
+-- 60 index fields per 1m bucket, and the hour's 60 1m candles at most.
+local function recompute_candles(s, minutes)
+  local by_hour = {}
+  for m in pairs(minutes) do
+    local hh = string.sub(m, 1, 2)
+    by_hour[hh] = by_hour[hh] or {}
+    by_hour[hh][#by_hour[hh] + 1] = string.sub(m, 3, 4)
+  end
+  for hh, mms in pairs(by_hour) do
+    local ones = parse_hour(redis.call('HGET', hk(s, 'c'), '1m:' .. hh))
+    for _, mm in ipairs(mms) do
       local fields = {}
-      for i = 0, width - 1 do
-        local mm = first + i * step
-        fields[#fields + 1] = child .. ':' .. hh .. string.format('%02d', mm) .. '00'
+      for sec = 0, 59 do fields[sec + 1] = hh .. mm .. string.format('%02d', sec) end
+      local toks = redis.call('HMGET', hk(s, 'i'), unpack(fields))
+      local k = nil
+      for i = 1, 60 do
+        local tok = toks[i]
+        if tok and tok ~= '""' and tonumber(tok) then k = extend(k, tok) end
       end
-      local stored = redis.call('HMGET', hk(s, 'c'), unpack(fields))
-      local list = {}
-      for i = 1, width do
-        local known = cs[fields[i]]
-        if known ~= nil then list[i] = known or nil else list[i] = candle_of(stored[i]) end
-      end
-      cs[parent] = merge(list, width) or false
+      ones[mm .. '00'] = k
     end
+    store_hour(s, hh, ones)
   end
-  local fives, hours = {}, {}
-  for f in pairs(minutes) do
-    local _, m5, h1 = buckets(string.sub(f, 4))
-    fives[m5] = true
-    hours[h1] = true
-  end
-  rebuild(fives, 5, 1, '1m')
-  rebuild(hours, 12, 5, '5m')
 end
 
--- Recomputes the candles of stock s over the 1m bucket fields `minutes` (a set) from the
--- index i, which must be complete; then their 5m and 1h candles. Cost: 60 index fields
--- per 1m bucket, 5 and 12 candles per 5m and 1h bucket.
-local function recompute_candles(s, minutes)
-  local cs = {}
-  for f in pairs(minutes) do
-    local prefix = string.sub(f, 4, 7)
-    local fields = {}
-    for sec = 0, 59 do fields[sec + 1] = prefix .. string.format('%02d', sec) end
-    local toks = redis.call('HMGET', hk(s, 'i'), unpack(fields))
-    local k = nil
-    for i = 1, 60 do
-      local tok = toks[i]
-      if tok and tok ~= '""' and tonumber(tok) then k = extend(k, tok) end
+-- Appends a batch's candles to stock s: pairs of field (`1m:09`) and text of candles all
+-- later than any stored; the first may be of the same bucket as the stored text's last,
+-- and is merged with it. One HMGET and one HSET.
+local function append_candles(s, pairs_list)
+  local fields = {}
+  for i = 1, #pairs_list, 2 do fields[#fields + 1] = pairs_list[i] end
+  local stored = redis.call('HMGET', hk(s, 'c'), unpack(fields))
+  local set = {}
+  for i = 1, #fields do
+    local text = pairs_list[2 * i]
+    local before = stored[i]
+    if before and before ~= '' then
+      local head, last_key, last_body = string.match(before, '^(.-);?(%d%d%d%d)=([^;]*)$')
+      local first_key, first_body, rest = string.match(text, '^(%d%d%d%d)=([^;]*)(.*)$')
+      if last_key == first_key then
+        local merged = last_key .. '=' .. candle_text(merge(candle_of(last_body), candle_of(first_body))) .. rest
+        if head ~= '' then text = head .. ';' .. merged else text = merged end
+      else
+        text = before .. ';' .. text
+      end
     end
-    cs[f] = k or false
+    set[#set + 1] = fields[i]
+    set[#set + 1] = text
   end
-  rollup(s, cs, minutes)
-  store_candles(s, cs)
+  hset_many(hk(s, 'c'), set)
 end
 
 -- time -> price token of parallel lists of time and price tokens (JSON-quoted times when
@@ -212,20 +232,18 @@ end
 -- Rebuilds every candle of stock s from its whole history (time -> price token).
 local function rebuild_candles(s, index)
   redis.call('DEL', hk(s, 'c'))
-  local minutes = {}
-  local cs = {}
   local sorted = {}
   for t, tok in pairs(index) do
-    if buckets(t) and tok ~= '""' and tonumber(tok) then sorted[#sorted + 1] = t end
+    if is_hhmmss(t) and tok ~= '""' and tonumber(tok) then sorted[#sorted + 1] = t end
   end
   table.sort(sorted)
+  local by_hour = {}
   for _, t in ipairs(sorted) do
-    local m1 = buckets(t)
-    minutes[m1] = true
-    cs[m1] = extend(cs[m1] or nil, index[t])
+    local hh, key = string.sub(t, 1, 2), string.sub(t, 3, 4) .. '00'
+    by_hour[hh] = by_hour[hh] or {}
+    by_hour[hh][key] = extend(by_hour[hh][key], index[t])
   end
-  rollup(s, cs, minutes)
-  store_candles(s, cs)
+  for hh, ones in pairs(by_hour) do store_hour(s, hh, ones) end
 end
 
 -- Makes sure stock s has a history. A contract JSON already stored under s (from a
