@@ -202,10 +202,22 @@ local function append_candles(s, pairs_list)
     local text = pairs_list[2 * i]
     local before = stored[i]
     if before and before ~= '' then
-      local head, last_key, last_body = string.match(before, '^(.-);?(%d%d%d%d)=([^;]*)$')
-      local first_key, first_body, rest = string.match(text, '^(%d%d%d%d)=([^;]*)(.*)$')
-      if last_key == first_key then
-        local merged = last_key .. '=' .. candle_text(merge(candle_of(last_body), candle_of(first_body))) .. rest
+      -- Plain finds only (a pattern over the text would backtrack through it): the last
+      -- stored entry starts after the last ';', the batch's first ends at its first ';'.
+      local back = string.find(string.reverse(before), ';', 1, true)
+      local head, last = '', before
+      if back then
+        head = string.sub(before, 1, #before - back)
+        last = string.sub(before, #before - back + 2)
+      end
+      local cut = string.find(text, ';', 1, true)
+      local first, rest = text, ''
+      if cut then
+        first = string.sub(text, 1, cut - 1)
+        rest = string.sub(text, cut)
+      end
+      if string.sub(last, 1, 4) == string.sub(first, 1, 4) then
+        local merged = string.sub(last, 1, 5) .. candle_text(merge(candle_of(string.sub(last, 6)), candle_of(string.sub(first, 6)))) .. rest
         if head ~= '' then text = head .. ';' .. merged else text = merged end
       else
         text = before .. ';' .. text
