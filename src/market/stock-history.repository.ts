@@ -8,10 +8,22 @@ import { readFileSync } from 'node:fs'
 import type { Redis } from '../platform/redis.ts'
 import { QUARANTINE_LUA } from '../platform/redis-quarantine.ts'
 import { FatalError } from '../platform/retry.ts'
+import { batchCandleArgs } from './candles.ts'
 import { priceToken, type Tick } from './tick.ts'
 
 const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
 const prelude = `${QUARANTINE_LUA}\n${lua('history')}`
+
+/** The text of script `lua/<name>.lua` with the shared history functions prepended. */
+export function historyScript(name: string): string {
+  return `${prelude}\n${lua(name)}`
+}
+
+/** The Redis Stream of applied ticks (see `lua/history.lua`). */
+export const TICK_STREAM_KEY = 'bourse:ticks'
+
+/** Default approximate length cap of {@link TICK_STREAM_KEY}. */
+export const DEFAULT_TICK_STREAM_MAX_LEN = 10_000
 const scripts = {
   applyTicks: `${prelude}\n${lua('apply-ticks')}`,
   flushHistories: `${prelude}\n${lua('flush')}`,
@@ -62,6 +74,13 @@ export interface StockHistoryOptions {
    * @defaultValue 1000
    */
   materializeIntervalMs?: number
+  /**
+   * Approximate cap of the tick stream `bourse:ticks` (`XADD MAXLEN ~`): one entry per stock
+   * and applied batch; older entries are trimmed, so a client resuming from one of them
+   * resumes from the oldest entry kept.
+   * @defaultValue 10000
+   */
+  tickStreamMaxLen?: number
 }
 
 /** Exactly-once bookkeeping of {@link StockHistoryRepository.applyTicks}. */
@@ -185,6 +204,7 @@ function buildApplyArgs(
   interval: string,
   submittedBefore: ReadonlyMap<number, bigint>,
   recordExpected: boolean,
+  streamMaxLen: string,
 ): string[] {
   const ranges = new Map<number, { first: bigint; last: bigint }>()
   const extend = (source: TickSource | undefined) => {
@@ -199,23 +219,24 @@ function buildApplyArgs(
       if (source.offset > range.last) range.last = source.offset
     }
   }
-  const byStock = new Map<string, { times: string[]; tokens: string[] }>()
+  const byStock = new Map<string, { times: string[]; tokens: string[]; prices: Array<number | null> }>()
   for (const tick of ticks) {
     extend(tick.source)
     let group = byStock.get(tick.stock)
-    if (!group) byStock.set(tick.stock, (group = { times: [], tokens: [] }))
+    if (!group) byStock.set(tick.stock, (group = { times: [], tokens: [], prices: [] }))
     group.times.push(tick.time)
     group.tokens.push(priceToken(tick.price))
+    group.prices.push(tick.price)
   }
   for (const source of consumedOnly) extend(source)
-  const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0), recordExpected ? '1' : '']
+  const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0), recordExpected ? '1' : '', streamMaxLen]
   if (offsetsKeyName) {
     for (const [partition, range] of ranges) {
       const before = submittedBefore.get(partition)
       args.push(String(partition), range.first.toString(), range.last.toString(), before?.toString() ?? '')
     }
   }
-  for (const [stock, { times, tokens }] of byStock) {
+  for (const [stock, { times, tokens, prices }] of byStock) {
     let increasing = true
     let min = times[0]!
     let max = min
@@ -225,7 +246,17 @@ function buildApplyArgs(
       if (time < min) min = time
       if (time > max) max = time
     }
-    args.push(stock, String(times.length), increasing ? '1' : '0', min, max, `"${times.join('","')}"`, tokens.join(','))
+    args.push(
+      stock,
+      String(times.length),
+      increasing ? '1' : '0',
+      min,
+      max,
+      `"${times.join('","')}"`,
+      tokens.join(','),
+    )
+    const candles = increasing ? batchCandleArgs(times, tokens, prices) : []
+    args.push(String(candles.length / 2), ...candles)
   }
   return args
 }
@@ -275,6 +306,7 @@ export function createStockHistoryRepository(
   options: StockHistoryOptions = {},
 ): StockHistoryRepository {
   const interval = String(options.materializeIntervalMs ?? 1000)
+  const streamMaxLen = String(options.tickStreamMaxLen ?? DEFAULT_TICK_STREAM_MAX_LEN)
   const r = redis as ScriptRedis
   for (const [name, lua] of Object.entries(scripts)) {
     if (!(name in r)) redis.defineCommand(name, { numberOfKeys: 0, lua })
@@ -300,7 +332,7 @@ export function createStockHistoryRepository(
       let previous = offsets?.previous
       for (;;) {
         // Sent before waiting for the previous batch: Redis runs them in order anyway.
-        const args = buildApplyArgs(pending, consumed, key, interval, submitted, offsets?.recordExpected ?? false)
+        const args = buildApplyArgs(pending, consumed, key, interval, submitted, offsets?.recordExpected ?? false, streamMaxLen)
         const reply = (r.applyTicks(...args) as Promise<Array<number | string>>).catch((err: unknown) => {
           const text = err instanceof Error ? err.message : ''
           const at = text.indexOf('BOURSE-KEYTYPE ')

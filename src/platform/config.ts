@@ -51,6 +51,10 @@ export const ConfigSchema = Type.Object({
   PERFORMANCE_WORKERS: Type.Integer({ minimum: 1, maximum: 256 }),
   /** Longest a stock's `GET stockN` JSON may lag its history while ticks stream in, in ms. @defaultValue 1000 */
   MATERIALIZE_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+  /** Approximate length of the tick stream `bourse:ticks` (one entry per stock and applied batch) behind the API's SSE. @defaultValue 10000 */
+  MARKET_STREAM_MAX_LEN: Type.Integer({ minimum: 100, maximum: 10_000_000 }),
+  /** Most bytes an API tick stream may hold for a slow client before it is disconnected. @defaultValue 1048576 */
+  MARKET_STREAM_MAX_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824 }),
   /** Where `bourse infra` keeps downloaded jars, data and logs. @defaultValue .bourse */
   BOURSE_HOME: Type.String({ minLength: 1 }),
   /** PostgreSQL schema holding Bourse's tables (tests use one each). @defaultValue public */
@@ -265,6 +269,8 @@ const defaults: Record<keyof Config, string | undefined> = {
   PERFORMANCE_INTERVAL_MS: '60000',
   PERFORMANCE_WORKERS: String(availableParallelism()),
   MATERIALIZE_INTERVAL_MS: '1000',
+  MARKET_STREAM_MAX_LEN: '10000',
+  MARKET_STREAM_MAX_BUFFER_BYTES: '1048576',
   BOURSE_HOME: '.bourse',
   DATABASE_SCHEMA: 'public',
   HOST: '127.0.0.1',

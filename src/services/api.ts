@@ -1,10 +1,10 @@
-/** `bourse api`: the HTTP API (BuyStock, orders, portfolios, events, alerts, BTC orders), OpenAPI docs at /docs, the queue board at /admin/queues. */
+/** `bourse api`: the HTTP API (market data, BuyStock, orders, portfolios, events, alerts, BTC orders), OpenAPI docs at /docs, the queue board at /admin/queues. */
 import { sql } from 'kysely'
 import { ALERT_QUEUES, alertRoutes, createUnsubscribeSigner } from '../alerts/index.ts'
 import { createTokenAuthenticator } from '../auth/index.ts'
 import { btcRoutes } from '../btc/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
-import { createStockHistoryRepository } from '../market/index.ts'
+import { createMarketDataRepository, createStockHistoryRepository, createTickStreamHub, marketRoutes } from '../market/index.ts'
 import { operationsRoutes, startReportsDrain } from '../operations/index.ts'
 import type { Config } from '../platform/config.ts'
 import type { Db } from '../database.ts'
@@ -47,7 +47,7 @@ export interface ApiDeps {
 
 /** Options of {@link buildApiApp}. */
 export interface ApiOptions {
-  /** Keep-alive and re-read interval of order event streams (ms). @defaultValue 15000 */
+  /** Keep-alive and re-read interval of order event streams, keep-alive of tick streams (ms). @defaultValue 15000 */
   heartbeatMs?: number
   /** Where the API records its request durations, served at `GET /metrics`. @defaultValue none: no metrics */
   metrics?: Registry
@@ -67,6 +67,9 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
   const allowedNetworks = parseAllowedNetworks(config.CALLBACK_ALLOWED_NETWORKS)
   const hub = createOrderStatusHub(deps.subscriber)
   const retention = { maxRows: config.REPORTS_MAX_ROWS, maxAgeDays: config.REPORTS_RETENTION_DAYS }
+  // Blocking stream reads hold their connection: the tick stream gets one of its own, whose
+  // command timeout outlasts a blocking read.
+  const tickHub = createTickStreamHub({ reader: redis.duplicate({ connectionName: 'api-ticks', commandTimeout: 30_000 }), log })
   const app = await createHttpApp(
     { config, log, redis },
     {
@@ -74,7 +77,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       version,
       description:
         'Trading on the Bourse market: BuyStock checks, orders verified asynchronously with signed callbacks, ' +
-        "portfolios and transactions; The Eye's events; product alerts (saved eBay searches emailed on a schedule); BTC buy orders at the cached price, under a cap. " +
+        "market data (stocks, histories, OHLC candles, a live tick stream); portfolios and transactions; The Eye's events; product alerts (saved eBay searches emailed on a schedule); BTC buy orders at the cached price, under a cap. " +
         'Every route needs `Authorization: Bearer <token>` (`bourse tokens create USER`), except the probes and the ' +
         "alert emails' unsubscribe links (their signed token is the proof). Ids of alerts and runs are 64-bit " +
         'integers written as decimal strings. ' +
@@ -99,6 +102,12 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
       // The queue board is a page a browser navigates to: an admin signs in once for it.
       adminLogin: { landing: QUEUE_BOARD_PATH },
       routes: [
+        marketRoutes({
+          market: createMarketDataRepository(redis),
+          hub: tickHub,
+          maxBufferedBytes: config.MARKET_STREAM_MAX_BUFFER_BYTES,
+          ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
+        }),
         tradingRoutes({
           db,
           redis,
@@ -125,6 +134,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
   // Every API instance moves the services' reports from Redis; an entry moved twice is stored once.
   const drain = startReportsDrain({ db, redis, log, retention, intervalMs: options.reportsDrainIntervalMs ?? 1000 })
   app.addHook('onClose', () => drain.close())
+  app.addHook('onClose', () => tickHub.close())
   if (!deps.kafka) app.addHook('onClose', () => kafka.close())
   return app
 }
@@ -134,7 +144,7 @@ export const { run } = defineService({
     name: 'api',
     usage: '[--port 8000] [--host 127.0.0.1]',
     description:
-      'Serves the HTTP API: BuyStock, orders (202 at once; results by callback, status URL and\n' +
+      'Serves the HTTP API: market data (stocks, histories, candles, a live tick stream), BuyStock, orders (202 at once; results by callback, status URL and\n' +
       'Server-Sent Events), portfolios and transactions, events, product alerts, BTC orders. OpenAPI and\n' +
       'Swagger UI at /docs; the queue board at /admin/queues (sign in at /admin/login).',
     options: { port: { type: 'string' }, host: { type: 'string' } },

@@ -55,7 +55,10 @@ export const { run } = defineService({
     ],
   }),
   async start({ config, log, lifecycle, redis, consumer, producer, group, metrics }, options) {
-    const history = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
+    const history = createStockHistoryRepository(redis, {
+      materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS,
+      tickStreamMaxLen: config.MARKET_STREAM_MAX_LEN,
+    })
     const updater = createPriceUpdater({ consumer, producer, history, log, metrics: metrics.registry }, { ...options, group })
     const done = updater.run(lifecycle.signal).then((stats) => {
       process.stdout.write(

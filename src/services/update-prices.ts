@@ -26,7 +26,10 @@ export const { run } = defineService({
   },
   needs: () => ({ redis: {} }),
   async start({ config, lifecycle, redis }, { file, batchSize }) {
-    const history = createStockHistoryRepository(redis, { materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS })
+    const history = createStockHistoryRepository(redis, {
+      materializeIntervalMs: config.MATERIALIZE_INTERVAL_MS,
+      tickStreamMaxLen: config.MARKET_STREAM_MAX_LEN,
+    })
     let batch: Tick[] = []
     let rows = 0
     let bad = 0

@@ -18,6 +18,7 @@
  * (BOURSE_FUZZ_REQUESTS changes the count).
  */
 import assert from 'node:assert/strict'
+import { text } from 'node:stream/consumers'
 import { after, before, test } from 'node:test'
 import fc from 'fast-check'
 import { sql } from 'kysely'
@@ -358,6 +359,16 @@ async function send(request: FuzzRequest) {
     timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000)
   })
   try {
+    if (request.operation === 'GET /api/stocks/stream') {
+      // An event stream never ends: its answer is taken at its headers, and a 200 is closed at once.
+      const res = await Promise.race([api.app.inject({ method: 'GET', url: request.url, headers, payloadAsStream: true }), timeout])
+      if (res.statusCode === 200) {
+        res.stream().destroy()
+        ;(res.raw.res as { destroy(): void }).destroy()
+        return { statusCode: res.statusCode, headers: res.headers, body: '' }
+      }
+      return { statusCode: res.statusCode, headers: res.headers, body: await text(res.stream()) }
+    }
     return await Promise.race([api.app.inject({ method: request.method as 'GET', url: request.url, headers, ...(request.payload !== undefined && { payload: request.payload }) }), timeout])
   } finally {
     clearTimeout(timer)

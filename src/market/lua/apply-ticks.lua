@@ -28,17 +28,26 @@
 -- tick that is not later than its latest time. Such ticks (out-of-order times,
 -- corrections) are applied one by one against the index.
 --
+-- Candles, the market generation and the tick stream (see history.lua) are written in the
+-- same step, so they too hold every applied tick exactly once: a replayed batch writes
+-- nothing at all. Their cost per stock and batch is a few calls: one HMGET and one HSET
+-- of the candles a batch of later times touches, one XADD of the changed times.
+--
 -- ARGV[1] offsets key or ''; ARGV[2] materialize interval (ms); ARGV[3] partition count P;
--- ARGV[4] '1' when the offsets hash must exist, else ''; then P quadruples: partition,
+-- ARGV[4] '1' when the offsets hash must exist, else ''; ARGV[5] the tick stream's
+-- approximate length cap (XADD MAXLEN ~); then P quadruples: partition,
 -- first offset, last offset, last offset submitted before (or ''); then per stock:
 --   stock, n, increasing (1 when the n times strictly increase), min time, max time,
---   time text (`"090000","090001"`), price text (`1,""`)
+--   time text (`"090000","090001"`), price text (`1,""`), the number k of candle fields
+--   then k field/value pairs: when increasing, the batch's own candles per interval and
+--   hour (`1m:09`, `MMSS=open,high,low,close,count;...`, see candles.ts)
 -- Returns { appended, price updates, unchanged duplicates, quarantined },
 -- { -1 | -2, partition, stored } or { -3 }
 local offkey = ARGV[1]
 local interval = tonumber(ARGV[2])
 local parts = tonumber(ARGV[3])
-local j = 5
+local stream_cap = ARGV[5]
+local j = 6
 
 local function type_of(key) return redis.call('TYPE', key)['ok'] end
 local function require_type(key, wanted)
@@ -65,18 +74,22 @@ else
   j = j + 4 * parts
 end
 if offkey ~= '' and ARGV[4] == '1' and redis.call('EXISTS', offkey) == 0 then return { -3 } end
-local offsets_at = 5
+local offsets_at = 6
 
 -- Every key checked before the first write (see the top).
 local foreign = {}
 require_type('bourse:stocks', 'set')
 require_type('bourse:dirty', 'set')
-for k = j, #ARGV, 7 do
+require_type('bourse:market:gen', 'string')
+require_type('bourse:ticks', 'stream')
+local k = j
+while k <= #ARGV do
   local s = ARGV[k]
   local t = type_of(s)
   if t ~= 'none' and t ~= 'string' then foreign[s] = true end
   for _, part in ipairs({ 't', 'p', 'f' }) do require_type(hk(s, part), 'string') end
-  for _, part in ipairs({ 'i', 'm' }) do require_type(hk(s, part), 'hash') end
+  for _, part in ipairs({ 'i', 'm', 'c' }) do require_type(hk(s, part), 'hash') end
+  k = k + 8 + 2 * tonumber(ARGV[k + 7])
 end
 
 local now = now_ms()
@@ -99,15 +112,18 @@ end
 while j <= #ARGV do
   local s, n, increasing = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
   local min_time, max_time, ttext, ptext = ARGV[j + 3], ARGV[j + 4], ARGV[j + 5], ARGV[j + 6]
-  j = j + 7
+  local candles_at, candles_n = j + 8, tonumber(ARGV[j + 7])
+  j = j + 8 + 2 * candles_n
   if foreign[s] then
     quarantine(s)
     quarantined = quarantined + 1
   end
   quarantined = quarantined + ensure(s)
-  local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at', 'ix')
+  local m = redis.call('HMGET', hk(s, 'm'), 'mt', 'at', 'ix', 'v', 'n')
   local mt, at, indexed = m[1] or '', tonumber(m[2] or '0'), m[3] == '1'
-  local changed = 0
+  local version, count = tonumber(m[4] or '0'), tonumber(m[5] or '')
+  local changed, added = 0, 0
+  local event_t, event_p = ttext, ptext
   local lead = ''
   if redis.call('STRLEN', hk(s, 't')) > 0 then lead = ',' end
   if increasing == '1' and min_time > mt then
@@ -122,7 +138,12 @@ while j <= #ARGV do
       end
       hset_many(hk(s, 'i'), flat)
     end
+    -- Each new time is the latest of its bucket: the batch's own candles (made by the
+    -- caller) follow the stored ones, one HMGET and one HSET whatever the batch's size.
+    -- The batch's own candles (made by the caller) follow the stored ones.
+    if candles_n > 0 then append_candles(s, { unpack(ARGV, candles_at, candles_at + 2 * candles_n - 1) }) end
     changed = n
+    added = n
     appended = appended + n
     mt = max_time
   else
@@ -130,6 +151,7 @@ while j <= #ARGV do
     local times, toks = split_times(ttext), split_tokens(ptext)
     local newt, newp, fixes, index = {}, {}, {}, {}
     local local_pos = {}
+    local evt, evp, minutes = {}, {}, {}
     for i = 1, #times do
       local t, tok = times[i], toks[i]
       local current = index[t]
@@ -142,11 +164,18 @@ while j <= #ARGV do
         appended = appended + 1
         changed = changed + 1
         index[t] = tok
+        added = added + 1
+        evt[#evt + 1] = '"' .. t .. '"'
+        evp[#evp + 1] = tok
+        if is_hhmmss(t) then minutes[string.sub(t, 1, 4)] = true end
       elseif current ~= tok then
         if local_pos[t] then newp[local_pos[t]] = tok else fixes[t] = tok end
         updated = updated + 1
         changed = changed + 1
         index[t] = tok
+        evt[#evt + 1] = '"' .. t .. '"'
+        evp[#evp + 1] = tok
+        if is_hhmmss(t) then minutes[string.sub(t, 1, 4)] = true end
       else
         unchanged = unchanged + 1
       end
@@ -171,10 +200,22 @@ while j <= #ARGV do
       flat[#flat + 1] = tok
     end
     if #flat > 0 then hset_many(hk(s, 'i'), flat) end
+    -- Any bucket a time was added to or changed in is recomputed from the index: exact
+    -- whatever the order of arrival, and an emptied price leaves its candle.
+    if next(minutes) ~= nil then recompute_candles(s, minutes) end
+    event_t, event_p = table.concat(evt, ','), table.concat(evp, ',')
   end
   if changed > 0 then
-    redis.call('HINCRBY', hk(s, 'm'), 'v', changed)
-    redis.call('HSET', hk(s, 'm'), 'mt', mt)
+    -- A history written before the entry count and the candles were kept gets both once,
+    -- from its whole texts (which already hold this batch).
+    if not count then
+      local toks = split_tokens(redis.call('GET', hk(s, 'p')) or '')
+      count = #toks - added
+      rebuild_candles(s, index_of(split_times(redis.call('GET', hk(s, 't')) or ''), toks, false))
+    end
+    redis.call('HSET', hk(s, 'm'), 'v', version + changed, 'n', count + added, 'mt', mt, 'g', next_gen())
+    redis.call('XADD', 'bourse:ticks', 'MAXLEN', '~', stream_cap, '*', 's', s,
+      'd', '{"stock":"' .. s .. '","time":[' .. event_t .. '],"price":[' .. event_p .. ']}')
     if now - at >= interval then
       materialize(s, now)
     else

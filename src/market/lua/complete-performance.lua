@@ -18,7 +18,7 @@ else
   fields.performance = tonumber(perf)
   redis.call('SET', hk(s, 'f'), cjson.encode(fields))
 end
-redis.call('HSET', hk(s, 'm'), 'pv', version)
+redis.call('HSET', hk(s, 'm'), 'pv', version, 'g', next_gen())
 redis.call('HDEL', hk(s, 'm'), 'lo', 'lu')
 materialize(s, now_ms())
 return 1

@@ -37,7 +37,13 @@ redis.call('SET', hk(s, 't'), ARGV[3])
 redis.call('SET', hk(s, 'p'), ARGV[4])
 -- Seeded times are indexed at once: they need not be hhmmss, so the latest time says
 -- nothing about them.
-redis.call('HSET', hk(s, 'm'), 'v', v, 'pv', 0, 'mt', ARGV[5], 'ix', v)
+local times, toks = {}, {}
+for i = 6, #ARGV, 2 do
+  times[#times + 1] = ARGV[i]
+  toks[#toks + 1] = ARGV[i + 1]
+end
+redis.call('HSET', hk(s, 'm'), 'v', v, 'pv', 0, 'mt', ARGV[5], 'ix', v, 'n', #times, 'g', next_gen())
+rebuild_candles(s, index_of(times, toks, false))
 redis.call('SADD', 'bourse:stocks', s)
 materialize(s, now_ms())
 return quarantined
