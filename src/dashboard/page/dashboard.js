@@ -81,14 +81,15 @@ const clock = (iso) => (iso ? new Date(iso).toISOString().slice(11, 19) : '–')
 const timers = new Set()
 let streamAbort
 
+/** Runs `task` now and then every `ms` (a number, or a function giving it each time). */
 function every(ms, task) {
   let timer
   const run = async () => {
-    let wait = ms
+    let wait = typeof ms === 'function' ? ms() : ms
     try {
       await task()
     } catch (err) {
-      if (err instanceof RateLimited) wait = Math.max(ms, err.retryAfterMs)
+      if (err instanceof RateLimited) wait = Math.max(wait, err.retryAfterMs)
       else if (err.message !== 'refused') problem(`Could not read the API: ${err.message}`)
     }
     if (timers.has(run)) timer = setTimeout(run, wait)
@@ -353,8 +354,9 @@ function sampleEvents(instances) {
   const first = eventSamples[0]
   const last = eventSamples.at(-1)
   const seconds = (last.at - first.at) / 1000
+  $('#events-note').textContent = workers.length === 0 ? '(no events worker is running)' : ''
   if (workers.length === 0) {
-    $('#events-rate').textContent = 'no events worker'
+    $('#events-rate').textContent = '–'
     $('#events-refused').textContent = '–'
   } else if (seconds > 0) {
     $('#events-rate').textContent = Math.max(0, (last.stored - first.stored) / seconds).toFixed(1)
@@ -382,6 +384,11 @@ async function loadEventErrors() {
 
 /** The last status read: the instances' ages are shown again every second from it. */
 let lastStatus
+/**
+ * How often the status is read: a third of the shortest heartbeat TTL (5 s for the
+ * default 15 s), so a live instance has always beaten again before its age passes its TTL.
+ */
+let statusEveryMs = 5000
 
 /**
  * The instances with their heartbeat's age, worked out now: an instance whose last beat is
@@ -415,6 +422,8 @@ function renderInstances() {
 async function loadStatus() {
   const status = await api('/api/status?reports=15')
   lastStatus = status
+  const shortestTtl = Math.min(...status.instances.map((i) => i.ttl_ms), 15_000)
+  statusEveryMs = Math.max(1000, Math.min(5000, Math.floor(shortestTtl / 3)))
   renderInstances()
   fillTable(
     $('#reports'),
@@ -438,7 +447,7 @@ function start() {
     $('#live').textContent = 'sign in with an admin token'
     return
   }
-  every(5000, loadStatus)
+  every(() => statusEveryMs, loadStatus)
   every(1000, async () => renderInstances())
   every(5000, loadOrders)
   every(10_000, loadStocks)

@@ -337,7 +337,7 @@ export const API_SECURITY_HEADERS: Readonly<Record<string, string>> = Object.fre
 
 /** Whether a URL is an HTML page or its assets (documentation, admin), not the JSON API. */
 function isPage(url: string): boolean {
-  return url.startsWith('/docs') || url.startsWith('/admin')
+  return url.startsWith('/docs') || url.startsWith('/admin') || url.startsWith('/dashboard')
 }
 
 /** The headers helmet sets for `options`, computed once by running its middleware on a recorder. */
@@ -500,7 +500,7 @@ export async function createHttpApp(deps: HttpDeps, options: HttpAppOptions): Pr
   // browsers fetch the UI's assets over HTTPS and fail.
   const pageHeaders = staticSecurityHeaders({ contentSecurityPolicy: { directives: { 'upgrade-insecure-requests': null } } })
   app.addHook('onRequest', (request, reply, done) => {
-    // Pages (Swagger UI, the admin page) get helmet's whole set; JSON answers the short set
+    // Pages (Swagger UI, the admin pages, the dashboard) get helmet's whole set; JSON answers the short set
     // OWASP recommends for REST APIs, which is a third of the bytes on every response.
     reply.headers(isPage(request.url) ? pageHeaders : API_SECURITY_HEADERS)
     done()
