@@ -1,7 +1,6 @@
 /**
  * BTC orders in PostgreSQL: placing them under the cap (a batch per transaction), reading and paging.
  */
-import Big from 'big.js'
 import { sql } from 'kysely'
 import type { Db } from '../database.ts'
 import { keysetPage, type Page, type PageRequest, isCursorInstant, isCursorUuid, readCursor } from '../platform/db/keyset.ts'
@@ -32,91 +31,120 @@ const ORDER_COLUMNS = sql.raw(
 )
 
 /**
- * Places a batch of orders under the cap in one transaction, deciding them in the order
- * given. The totals row is locked first (`for update`), so batches, from this process or
- * another, follow one another; then each order is placed if the total stays within `cap`
- * and refused otherwise, and the total moves on by the orders placed. Each order keeps the
- * total it took the cap to (`btc_total_after`), and a refusal reports the BTC left at its
- * turn: both are states of that one sequence.
+ * Places a batch of orders under the cap in one statement (one round trip, one commit),
+ * deciding them in the order given. The statement locks the totals row (`for update`), so
+ * batches, from this process or another, follow one another; it then walks the orders in
+ * order (a recursive CTE), placing each if the total stays within `cap` and refusing it
+ * otherwise, inserts the orders placed and moves the total on, all before it commits. Each
+ * order keeps the total it took the cap to (`btc_total_after`), and a refusal reports the
+ * BTC left at its turn: both are states of that one sequence.
  *
- * An order whose user already has an order under its idempotency key (stored before, or
- * placed earlier in this batch) is not placed again: its outcome is that earlier order.
- * Keys are checked under the lock, so no other batch can take one meanwhile.
+ * An order whose user already has an order under its idempotency key is not placed again:
+ * its outcome is that earlier order. A second order of the batch under the same key as an
+ * earlier one of the batch waits for the next statement, which sees the first. A key that
+ * another batch took after this statement's snapshot (a concurrent retry) fails the
+ * unique constraint; the statement then runs again and sees it.
  *
- * One transaction of four statements per batch instead of one per order: the commit's
- * disk flush and the lock are shared by the whole batch (see ../platform/serial-batcher.ts).
+ * Why one statement per batch: every order updates the one totals row, so placing them one
+ * transaction each capped placement at the disk's commit rate, and a transaction of
+ * several statements per batch spent the API's time on round trips (bench/btc.bench.ts).
  */
 export async function placeBtcOrders(db: Db, orders: readonly NewBtcOrder[], cap: string): Promise<PlaceOutcome[]> {
-  return db.transaction().execute(async (trx) => {
-    const { rows: locked } = await sql<{ total: string }>`select btc_total::text as total from btc_totals where id for update`.execute(trx)
-    if (!locked[0]) throw new Error('the btc_totals row is missing: run the migrations')
-    const earlier = new Map<string, BtcOrderRow>()
-    const keyed = orders.filter((o) => o.idempotencyKey !== null)
-    if (keyed.length > 0) {
-      const { rows } = await sql<BtcOrderRow>`
-        select ${ORDER_COLUMNS} from btc_orders
-        where (user_id, idempotency_key) in (select * from unnest(${keyed.map((o) => o.userId)}::text[], ${keyed.map((o) => o.idempotencyKey)}::text[]))
-      `.execute(trx)
-      for (const row of rows) earlier.set(keyOf(row.user_id, row.idempotency_key!), row)
+  const outcomes = new Array<PlaceOutcome | undefined>(orders.length)
+  let pending = orders.map((order, index) => ({ order, index }))
+  while (pending.length > 0) {
+    const seen = new Set<string>()
+    const now: typeof pending = []
+    const later: typeof pending = []
+    for (const item of pending) {
+      const key = item.order.idempotencyKey === null ? undefined : keyOf(item.order.userId, item.order.idempotencyKey)
+      if (key !== undefined && seen.has(key)) later.push(item)
+      else {
+        if (key !== undefined) seen.add(key)
+        now.push(item)
+      }
     }
+    const decided = await placeOnce(db, now.map((item) => item.order), cap)
+    now.forEach((item, i) => (outcomes[item.index] = decided[i]))
+    pending = later
+  }
+  return outcomes as PlaceOutcome[]
+}
 
-    let total = new Big(locked[0].total)
-    const limit = new Big(cap)
-    /** Per order: the index of the order placed (in `placing`), or its outcome now. */
-    const decided: Array<number | PlaceOutcome | { sameAs: number }> = []
-    const placing: Array<NewBtcOrder & { totalAfter: string }> = []
-    const placedKeys = new Map<string, number>()
-    for (const order of orders) {
-      const key = order.idempotencyKey === null ? undefined : keyOf(order.userId, order.idempotencyKey)
-      const stored = key === undefined ? undefined : earlier.get(key)
-      if (stored) {
-        decided.push({ earlier: stored })
-        continue
-      }
-      const sameBatch = key === undefined ? undefined : placedKeys.get(key)
-      if (sameBatch !== undefined) {
-        decided.push({ sameAs: sameBatch })
-        continue
-      }
-      const after = total.plus(order.btcAmount)
-      if (after.gt(limit)) {
-        const available = limit.minus(total)
-        decided.push({ capExceeded: true, available: (available.lt(0) ? new Big(0) : available).toFixed(8) })
-        continue
-      }
-      total = after
-      if (key !== undefined) placedKeys.set(key, placing.length)
-      decided.push(placing.length)
-      placing.push({ ...order, totalAfter: after.toFixed(8) })
-    }
-    if (placing.length === 0) return decided.map((d) => d as PlaceOutcome)
+/** One row of the placing statement's answer: the order placed or found, or the room left. */
+type PlacedRow = Partial<BtcOrderRow> & { n: string; outcome: 'placed' | 'earlier' | 'refused'; available: string | null }
 
-    const column = <K extends keyof (typeof placing)[number]>(name: K) => placing.map((o) => o[name])
-    const { rows } = await sql<BtcOrderRow>`
-      with inserted as (
-        insert into btc_orders (${ORDER_COLUMNS})
-        -- created_at at whole milliseconds, the precision of a JS Date, so a page's cursor is exact.
-        select id, user_id, currency, amount, btc_price, btc_amount, btc_total_after, price_source, price_fetched_at,
-          idempotency_key, request_hash, date_trunc('milliseconds', now())
-        from unnest(${column('id')}::uuid[], ${column('userId')}::text[], ${column('currency')}::text[], ${column('amount')}::numeric[],
-          ${column('btcPrice')}::numeric[], ${column('btcAmount')}::numeric[], ${column('totalAfter')}::numeric[],
+/** {@link placeBtcOrders} for orders whose idempotency keys differ; again on a key taken meanwhile. */
+async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string, attempt = 1): Promise<PlaceOutcome[]> {
+  const column = <K extends keyof NewBtcOrder>(name: K) => orders.map((o) => o[name])
+  try {
+    const { rows } = await sql<PlacedRow>`
+      with recursive
+      input as (
+        select * from unnest(${column('id')}::uuid[], ${column('userId')}::text[], ${column('currency')}::text[],
+          ${column('amount')}::numeric[], ${column('btcPrice')}::numeric[], ${column('btcAmount')}::numeric[],
           ${column('priceSource')}::text[], ${column('priceFetchedAt')}::timestamptz[], ${column('idempotencyKey')}::text[],
           ${column('requestHash')}::text[])
-          as o(id, user_id, currency, amount, btc_price, btc_amount, btc_total_after, price_source, price_fetched_at, idempotency_key, request_hash)
+          with ordinality as o(id, user_id, currency, amount, btc_price, btc_amount, price_source, price_fetched_at,
+            idempotency_key, request_hash, n)
+      ),
+      locked as (select btc_total from btc_totals where id for update),
+      earlier as (
+        select i.n, o.id from input i join btc_orders o on o.user_id = i.user_id and o.idempotency_key = i.idempotency_key
+      ),
+      walk(n, total, placed, available) as (
+        select 0::bigint, (select btc_total from locked)::numeric, false, null::numeric
+        union all
+        select i.n, case when step.fits then w.total + i.btc_amount else w.total end, step.fits,
+          greatest(${cap}::numeric - w.total, 0)
+        from walk w
+        join input i on i.n = w.n + 1
+        cross join lateral (
+          select not exists (select from earlier e where e.n = i.n) and w.total + i.btc_amount <= ${cap}::numeric as fits
+        ) step
+      ),
+      inserted as (
+        insert into btc_orders (${ORDER_COLUMNS})
+        -- created_at at whole milliseconds, the precision of a JS Date, so a page's cursor is exact.
+        select i.id, i.user_id, i.currency, i.amount, i.btc_price, i.btc_amount, w.total, i.price_source, i.price_fetched_at,
+          i.idempotency_key, i.request_hash, date_trunc('milliseconds', now())
+        from walk w join input i using (n)
+        where w.placed
         returning ${ORDER_COLUMNS}
-      ), moved as (
-        update btc_totals set btc_total = ${total.toFixed(8)}::numeric where id
+      ),
+      moved as (
+        update btc_totals set btc_total = (select total from walk order by n desc limit 1) where id
       )
-      select * from inserted
-    `.execute(trx)
-    const byId = new Map(rows.map((row) => [row.id, row]))
-    const rowOf = (index: number) => {
-      const row = byId.get(placing[index]!.id)
-      if (!row) throw new Error(`order ${placing[index]!.id} was not inserted`)
-      return row
+      select w.n::text as n,
+        case when w.placed then 'placed' when e.id is not null then 'earlier' else 'refused' end as outcome,
+        w.available::numeric(20, 8)::text as available,
+        coalesce(ins.id, o.id) as id, coalesce(ins.user_id, o.user_id) as user_id, coalesce(ins.currency, o.currency) as currency,
+        coalesce(ins.amount, o.amount) as amount, coalesce(ins.btc_price, o.btc_price) as btc_price,
+        coalesce(ins.btc_amount, o.btc_amount) as btc_amount, coalesce(ins.btc_total_after, o.btc_total_after) as btc_total_after,
+        coalesce(ins.price_source, o.price_source) as price_source, coalesce(ins.price_fetched_at, o.price_fetched_at) as price_fetched_at,
+        coalesce(ins.idempotency_key, o.idempotency_key) as idempotency_key, coalesce(ins.request_hash, o.request_hash) as request_hash,
+        coalesce(ins.created_at, o.created_at) as created_at
+      from walk w
+      join input i using (n)
+      left join inserted ins on ins.id = i.id
+      left join earlier e on e.n = w.n
+      left join btc_orders o on o.id = e.id
+      where w.n > 0
+      order by w.n
+    `.execute(db)
+    if (rows.length !== orders.length) throw new Error(`placing ${orders.length} orders answered ${rows.length} rows`)
+    return rows.map(({ n: _n, outcome, available, ...row }) => {
+      if (outcome === 'refused') return { capExceeded: true, available: available! }
+      return outcome === 'placed' ? { placed: row as BtcOrderRow } : { earlier: row as BtcOrderRow }
+    })
+  } catch (err) {
+    const pgError = err as { code?: string; constraint?: string }
+    // Another batch took one of these keys after this statement's snapshot: look again.
+    if (pgError.code === '23505' && pgError.constraint === 'btc_orders_user_idempotency_key' && attempt < 5) {
+      return placeOnce(db, orders, cap, attempt + 1)
     }
-    return decided.map((d) => (typeof d === 'number' ? { placed: rowOf(d) } : 'sameAs' in d ? { earlier: rowOf(d.sameAs) } : d))
-  })
+    throw err
+  }
 }
 
 const keyOf = (userId: string, idempotencyKey: string) => JSON.stringify([userId, idempotencyKey])

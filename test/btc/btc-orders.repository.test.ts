@@ -73,6 +73,24 @@ describe('placeBtcOrders', () => {
     assert.equal(rows[0]!.n, 3)
   })
 
+  it('two batches racing with one key (two API processes): one places it, the other answers with that order', async () => {
+    for (let round = 0; round < 10; round++) {
+      const key = `race-${round}`
+      const [a, b] = await Promise.all([
+        placeBtcOrders(testDb.db, [order('0.01'), order('0.01', { idempotencyKey: key, requestHash: 'h' })], '10'),
+        placeBtcOrders(testDb.db, [order('0.01', { idempotencyKey: key, requestHash: 'h' }), order('0.01')], '10'),
+      ])
+      const mine = [a![1]!, b![0]!]
+      const placed = mine.filter((o) => 'placed' in o)
+      assert.equal(placed.length, 1, JSON.stringify(mine))
+      const other = mine.find((o) => 'earlier' in o)
+      assert.ok(other && 'earlier' in other && 'placed' in placed[0]! && other.earlier.id === placed[0].placed.id)
+    }
+    const { rows } = await sql<{ n: number; sum: string }>`select count(*)::int as n, sum(btc_amount)::text as sum from btc_orders`.execute(testDb.db)
+    assert.equal(rows[0]!.n, 30)
+    assert.equal(await total(), '0.30000000')
+  })
+
   it('serialises concurrent batches on the totals row: the running totals form one sequence', async () => {
     const batches = Array.from({ length: 8 }, (_, b) => Array.from({ length: 25 }, (_, i) => order(`0.0${(b * 25 + i) % 9 + 1}`)))
     const results = await Promise.all(batches.map((batch) => placeBtcOrders(testDb.db, batch, '5')))
