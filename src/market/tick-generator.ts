@@ -177,6 +177,11 @@ export interface LiveTickOptions extends Omit<TickGeneratorOptions, 'ticks' | 's
   signal: AbortSignal
   /** The clock, ms since the epoch. @defaultValue Date.now */
   now?: () => number
+  /**
+   * The `hhmmss` of the first second, the following ones counting on from it with the
+   * clock (after an earlier file's last time). @defaultValue the clock's own time of day (UTC)
+   */
+  firstTime?: string
   /** Waits `ms` or until `signal` aborts. @defaultValue node's timers/promises setTimeout */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
 }
@@ -208,9 +213,11 @@ export async function* liveTicks(options: LiveTickOptions): AsyncGenerator<Tick>
   const sleep = options.sleep ?? abortableSleep
   const walk = createWalk(options)
   let second = Math.floor(now() / 1000)
+  // Seconds of the day are the clock's, or count on from firstTime.
+  const shift = options.firstTime === undefined ? 0 : timeToSeconds(options.firstTime) - (second % 86_400)
   while (!signal.aborted) {
     const count = Math.min(options.stocks, ticksThisSecond(ratePerSecond, random))
-    const time = secondsToTime(second % 86_400)
+    const time = secondsToTime((((second + shift) % 86_400) + 86_400) % 86_400)
     let k = 0
     for (const tick of walk.second(time, count)) {
       const due = second * 1000 + (k++ * 1000) / count

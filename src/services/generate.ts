@@ -13,6 +13,8 @@ import {
   generateTicks,
   liveTicks,
   SAMPLE_PRICES,
+  secondsToTime,
+  timeToSeconds,
   type TickGeneratorOptions,
   tickGeneratorProblem,
 } from '../market/tick-generator.ts'
@@ -37,10 +39,15 @@ async function* take<T>(items: AsyncIterable<T>, limit: number): AsyncGenerator<
  * The stocks of a price CSV and their last prices, to walk on from: its stocks must be
  * `stock1..stockN` (the generator's names), each with a price.
  */
-async function lastPrices(path: string): Promise<{ stocks: number; startPrices: number[] }> {
+async function lastPrices(path: string): Promise<{ stocks: number; startPrices: number[]; nextTime: string | undefined }> {
   const last = new Map<string, number>()
+  let latest = -1
   try {
-    for await (const row of readPriceCsv(path)) if ('tick' in row && row.tick.price !== null) last.set(row.tick.stock, row.tick.price)
+    for await (const row of readPriceCsv(path)) {
+      if (!('tick' in row)) continue
+      if (/^\d{6}$/.test(row.tick.time)) latest = Math.max(latest, timeToSeconds(row.tick.time))
+      if (row.tick.price !== null) last.set(row.tick.stock, row.tick.price)
+    }
   } catch (err) {
     throw new UsageError(`--after ${path}: ${(err as Error).message}`)
   }
@@ -48,7 +55,11 @@ async function lastPrices(path: string): Promise<{ stocks: number; startPrices: 
   if (stocks.length === 0 || !stocks.every((stock) => last.has(stock))) {
     throw new UsageError(`--after ${path}: its stocks must be stock1..stockN with a price each (found ${[...last.keys()].slice(0, 5).join(', ') || 'none'})`)
   }
-  return { stocks: stocks.length, startPrices: stocks.map((stock) => last.get(stock)!) }
+  return {
+    stocks: stocks.length,
+    startPrices: stocks.map((stock) => last.get(stock)!),
+    nextTime: latest < 0 ? undefined : secondsToTime((latest + 1) % 86_400),
+  }
 }
 
 /** Live ticks stopped by Ctrl-C or SIGTERM: their normal end. */
@@ -98,7 +109,7 @@ const spec = {
     'empty-percent': 'Share of rows without a price, in percent (default: 2)',
     preset: '"sample": the options that made fixtures/sample-prices.csv (other options override them)',
     'batch-size': 'Messages per awaited send with --topic (default: 2000; 1 with --rate)',
-    after: 'A price CSV to walk on from: stock1..stockN start at their last prices there (--stocks and --start-prices then come from it)',
+    after: 'A price CSV to walk on from: stock1..stockN start at their last prices there (--stocks and --start-prices then come from it), and live ticks count their times on from its last time',
     rate: 'Live ticks: about N per second (at most one per stock per second), stamped with the current time, until Ctrl-C or --ticks',
   },
 } satisfies CommandSpec<Record<string, { type: 'string' }>>
@@ -171,7 +182,8 @@ export const { run } = defineService({
   async start(ctx, { generator: given, seed, seedGiven, out, topic, batchSize, rate, limit, after }) {
     const { log, lifecycle } = ctx
     if (!seedGiven) log.info({ seed }, 'random seed (pass --seed to repeat this run)')
-    const generator = after === undefined ? given : { ...given, ...(await lastPrices(after)) }
+    const from = after === undefined ? undefined : await lastPrices(after)
+    const generator = from === undefined ? given : { ...given, stocks: from.stocks, startPrices: from.startPrices }
     if (rate !== undefined && rate > generator.stocks) {
       throw new UsageError(`--rate must be at most one tick per stock per second (${generator.stocks} stocks in ${after}); got ${rate}`)
     }
@@ -179,7 +191,17 @@ export const { run } = defineService({
     const ticks =
       rate === undefined
         ? generateTicks({ ...generator, random })
-        : take(liveTicks({ ...generator, random, ratePerSecond: rate, signal: lifecycle.signal }), limit)
+        : take(
+            liveTicks({
+              ...generator,
+              random,
+              ratePerSecond: rate,
+              signal: lifecycle.signal,
+              // After a file, its times go on from its last one.
+              ...(from?.nextTime !== undefined && { firstTime: from.nextTime }),
+            }),
+            limit,
+          )
     const progress = out !== undefined || topic !== undefined
     const bar = progress && rate === undefined ? createProgress({ label: 'generate', total: generator.ticks, log }) : undefined
     let done = 0

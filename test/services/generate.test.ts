@@ -99,6 +99,8 @@ describe('bourse generate', () => {
       assert.equal(walked.code, 0, walked.stderr)
       const prices = new Map(walked.stdout.trim().split('\n').slice(1).map((line) => [line.split(',')[1], line.split(',')[2]]))
       assert.deepEqual(Object.fromEntries(prices), { stock1: '100', stock2: '500' })
+      // Their times go on from the file's last one (090002), a second at a time.
+      for (const line of walked.stdout.trim().split('\n').slice(1)) assert.match(line, /^09000[3-6],/)
       writeFileSync(csv, `${PRICE_CSV_HEADER}\n090000,stock2,500\n090001,acme,100\n`)
       const odd = await runCli(['generate', '--after', csv, '--rate', '1', '--ticks', '1'])
       assert.equal(odd.code, 2)
