@@ -1,6 +1,6 @@
 /**
  * What the benchmarks share (`bench/api.bench.ts`, `bench/events.bench.ts`,
- * `bench/alerts.bench.ts`, `bench/btc.bench.ts`): the run's namespaces and the services' environment, the
+ * `bench/alerts.bench.ts`, `bench/btc.bench.ts`, `bench/market.bench.ts`): the run's namespaces and the services' environment, the
  * failure that ends a run, the service processes, the autocannon rounds against the empty
  * Fastify baseline and their statistics, the printed table, the results file, and the
  * cleanup. Everything a function needs is passed in.
