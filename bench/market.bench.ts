@@ -24,7 +24,7 @@
  *
  * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
  * BENCH_WARMUP_SECONDS (5), BENCH_MARKET_STOCKS (20), BENCH_MARKET_TICKS (5,000 per stock),
- * BENCH_REDIS_DB (14, flushed before and after), BENCH_CPU_PROF (a directory: the API and
+ * BENCH_REDIS_DB (11, flushed before and after; the tests use 13 and up), BENCH_CPU_PROF (a directory: the API and
  * the empty server write V8 CPU profiles there when they stop), BENCH_SKIP_READS (1 skips
  * A), BENCH_SKIP_INGEST (1 skips B).
  */
@@ -85,7 +85,7 @@ const SECONDS = intEnv('BENCH_SECONDS', 5, 1)
 const WARMUP_SECONDS = intEnv('BENCH_WARMUP_SECONDS', 5, 1)
 const STOCKS = intEnv('BENCH_MARKET_STOCKS', 20, 1)
 const TICKS_PER_STOCK = intEnv('BENCH_MARKET_TICKS', 5_000, 1)
-const REDIS_DB = intEnv('BENCH_REDIS_DB', 14, 0)
+const REDIS_DB = intEnv('BENCH_REDIS_DB', 11, 0)
 const SKIP_READS = process.env.BENCH_SKIP_READS === '1'
 const SKIP_INGEST = process.env.BENCH_SKIP_INGEST === '1'
 const profileFlags = cpuProfileFlags(process.env.BENCH_CPU_PROF)
