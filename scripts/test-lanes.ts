@@ -27,7 +27,19 @@ export type Sharing = 'alone' | 'heavy' | 'any'
  * has its own Redis database (its lane's), its own PostgreSQL schema, topics and consumer
  * groups with random suffixes, free ports, and temporary directories of its own.
  */
-export const SHARING: Readonly<Record<string, { sharing: Exclude<Sharing, 'any'>; why: string }>> = {}
+export const SHARING: Readonly<Record<string, { sharing: Exclude<Sharing, 'any'>; why: string }>> = {
+  'test/alerts/schedule.simulation.test.ts': { sharing: 'heavy', why: '10,000 alerts through worker threads for 2 simulated hours' },
+  'test/services/alerts-worker.crash.test.ts': { sharing: 'heavy', why: '2,000 runs on real worker processes, 6 SIGKILLs' },
+  'test/services/price-updater.crash.test.ts': { sharing: 'heavy', why: 'a 100,000-tick ingest, 10 SIGKILLs' },
+  'test/services/faults.redis-data-loss.rebuild-200k.test.ts': { sharing: 'heavy', why: '200,000 ticks ingested twice' },
+  'test/services/trading.crash.test.ts': { sharing: 'heavy', why: '1,000 orders, 8 SIGKILLs' },
+  'test/events/fuzz.test.ts': { sharing: 'heavy', why: 'generated requests, CPU-bound' },
+  'test/scripts/openapi.fuzz.test.ts': { sharing: 'heavy', why: '10,000 generated requests per operation, CPU-bound' },
+  'test/platform/infra/kafka-broker.keeps-data.test.ts': { sharing: 'heavy', why: 'starts and stops a Kafka JVM several times' },
+  'test/events/broker-down.fail-fast.test.ts': { sharing: 'heavy', why: 'bounds how long a refusal takes (1 s)' },
+  'test/trading/broker-down.fail-fast.test.ts': { sharing: 'heavy', why: 'bounds how long a refusal takes (1 s)' },
+  'test/events/broker-down.test.ts': { sharing: 'heavy', why: 'bounds how long a 503 takes' },
+}
 
 /** How `file` may share the machine. */
 export function sharingOf(file: string): Sharing {
