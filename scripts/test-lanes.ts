@@ -32,7 +32,10 @@ export const SHARING: Readonly<Record<string, { sharing: Exclude<Sharing, 'any'>
   'test/services/alerts-worker.crash.test.ts': { sharing: 'heavy', why: '2,000 runs on real worker processes, 6 SIGKILLs' },
   'test/services/price-updater.crash.test.ts': { sharing: 'heavy', why: 'a 100,000-tick ingest, 10 SIGKILLs' },
   'test/services/faults.redis-data-loss.rebuild-200k.test.ts': { sharing: 'heavy', why: '200,000 ticks ingested twice' },
-  'test/services/trading.crash.test.ts': { sharing: 'heavy', why: '1,000 orders, 8 SIGKILLs' },
+  'test/services/trading.crash.test.ts': {
+    sharing: 'alone',
+    why: '1,000 orders, 8 SIGKILLs, each once the restarted service works: with slow process starts beside another lane the orders all ended before the last kills',
+  },
   'test/events/fuzz.test.ts': { sharing: 'heavy', why: 'generated requests, CPU-bound' },
   'test/scripts/openapi.fuzz.test.ts': { sharing: 'heavy', why: '10,000 generated requests per operation, CPU-bound' },
   'test/platform/infra/kafka-broker.keeps-data.test.ts': { sharing: 'heavy', why: 'starts and stops a Kafka JVM several times' },
