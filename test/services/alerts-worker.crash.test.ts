@@ -89,8 +89,10 @@ test('workers SIGKILLed again and again: each (alert, due time) has one run and 
     const victim = round % 2
     const before = await storedRuns()
     const mailsBefore = sink.stats.received
-    // Kill once the victim's pair is visibly storing runs and sending mail.
-    await waitFor(async () => (await storedRuns()) > before + 20 && sink.stats.received > mailsBefore, { timeoutMs: 60_000, what: 'workers at work' })
+    // Kill once the victim's pair is visibly storing runs and sending mail. The first round
+    // waits for two processes to start: on a busy two-core machine (another lane, other
+    // work) that alone took over a minute once, hence the room.
+    await waitFor(async () => (await storedRuns()) > before + 20 && sink.stats.received > mailsBefore, { timeoutMs: 180_000, what: 'workers at work' })
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 300))
     atKill.push({ runs: await storedRuns(), mails: sink.stats.received })
     await workers[victim]!.kill()
