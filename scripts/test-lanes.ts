@@ -42,6 +42,8 @@ export const SHARING: Readonly<Record<string, { sharing: Exclude<Sharing, 'any'>
   'test/events/broker-down.fail-fast.test.ts': { sharing: 'heavy', why: 'bounds how long a refusal takes (1 s)' },
   'test/trading/broker-down.fail-fast.test.ts': { sharing: 'heavy', why: 'bounds how long a refusal takes (1 s)' },
   'test/events/broker-down.test.ts': { sharing: 'heavy', why: 'bounds how long a 503 takes' },
+  'test/dashboard/dashboard.test.ts': { sharing: 'heavy', why: 'a browser and five services; bounds how soon a killed service turns red' },
+  'test/btc/btc.routes.test.ts': { sharing: 'heavy', why: '500 concurrent orders racing for the cap' },
 }
 
 /** How `file` may share the machine. */
