@@ -181,7 +181,11 @@ test('a SIGKILLed service turns red within its heartbeat TTL', async () => {
 
 test('usable on a phone-sized viewport: nothing wider than the screen, the charts and tables still there', async () => {
   await page.setViewportSize({ width: 390, height: 844 })
-  await page.waitForTimeout(500)
+  // The charts follow their boxes (autoSize) once the layout has changed.
+  await waitFor(async () => {
+    const box = await page.locator('.chart[data-stock="stock1"]').boundingBox()
+    return box && box.width <= 390 ? true : undefined
+  }, { what: 'the layout at 390 px', timeoutMs: 10_000 })
   const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`)
   const chartBox = await page.locator('.chart[data-stock="stock1"]').boundingBox()
