@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { Redis } from 'ioredis'
 import { offsetsKey } from '../../src/market/stock-history.repository.ts'
+import { REPORTS_STREAM } from '../../src/platform/reports.ts'
 import { createTestTopic, runCli, testEnv, uniqueName, waitFor } from '../helpers/infra.ts'
 import { applyToModel, produceTicks, readStocks, ticksWithCorrections } from '../helpers/market.ts'
 import { type OwnRedis, startOwnRedis } from '../helpers/own-redis.ts'
@@ -38,7 +39,9 @@ after(async () => {
 
 const applied = async () => (await redis.hvals(offsetsKey(group, topic))).reduce((sum, o) => sum + Number(o) + 1, 0)
 /** Every key the updater writes (the heartbeat aside). */
-const contractKeys = async () => (await redis.keys('*')).filter((key) => !key.startsWith('bourse:heartbeat:')).sort()
+/** The keys of the data, without the service shape's own: heartbeats and the reports stream. */
+const contractKeys = async () =>
+  (await redis.keys('*')).filter((key) => !key.startsWith('bourse:heartbeat:') && key !== REPORTS_STREAM).sort()
 
 test('Redis flushed during an ingest: the updater stops with exit 65 naming --rebuild, a restart is refused, --rebuild rebuilds exactly', async (t) => {
   const ticks = ticksWithCorrections(TICKS, 20, 21)
@@ -57,6 +60,9 @@ test('Redis flushed during an ingest: the updater stops with exit 65 naming --re
   assert.match(updater.output(), /Redis holds no applied offset of group fault-redis-loss.*lost its data/s)
   assert.ok(updater.output().includes(rebuild), updater.output())
   assert.deepEqual(await contractKeys(), [], 'nothing applied on top of the emptied Redis')
+  // What it did write is its report of the failure, for operators.
+  const reports = (await redis.xrange(REPORTS_STREAM, '-', '+')).map(([, fields]) => JSON.parse(fields[1]!) as { service: string; status: string; level: string })
+  assert.ok(reports.some((r) => r.service === 'price-updater' && r.level === 'error'), JSON.stringify(reports))
 
   const refused = await runCli([...args, '--until-idle'], env)
   assert.equal(refused.code, 65, refused.stderr)
