@@ -301,9 +301,12 @@ export function createOutboxSender<R extends OutboxRow>(deps: OutboxSenderDeps, 
     let failures = 0
     while (!signal.aborted) {
       const client = createListenClient()
-      // Ending the client also stops a connection attempt that hangs.
-      const endClient = () => void client.end().catch(() => {})
-      signal.addEventListener('abort', endClient, { once: true })
+      // Ending the client also stops a connection attempt that hangs. Once only: the stop
+      // may end it mid-connect, and ending it again would wait for an end already past.
+      let ending: Promise<void> | undefined
+      const endClient = () => (ending ??= client.end().catch(() => {}))
+      const onAbort = () => void endClient()
+      signal.addEventListener('abort', onAbort, { once: true })
       const lost = new Promise<unknown>((resolve) => {
         client.on('error', resolve)
         client.on('end', () => resolve(new Error('connection ended')))
@@ -330,8 +333,8 @@ export function createOutboxSender<R extends OutboxRow>(deps: OutboxSenderDeps, 
       } finally {
         stats.listening = false
       }
-      signal.removeEventListener('abort', endClient)
-      await client.end().catch(() => {})
+      signal.removeEventListener('abort', onAbort)
+      await endClient()
       if (signal.aborted) break
       failures++
       // Polling delivers meanwhile, only slower.
