@@ -11,7 +11,12 @@
  *    `bench/empty-server.ts` answering a JSON of the same size (measured on the API's
  *    answer first), after a warm-up, compared by medians; connection i asks about stock
  *    i modulo the stocks. A user's bearer token, the Redis rate limiter on with a limit
- *    never reached. Reads: `GET /api/stocks` (the cached list), one hour of 1-minute
+ *    never reached. While the rounds run (the empty route's too), BENCH_MARKET_WRITES
+ *    corrections per second are applied to random stocks at random times of 12:00-12:59,
+ *    as the price updater applies them: each changes its stock's page and candles and the
+ *    stock list, so the API's views kept in memory are rebuilt as they would be with live
+ *    ticks. The empty route serializes its JSON for every request; the API serves the
+ *    text of a view built once per change. Reads: `GET /api/stocks` (the cached list), one hour of 1-minute
  *    candles (12:00-12:59, 60 candles), the whole day of 5-minute candles (180), and the
  *    first page of `GET /api/stocks/{stock}` (50 entries). Target: each at least 0.6 of
  *    the empty route's req/s.
@@ -24,6 +29,7 @@
  *
  * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (3), BENCH_SECONDS (5 per round),
  * BENCH_WARMUP_SECONDS (5), BENCH_MARKET_STOCKS (20), BENCH_MARKET_TICKS (5,000 per stock),
+ * BENCH_MARKET_WRITES (10 applied corrections per second during the reads; 0 for none),
  * BENCH_REDIS_DB (11, flushed before and after; the tests use 13 and up), BENCH_CPU_PROF (a directory: the API and
  * the empty server write V8 CPU profiles there when they stop), BENCH_SKIP_READS (1 skips
  * A), BENCH_SKIP_INGEST (1 skips B).
@@ -35,6 +41,7 @@ import { availableParallelism } from 'node:os'
 import type autocannon from 'autocannon'
 import { createApiToken } from '../src/auth/index.ts'
 import { createStockHistoryRepository } from '../src/market/stock-history.repository.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createPrng, generateTicks } from '../src/market/tick-generator.ts'
 import type { Tick } from '../src/market/tick.ts'
 import { loadConfig } from '../src/platform/config.ts'
@@ -85,6 +92,7 @@ const SECONDS = intEnv('BENCH_SECONDS', 5, 1)
 const WARMUP_SECONDS = intEnv('BENCH_WARMUP_SECONDS', 5, 1)
 const STOCKS = intEnv('BENCH_MARKET_STOCKS', 20, 1)
 const TICKS_PER_STOCK = intEnv('BENCH_MARKET_TICKS', 5_000, 1)
+const WRITES_PER_SECOND = intEnv('BENCH_MARKET_WRITES', 10, 0)
 const REDIS_DB = intEnv('BENCH_REDIS_DB', 11, 0)
 const SKIP_READS = process.env.BENCH_SKIP_READS === '1'
 const SKIP_INGEST = process.env.BENCH_SKIP_INGEST === '1'
@@ -128,6 +136,35 @@ async function loadHistories(history: ReturnType<typeof createStockHistoryReposi
   }
   if (batch.length > 0) await history.applyTicks(batch)
   return applied + batch.length
+}
+
+/**
+ * Applies WRITES_PER_SECOND corrections per second (a new price for a random stock at a
+ * random time of 12:00-12:59) until stopped; `stop` resolves to the number applied.
+ */
+function startWriter(history: ReturnType<typeof createStockHistoryRepository>, stocks: readonly string[]): { stop(): Promise<number> } {
+  if (WRITES_PER_SECOND === 0) return { stop: async () => 0 }
+  const random = createPrng(2)
+  let running = true
+  let writes = 0
+  const loop = (async () => {
+    while (running) {
+      const stock = stocks[Math.floor(random() * stocks.length)]!
+      const second = 12 * 3600 + Math.floor(random() * 3600)
+      const time = [Math.floor(second / 3600), Math.floor((second % 3600) / 60), second % 60].map((n) => String(n).padStart(2, '0')).join('')
+      await history.applyTicks([{ stock, time, price: Math.round(10_000 + random() * 1000) / 100 }])
+      writes++
+      await sleep(1000 / WRITES_PER_SECOND)
+    }
+  })()
+  loop.catch((err: unknown) => failure.fail(err instanceof Error ? err : new Error(String(err))))
+  return {
+    async stop() {
+      running = false
+      await loop
+      return writes
+    },
+  }
 }
 
 interface ReadResult {
@@ -186,6 +223,8 @@ try {
     const stocks = Array.from({ length: STOCKS }, (_, i) => `stock${i + 1}`)
 
     const reads: ReadResult[] = []
+    const writer = startWriter(history, stocks)
+    const writesStarted = performance.now()
     for (const read of READS) {
       // One request first: 200 with items, the limiter on, and the answer's size for the baseline.
       const probe = await fetch(`${apiUrl}${read.path('stock1')}`, { headers, signal: AbortSignal.timeout(10_000) })
@@ -233,6 +272,9 @@ try {
         [`${read.name}: api p50 / p99 (ms)`, `${summary.p50Ms} / ${summary.p99Ms}`],
       )
     }
+    const writes = await writer.stop()
+    const writesPerSecond = round1(writes / ((performance.now() - writesStarted) / 1000))
+    rows.push(['corrections applied during the reads (per s)', `${writes} (${writesPerSecond})`])
     await stopChild(api)
     await stopChild(empty)
     Object.assign(result, {
@@ -243,6 +285,7 @@ try {
       stocks: STOCKS,
       ticksPerStock: TICKS_PER_STOCK,
       loadSeconds,
+      writesPerSecond,
       rateLimitMax: serviceConfig.RATE_LIMIT_MAX,
       readTarget: READ_TARGET,
       reads,

@@ -12,6 +12,7 @@
  */
 import Big from 'big.js'
 import type { Redis } from '../platform/redis.ts'
+import type { TagSource } from '../platform/tagged-views.ts'
 import { bucketOf, type CandleInterval } from './candles.ts'
 import { historyScript, TICK_STREAM_KEY } from './stock-history.repository.ts'
 
@@ -46,6 +47,20 @@ export interface HistoryPage {
   items: HistoryEntry[]
   /** Position (0-based from the oldest) of the page's oldest entry; the next page ends before it. */
   from: number
+  /** The stock's generation the page was read at (see {@link MarketDataRepository.stockTag}). */
+  gen: string
+}
+
+/** The summaries, and the market generation they were read at. */
+export interface SummaryList {
+  gen: string
+  summaries: StockSummary[]
+}
+
+/** A stock's candles, and the stock's generation they were read at (null when it has none yet). */
+export interface CandleList {
+  gen: string | null
+  candles: Candle[]
 }
 
 /** An OHLC candle; `volume` is the number of priced ticks in it. */
@@ -77,7 +92,7 @@ export interface MarketDataOptions {
 /** Reads of the market data. */
 export interface MarketDataRepository {
   /** Every stock with a history, by name (cached). */
-  listSummaries(): Promise<StockSummary[]>
+  listSummaries(): Promise<SummaryList>
   /**
    * The `limit` entries before position `before` (the newest when undefined), newest first;
    * undefined for an unknown stock. The newest page is cached.
@@ -87,18 +102,24 @@ export interface MarketDataRepository {
    * The candles of `interval` from the bucket holding `from` to the one holding `to`
    * (`hhmmss`), oldest first; undefined for an unknown stock. Reads the stored candles only.
    */
-  readCandles(stock: string, interval: CandleInterval, from: string, to: string): Promise<Candle[] | undefined>
+  readCandles(stock: string, interval: CandleInterval, from: string, to: string): Promise<CandleList | undefined>
   /** Entries of the tick stream after `after` (exclusive), oldest first, at most `count`. */
   readStreamAfter(after: string, count: number): Promise<TickStreamEntry[]>
   /** The id of the oldest entry the stream still holds, or undefined when it is empty. */
   oldestStreamId(): Promise<string | undefined>
   /** The id of the newest entry, `0-0` when the stream is empty. */
   newestStreamId(): Promise<string>
+  /** Where the market generation lives: raised by every write the summaries show. */
+  readonly summariesTag: TagSource
+  /** Where a stock's generation lives: raised by every write to its history, candles or performance. */
+  stockTag(stock: string): TagSource
 }
 
 const scripts = { readSummaries: historyScript('read-summaries'), readPage: historyScript('read-page') } as const
 type ScriptRedis = Redis & { [K in keyof typeof scripts]: (...args: Array<string | number>) => Promise<unknown> }
 
+const MARKET_GEN_KEY = 'bourse:market:gen'
+const metaKey = (stock: string) => `bourse:h:${stock}:m`
 const LIST_CACHE_KEY = 'bourse:cache:stocks'
 const pageCacheKey = (stock: string) => `bourse:cache:stock:${stock}`
 
@@ -141,7 +162,7 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
     if (!(name in r)) redis.defineCommand(name, { numberOfKeys: 0, lua })
   }
 
-  const computeSummaries = async (): Promise<{ gen: string; summaries: StockSummary[] }> => {
+  const computeSummaries = async (): Promise<SummaryList> => {
     const flat = (await r.readSummaries()) as Array<string | number>
     const gen = String(flat[0])
     const summaries: StockSummary[] = []
@@ -163,20 +184,20 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
 
   return {
     async listSummaries() {
-      const [gen, cached] = await readPair(redis.multi().get('bourse:market:gen').get(LIST_CACHE_KEY))
+      const [gen, cached] = await readPair(redis.multi().get(MARKET_GEN_KEY).get(LIST_CACHE_KEY))
       const hit = untag(cached, gen ?? '0')
-      if (hit !== undefined) return JSON.parse(hit) as StockSummary[]
+      if (hit !== undefined) return { gen: gen ?? '0', summaries: JSON.parse(hit) as StockSummary[] }
       const fresh = await computeSummaries()
       await redis.set(LIST_CACHE_KEY, `${fresh.gen}\n${JSON.stringify(fresh.summaries)}`, 'EX', ttl)
-      return fresh.summaries
+      return fresh
     },
 
     async readPage(stock, before, limit) {
       const newest = before === undefined
       if (newest) {
-        const [g, cached] = await readPair(redis.multi().hget(`bourse:h:${stock}:m`, 'g').hget(pageCacheKey(stock), String(limit)))
+        const [g, cached] = await readPair(redis.multi().hget(metaKey(stock), 'g').hget(pageCacheKey(stock), String(limit)))
         const hit = g === null ? undefined : untag(cached, g)
-        if (hit !== undefined) return JSON.parse(hit) as HistoryPage
+        if (hit !== undefined) return { ...(JSON.parse(hit) as Omit<HistoryPage, 'gen'>), gen: g! }
       }
       const flat = (await r.readPage(stock, before === undefined ? '' : String(before), limit)) as Array<string | number>
       if (flat.length === 0) return undefined
@@ -187,15 +208,16 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
       for (let k = count - 1; k >= 0; k--) {
         items.push({ time: String(flat[4 + k]).replace(/^"(.*)"$/, '$1'), price: priceOf(String(flat[4 + count + k])) })
       }
-      const page: HistoryPage = { stock, performance: performanceOf(String(flat[2])), ticks: n, items, from }
+      const gen = String(flat[1])
+      const page = { stock, performance: performanceOf(String(flat[2])), ticks: n, items, from }
       if (newest) {
         await redis
           .multi()
-          .hset(pageCacheKey(stock), String(limit), `${flat[1]}\n${JSON.stringify(page)}`)
+          .hset(pageCacheKey(stock), String(limit), `${gen}\n${JSON.stringify(page)}`)
           .expire(pageCacheKey(stock), ttl)
           .exec()
       }
-      return page
+      return { ...page, gen }
     },
 
     async readCandles(stock, interval, from, to) {
@@ -206,10 +228,14 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
       const replies = (await redis
         .multi()
         .sismember('bourse:stocks', stock)
+        .hget(metaKey(stock), 'g')
         .hmget(`bourse:h:${stock}:c`, ...hours.map((h) => `${interval}:${h}`))
         .exec()) as Array<[Error | null, unknown]>
+      const failed = replies.find(([err]) => err)?.[0]
+      if (failed) throw failed
       if (replies[0]?.[1] !== 1) return undefined
-      const stored = (replies[1]?.[1] ?? []) as Array<string | null>
+      const gen = replies[1]?.[1] as string | null
+      const stored = (replies[2]?.[1] ?? []) as Array<string | null>
       const candles: Candle[] = []
       stored.forEach((text, i) => {
         if (!text) return
@@ -220,7 +246,7 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
           candles.push({ time, open: Number(open), high: Number(high), low: Number(low), close: Number(close), volume: Number(volume) })
         }
       })
-      return candles
+      return { gen, candles }
     },
 
     async readStreamAfter(after, count) {
@@ -241,5 +267,8 @@ export function createMarketDataRepository(redis: Redis, options: MarketDataOpti
       const last = (await redis.xrevrange(TICK_STREAM_KEY, '+', '-', 'COUNT', 1)) as Array<[string, string[]]>
       return last[0]?.[0] ?? '0-0'
     },
+
+    summariesTag: { key: MARKET_GEN_KEY },
+    stockTag: (stock) => ({ key: metaKey(stock), field: 'g' }),
   }
 }

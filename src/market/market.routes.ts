@@ -10,7 +10,8 @@ import type { RoutePlugin } from '../platform/http/app.ts'
 import { principalOf, requireAuth } from '../platform/http/auth.ts'
 import { BadRequest, ErrorResponseSchema, Forbidden, NotFound } from '../platform/http/errors.ts'
 import { pageRequest } from '../platform/http/paging.ts'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { TaggedViews } from '../platform/tagged-views.ts'
 import type { MarketDataRepository, TickStreamEntry } from './market-data.repository.ts'
 import { CandleQuery, CandlesView, StockListView, StockPageQuery, StockParams, StockView, StreamHeaders, StreamQuery } from './market.schemas.ts'
 import { stockNameProblem } from './tick.ts'
@@ -20,6 +21,8 @@ import { compareStreamIds, type TickStreamHub } from './tick-stream.ts'
 export interface MarketRoutesDeps {
   market: MarketDataRepository
   hub: TickStreamHub
+  /** The answers kept in memory while their data's generation is current. */
+  views: TaggedViews
   /** How often a tick stream sends a keep-alive comment, in ms. @defaultValue 15000 */
   heartbeatMs?: number
   /**
@@ -66,9 +69,21 @@ function drained(res: ServerResponse): Promise<void> {
 
 const notFound = (stock: string) => new NotFound(`stock ${stock} has no history`, { field: 'params.stock' })
 
+/** `payload` as the route's serializer writes it (the text a view keeps). */
+function serialized(reply: FastifyReply, payload: unknown): string {
+  const text = reply.serialize(payload)
+  if (typeof text !== 'string') throw new TypeError('the route serializer answered bytes, not text')
+  return text
+}
+
+/** Sends a view's JSON text as it is: it was serialized by the route's own serializer when built. */
+function sendJson(reply: FastifyReply, text: string): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(text)
+}
+
 /** The routes, as a plugin to register under the API. */
 export function marketRoutes(deps: MarketRoutesDeps): RoutePlugin {
-  const { market, hub } = deps
+  const { market, hub, views } = deps
   const heartbeatMs = deps.heartbeatMs ?? 15_000
   const maxBuffered = deps.maxBufferedBytes ?? 1024 * 1024
 
@@ -93,9 +108,13 @@ export function marketRoutes(deps: MarketRoutesDeps): RoutePlugin {
           response: { 200: StockListView, ...errors(401, 403, 429) },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         assertReader(request)
-        return { items: await market.listSummaries() }
+        const text = await views.read('stocks', market.summariesTag, async () => {
+          const { gen, summaries } = await market.listSummaries()
+          return { tag: gen, text: serialized(reply, { items: summaries }) }
+        })
+        return sendJson(reply, text!)
       },
     )
 
@@ -130,7 +149,7 @@ export function marketRoutes(deps: MarketRoutesDeps): RoutePlugin {
             const problem = stockNameProblem(name)
             if (problem) throw invalid('querystring.stocks', problem)
           }
-          const known = new Set((await market.listSummaries()).map((s) => s.stock))
+          const known = new Set((await market.listSummaries()).summaries.map((s) => s.stock))
           const unknown = names.find((name) => !known.has(name))
           if (unknown !== undefined) throw new NotFound(`stock ${unknown} has no history`, { field: 'querystring.stocks' })
           wanted = new Set(names)
@@ -239,20 +258,27 @@ export function marketRoutes(deps: MarketRoutesDeps): RoutePlugin {
           response: { 200: StockView, ...errors(400, 401, 403, 404, 429) },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         assertReader(request)
         const stock = stockOf(request.params)
         const { cursor, limit } = pageRequest(request.query)
         const key = readCursor(cursor, ['stock', 'before'], (k) => k.stock === stock && /^[1-9]\d{0,9}$/.test(k.before))
-        const page = await market.readPage(stock, key === undefined ? undefined : Number(key.before), limit)
-        if (!page) throw notFound(stock)
-        return {
-          stock,
-          performance: page.performance,
-          ticks: page.ticks,
-          items: page.items,
-          next_cursor: page.from > 0 && page.items.length > 0 ? encodeCursor([stock, String(page.from)]) : null,
+        const read = async () => {
+          const page = await market.readPage(stock, key === undefined ? undefined : Number(key.before), limit)
+          if (!page) return undefined
+          const view = {
+            stock,
+            performance: page.performance,
+            ticks: page.ticks,
+            items: page.items,
+            next_cursor: page.from > 0 && page.items.length > 0 ? encodeCursor([stock, String(page.from)]) : null,
+          }
+          return { tag: page.gen, text: serialized(reply, view) }
         }
+        // The newest page is read most and is kept; older pages are read from Redis each time.
+        const text = key === undefined ? await views.read(`stock:${stock}:${limit}`, market.stockTag(stock), read) : (await read())?.text
+        if (text === undefined) throw notFound(stock)
+        return sendJson(reply, text)
       },
     )
 
@@ -274,14 +300,17 @@ export function marketRoutes(deps: MarketRoutesDeps): RoutePlugin {
           response: { 200: CandlesView, ...errors(400, 401, 403, 404, 429) },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         assertReader(request)
         const stock = stockOf(request.params)
         const { interval, from = '000000', to = '235959' } = request.query
         if (from > to) throw invalid('querystring.from', `must not be after to (${to})`)
-        const items = await market.readCandles(stock, interval, from, to)
-        if (!items) throw notFound(stock)
-        return { stock, interval, items }
+        const text = await views.read(`candles:${stock}:${interval}:${from}:${to}`, market.stockTag(stock), async () => {
+          const read = await market.readCandles(stock, interval, from, to)
+          return read && { tag: read.gen, text: serialized(reply, { stock, interval, items: read.candles }) }
+        })
+        if (text === undefined) throw notFound(stock)
+        return sendJson(reply, text)
       },
     )
   }

@@ -55,6 +55,8 @@ export const ConfigSchema = Type.Object({
   MARKET_STREAM_MAX_LEN: Type.Integer({ minimum: 100, maximum: 10_000_000 }),
   /** Most bytes an API tick stream may hold for a slow client before it is disconnected. @defaultValue 1048576 */
   MARKET_STREAM_MAX_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 1_073_741_824 }),
+  /** Most bytes of market answers (stock list, newest pages, candles) the API keeps in memory while their data is unchanged; 0 keeps none. @defaultValue 33554432 */
+  MARKET_VIEW_CACHE_BYTES: Type.Integer({ minimum: 0, maximum: 4_294_967_296 }),
   /** Where `bourse infra` keeps downloaded jars, data and logs. @defaultValue .bourse */
   BOURSE_HOME: Type.String({ minLength: 1 }),
   /** PostgreSQL schema holding Bourse's tables (tests use one each). @defaultValue public */
@@ -271,6 +273,7 @@ const defaults: Record<keyof Config, string | undefined> = {
   MATERIALIZE_INTERVAL_MS: '1000',
   MARKET_STREAM_MAX_LEN: '10000',
   MARKET_STREAM_MAX_BUFFER_BYTES: '1048576',
+  MARKET_VIEW_CACHE_BYTES: '33554432',
   BOURSE_HOME: '.bourse',
   DATABASE_SCHEMA: 'public',
   HOST: '127.0.0.1',

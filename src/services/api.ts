@@ -4,6 +4,7 @@ import { ALERT_QUEUES, alertRoutes, createUnsubscribeSigner } from '../alerts/in
 import { createTokenAuthenticator } from '../auth/index.ts'
 import { btcRoutes } from '../btc/index.ts'
 import { createAppAuthenticator, eventIntakeRoutes, eventQueryRoutes, eventTypeRoutes } from '../events/index.ts'
+import { createTaggedViews } from '../platform/tagged-views.ts'
 import { createMarketDataRepository, createStockHistoryRepository, createTickStreamHub, marketRoutes } from '../market/index.ts'
 import { operationsRoutes, startReportsDrain } from '../operations/index.ts'
 import type { Config } from '../platform/config.ts'
@@ -105,6 +106,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         marketRoutes({
           market: createMarketDataRepository(redis),
           hub: tickHub,
+          views: createTaggedViews(redis, { maxBytes: config.MARKET_VIEW_CACHE_BYTES }),
           maxBufferedBytes: config.MARKET_STREAM_MAX_BUFFER_BYTES,
           ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
         }),

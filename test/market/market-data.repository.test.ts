@@ -9,7 +9,7 @@ import { after, before, beforeEach, describe, test } from 'node:test'
 import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { CANDLE_INTERVALS, type CandleInterval } from '../../src/market/candles.ts'
-import { type Candle, createMarketDataRepository, type MarketDataRepository } from '../../src/market/market-data.repository.ts'
+import { type Candle, createMarketDataRepository, type MarketDataRepository, type StockSummary } from '../../src/market/market-data.repository.ts'
 import { readRedisFixture } from '../../src/market/redis-fixture.ts'
 import { createStockHistoryRepository, type SourcedTick, type StockHistoryRepository } from '../../src/market/stock-history.repository.ts'
 import type { Tick } from '../../src/market/tick.ts'
@@ -27,6 +27,9 @@ before(async () => {
 })
 beforeEach(() => redis.flushdb())
 after(() => closeTestRedis(redis))
+
+/** The candles of a stock, without the generation they were read at. */
+const candlesOf = async (...args: Parameters<MarketDataRepository['readCandles']>) => (await market.readCandles(...args))?.candles
 
 /** Candles recomputed from a history's (time, price) list, written independently of the code under test. */
 function expectedCandles(json: ModelStock['json'], interval: CandleInterval): Candle[] {
@@ -66,7 +69,7 @@ function expectedCandles(json: ModelStock['json'], interval: CandleInterval): Ca
 async function assertCandlesExact(model: Map<string, ModelStock>, label: string): Promise<void> {
   for (const [stock, { json }] of model) {
     for (const interval of CANDLE_INTERVALS) {
-      const stored = await market.readCandles(stock, interval, '000000', '235959')
+      const stored = await candlesOf(stock, interval, '000000', '235959')
       assert.deepEqual(stored, expectedCandles(json, interval), `${label}: ${stock} ${interval}`)
     }
   }
@@ -138,7 +141,7 @@ describe('candles', () => {
       { stock: 's1', time: '090010', price: 30 },
       { stock: 's1', time: '090020', price: 20 },
     ])
-    assert.deepEqual(await market.readCandles('s1', '1m', '090000', '090000'), [
+    assert.deepEqual(await candlesOf('s1', '1m', '090000', '090000'), [
       { time: '090000', open: 10, high: 30, low: 10, close: 20, volume: 3 },
     ])
     await apply([{ stock: 's1', time: '090010', price: 15 }]) // the high goes
@@ -146,12 +149,12 @@ describe('candles', () => {
     await apply([{ stock: 's1', time: '090020', price: null }]) // the close emptied
     await apply([{ stock: 's1', time: '085959', price: 7 }]) // earlier than all: another hour
     await apply([{ stock: 's1', time: '090005', price: 50 }]) // out of order inside a bucket
-    assert.deepEqual(await market.readCandles('s1', '1h', '080000', '095959'), [
+    assert.deepEqual(await candlesOf('s1', '1h', '080000', '095959'), [
       { time: '080000', open: 7, high: 7, low: 7, close: 7, volume: 1 },
       { time: '090000', open: 5, high: 50, low: 5, close: 15, volume: 3 },
     ])
     await apply([{ stock: 's1', time: '085959', price: null }])
-    assert.deepEqual(await market.readCandles('s1', '1h', '080000', '085959'), [], 'an emptied bucket has no candle')
+    assert.deepEqual(await candlesOf('s1', '1h', '080000', '085959'), [], 'an emptied bucket has no candle')
   })
 
   test('the fixture then the CSV: candles of the CSV ticks, none of the fixture times that are not hhmmss', async () => {
@@ -166,21 +169,21 @@ describe('candles', () => {
     await history.applyTicks(ticks)
     applyToModel(model, ticks)
     await assertCandlesExact(model, 'fixture')
-    const hours = await market.readCandles('stock1', '1h', '000000', '235959')
+    const hours = await candlesOf('stock1', '1h', '000000', '235959')
     assert.equal(hours?.reduce((sum, c) => sum + c.volume, 0), ticks.filter((t) => t.stock === 'stock1' && t.price !== null).length)
   })
 
   test('a seeded history gets its candles at once; reseeding replaces them', async () => {
     await history.seedStock('s1', { time: ['090000', '090100', '09:02'], price: [3, 4, 5], performance: 0 })
-    assert.deepEqual(await market.readCandles('s1', '5m', '090000', '090500'), [
+    assert.deepEqual(await candlesOf('s1', '5m', '090000', '090500'), [
       { time: '090000', open: 3, high: 4, low: 3, close: 4, volume: 2 },
     ])
     await history.seedStock('s1', { time: ['100000'], price: [''], performance: 0 })
-    assert.deepEqual(await market.readCandles('s1', '5m', '000000', '235959'), [])
+    assert.deepEqual(await candlesOf('s1', '5m', '000000', '235959'), [])
   })
 
   test('an unknown stock has no candles (undefined)', async () => {
-    assert.equal(await market.readCandles('nope', '1m', '000000', '235959'), undefined)
+    assert.equal(await candlesOf('nope', '1m', '000000', '235959'), undefined)
   })
 })
 
@@ -231,11 +234,12 @@ describe('summaries and pages', () => {
       { stock: 'stock1', time: '090041', price: null },
       { stock: 'stock2', time: '090010', price: null },
     ])
-    assert.deepEqual(await market.listSummaries(), [
+    assert.deepEqual((await market.listSummaries()).summaries, [
       { stock: 'stock1', price: 1041.1, time: '090031', first_price: 1000, change: 41.1, performance: 0, ticks: 4 },
       { stock: 'stock2', price: null, time: null, first_price: null, change: null, performance: 0, ticks: 1 },
     ])
-    const first = await market.readPage('stock1', undefined, 3)
+    const { gen, ...first } = (await market.readPage('stock1', undefined, 3))!
+    assert.equal(gen, await redis.hget('bourse:h:stock1:m', 'g'), "the page's generation is the stock's")
     assert.deepEqual(first, {
       stock: 'stock1',
       performance: 0,
@@ -249,6 +253,41 @@ describe('summaries and pages', () => {
     })
     assert.deepEqual((await market.readPage('stock1', 1, 3))?.items, [{ time: '09:00', price: 1000 }])
     assert.equal(await market.readPage('nope', undefined, 3), undefined)
+  })
+
+  test('every read carries the generation it was read at, and generations never repeat, also after Redis is emptied', async () => {
+    await history.applyTicks([{ stock: 's1', time: '090000', price: 10 }])
+    const first = await market.listSummaries()
+    const firstCandles = (await market.readCandles('s1', '1m', '000000', '235959'))!
+    assert.equal(first.gen, await redis.get('bourse:market:gen'))
+    assert.equal(firstCandles.gen, await redis.hget('bourse:h:s1:m', 'g'))
+    await history.applyTicks([{ stock: 's2', time: '090000', price: 20 }])
+    const second = await market.listSummaries()
+    assert.ok(BigInt(second.gen) > BigInt(first.gen), 'a write raises the market generation')
+    assert.equal((await market.readCandles('s1', '1m', '000000', '235959'))!.gen, firstCandles.gen, "another stock's write leaves s1's")
+    await redis.flushdb()
+    await history.applyTicks([{ stock: 's1', time: '090000', price: 11 }])
+    const afterFlush = await market.listSummaries()
+    assert.ok(BigInt(afterFlush.gen) > BigInt(second.gen), `the generation after emptying (${afterFlush.gen}) is above any before (${second.gen})`)
+    assert.ok(BigInt((await market.readCandles('s1', '1m', '000000', '235959'))!.gen!) > BigInt(firstCandles.gen!))
+  })
+
+  test('the Redis copy of the list is served while nothing changes, never one a slow reader stored after a write', async () => {
+    await history.applyTicks([{ stock: 's1', time: '090000', price: 10 }])
+    await market.listSummaries()
+    const cached = await redis.get('bourse:cache:stocks')
+    assert.ok(cached)
+    const tag = cached.slice(0, cached.indexOf('\n'))
+    const marked = (JSON.parse(cached.slice(tag.length + 1)) as StockSummary[]).map((s) => ({ ...s, performance: 42 }))
+    // Changing the cached text shows it is what a read serves...
+    await redis.set('bourse:cache:stocks', `${tag}\n${JSON.stringify(marked)}`)
+    assert.ok((await market.listSummaries()).summaries.every((s) => s.performance === 42), 'served from the Redis copy')
+    // ...and a value computed before a write but stored after it (a slow reader) is never served.
+    await history.applyTicks([{ stock: 's2', time: '120000', price: 99 }])
+    await redis.set('bourse:cache:stocks', `${tag}\n${JSON.stringify(marked)}`)
+    const fresh = (await market.listSummaries()).summaries
+    assert.equal(fresh.find((s) => s.stock === 's2')?.price, 99)
+    assert.ok(fresh.every((s) => s.performance !== 42))
   })
 
   test('pages of a long history cover it exactly once, newest first', async () => {
@@ -282,10 +321,10 @@ describe('a history written before candles were kept', () => {
     await redis.hdel('bourse:h:s1:m', 'n')
     await redis.del('bourse:h:s1:c')
     await history.applyTicks([{ stock: 's1', time: '090020', price: 5 }])
-    assert.deepEqual(await market.readCandles('s1', '1m', '090000', '090000'), [
+    assert.deepEqual(await candlesOf('s1', '1m', '090000', '090000'), [
       { time: '090000', open: 4, high: 6, low: 4, close: 5, volume: 3 },
     ])
-    assert.equal((await market.listSummaries())[0]?.ticks, 3)
+    assert.equal(((await market.listSummaries()).summaries)[0]?.ticks, 3)
   })
 })
 

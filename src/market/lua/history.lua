@@ -21,7 +21,8 @@
 --   S             string  the contract JSON, rebuilt from the pieces (materialized)
 --   bourse:stocks set     every stock with a history; bourse:dirty set: not yet rebuilt
 --   bourse:market:gen     string  a counter raised by every write that changes what the
---                         market read API shows (ticks, performance, a seed); a stock's
+--                         market read API shows (ticks, performance, a seed), started
+--                         from the clock (see next_gen); a stock's
 --                         m.g is the value of its last change, so cached views are tagged
 --                         with it and a tag that is not current is never served
 --   bourse:ticks  stream  the ticks as they are applied: one entry per stock and batch,
@@ -76,10 +77,18 @@ local function materialize(s, now)
   redis.call('SREM', 'bourse:dirty', s)
 end
 
--- Raises the market generation (see the top); once per script run.
+-- Raises the market generation (see the top); once per script run. A missing counter (a
+-- new or emptied Redis) starts from the clock in microseconds, above any value it had
+-- before, so a generation never repeats and a view tagged with an old one is never current.
 local gen_now = nil
 local function next_gen()
-  if not gen_now then gen_now = redis.call('INCR', 'bourse:market:gen') end
+  if not gen_now then
+    if redis.call('EXISTS', 'bourse:market:gen') == 0 then
+      local t = redis.call('TIME')
+      redis.call('SET', 'bourse:market:gen', t[1] .. string.sub('00000' .. t[2], -6))
+    end
+    gen_now = redis.call('INCR', 'bourse:market:gen')
+  end
   return gen_now
 end
 
