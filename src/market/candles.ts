@@ -45,7 +45,7 @@ export function batchCandleArgs(times: readonly string[], tokens: readonly strin
     const time = times[i]!
     if (price === null || price === undefined || !HHMMSS.test(time)) continue
     const token = tokens[i]!
-    if (time.slice(0, 4) !== minute) {
+    if (!time.startsWith(minute) || minute === '') {
       minute = time.slice(0, 4)
       const hour = time.slice(0, 2)
       for (let k = 0; k < 3; k++) {

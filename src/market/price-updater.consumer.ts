@@ -23,6 +23,7 @@ import {
   createBatchReader,
   createTopicConsumer,
   type DeadLetter,
+  type MessagePosition,
   partitionBounds,
   type StringConsumer,
   type StringMessage,
@@ -38,7 +39,7 @@ import {
   type SourcedTick,
   type StockHistoryRepository,
 } from './stock-history.repository.ts'
-import { decodeTick } from './tick-message.ts'
+import { decodeTick, type DecodedTick } from './tick-message.ts'
 
 /** Dependencies of the price updater. */
 export interface PriceUpdaterDeps {
@@ -117,7 +118,21 @@ export interface PriceUpdater {
   readonly stats: Readonly<PriceUpdaterStats>
 }
 
-const positionOfMessage = (message: StringMessage) => message
+/** A message as the batch reader hands it over: its tick, or why it is poison (then the message itself, to dead-letter). */
+type Decoded = DecodedTick<MessagePosition> | { reason: string; message: StringMessage; source: MessagePosition }
+
+/**
+ * Decodes a message as it is read: the batch then holds ticks, and the Kafka message
+ * objects (key, value, headers, offsets) die young instead of waiting in the batch while
+ * Redis applies it.
+ */
+function decodeMessage(message: StringMessage): Decoded {
+  const source = { partition: message.partition, offset: message.offset, leaderEpoch: message.leaderEpoch }
+  const result = decodeTick(message.key, message.value, source)
+  return result.ok ? result.tick : { reason: result.reason, message, source }
+}
+
+const positionOf = (item: Decoded) => item.source!
 
 /** Creates the price updater. */
 export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdaterOptions): PriceUpdater {
@@ -156,7 +171,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
    * it: the apply script refuses this batch while the previous one is not applied.
    */
   const applyBatch = async (
-    batch: StringMessage[],
+    batch: Decoded[],
     ranges: TakenOffsets[],
     signal: AbortSignal,
     previous: Promise<unknown>,
@@ -164,13 +179,9 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
   ) => {
     const ticks: SourcedTick[] = []
     const poison: DeadLetter[] = []
-    for (const message of batch) {
-      const result = decodeTick(message.key, message.value)
-      if (result.ok) {
-        const tick: SourcedTick = result.tick
-        tick.source = { partition: message.partition, offset: message.offset }
-        ticks.push(tick)
-      } else poison.push({ message, reason: result.reason })
+    for (const item of batch) {
+      if ('reason' in item) poison.push({ message: item.message, reason: item.reason })
+      else ticks.push(item)
     }
     // Dead letters first: if we crash after this, the messages are re-sent to the
     // dead-letter topic (at least once there) but never lost. A failed send is retried
@@ -295,7 +306,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
         if (from !== undefined && from !== next && from >= (starts.get(partition) ?? 0n)) stream.offsetsToFetch.set(key, from)
       }
     })
-    const nextBatch = createBatchReader(stream, { maxBatch: batchSize, idleMs })
+    const nextBatch = createBatchReader(stream, { maxBatch: batchSize, idleMs, decode: decodeMessage })
     // Two batches at most are outstanding: one applying in Redis while the next is
     // decoded and sent behind it (the script keeps them in order, see applyBatch).
     const submitted = new Map<number, bigint>()
@@ -340,11 +351,12 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
         }
         await previous
         const submittedBefore = new Map(submitted)
-        for (const message of batch) {
-          const last = submitted.get(message.partition)
-          if (last === undefined || message.offset > last) submitted.set(message.partition, message.offset)
+        for (const item of batch) {
+          const { partition, offset } = positionOf(item)
+          const last = submitted.get(partition)
+          if (last === undefined || offset > last) submitted.set(partition, offset)
         }
-        const ranges = takeBatch(tracker, batch, positionOfMessage)
+        const ranges = takeBatch(tracker, batch, positionOf)
         inFlight += batch.length
         metrics.messages(batch.length)
         metrics.inFlight(inFlight)

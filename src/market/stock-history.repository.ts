@@ -43,8 +43,11 @@ export interface TickSource {
   offset: bigint
 }
 
-/** A tick to apply, optionally with its Kafka position. */
-export type SourcedTick = Tick & { source?: TickSource }
+/**
+ * A tick to apply, optionally with its Kafka position, and with its price's JSON text
+ * (`token`) when the caller has it exactly as `priceToken` would write it.
+ */
+export type SourcedTick = Tick & { source?: TickSource | undefined; token?: string | undefined }
 
 /** What one batch did. */
 export interface ApplyResult {
@@ -214,10 +217,8 @@ function buildApplyArgs(
     }
     const range = ranges.get(source.partition)
     if (!range) ranges.set(source.partition, { first: source.offset, last: source.offset })
-    else {
-      if (source.offset < range.first) range.first = source.offset
-      if (source.offset > range.last) range.last = source.offset
-    }
+    else if (source.offset > range.last) range.last = source.offset
+    else if (source.offset < range.first) range.first = source.offset
   }
   const byStock = new Map<string, { times: string[]; tokens: string[]; prices: Array<number | null> }>()
   for (const tick of ticks) {
@@ -225,7 +226,7 @@ function buildApplyArgs(
     let group = byStock.get(tick.stock)
     if (!group) byStock.set(tick.stock, (group = { times: [], tokens: [], prices: [] }))
     group.times.push(tick.time)
-    group.tokens.push(priceToken(tick.price))
+    group.tokens.push(tick.token ?? priceToken(tick.price))
     group.prices.push(tick.price)
   }
   for (const source of consumedOnly) extend(source)

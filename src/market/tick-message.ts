@@ -5,7 +5,7 @@
  * from (used by the resumable producer).
  */
 import { quote } from '../platform/quote.ts'
-import { stockNameProblem, type Tick, type TickResult, timeProblem, toTick } from './tick.ts'
+import { stockNameProblem, type Tick, toTick } from './tick.ts'
 
 /** Header naming the source (a content hash of the CSV file). */
 export const SOURCE_HEADER = 'bourse-source'
@@ -33,20 +33,56 @@ export function encodeTick(topic: string, tick: Tick, headers?: Record<string, s
  * Anything else is parsed and validated in full.
  */
 const CANONICAL =
-  /^\{"time":"(\d{6})","stock":"([A-Za-z][A-Za-z0-9_-]{0,63})","price":(null|(?:0|[1-9]\d{0,14})(?:\.\d{1,10})?)\}$/
+  /^\{"time":"((?:[01]\d|2[0-3])[0-5]\d[0-5]\d)","stock":"([A-Za-z][A-Za-z0-9_-]{0,63})","price":(null|(?:0|[1-9]\d{0,14})(?:\.\d{1,10})?)\}$/
 
-/** Decodes and validates a message value; the key, when present, must name the same stock. */
-export function decodeTick(key: string | undefined | null, value: string | undefined | null): TickResult {
+/**
+ * Stock names of canonical messages already found acceptable, each to its one copy: a name
+ * is checked once, not per tick, and the ticks of a stock share one string (whose hash the
+ * grouping by stock then computes once).
+ */
+const acceptedStocks = new Map<string, string>()
+const MAX_ACCEPTED_STOCKS = 10_000
+
+/**
+ * Whether a canonical price text is exactly what `String(Number(text))` writes, so it can
+ * be stored as it came: no trailing zero in the fraction, at most 15 significant digits
+ * (every such decimal is the shortest text of its double) and not below 1e-6 (written
+ * with an exponent).
+ */
+function isOwnToken(text: string): boolean {
+  if (text.length > 16 || text.startsWith('0.000000')) return false
+  return !(text.endsWith('0') && text.includes('.'))
+}
+
+/** A decoded tick: its price's JSON text when the message had it in canonical form, and where it came from. */
+export type DecodedTick<S> = Tick & { token?: string; source?: S }
+
+/**
+ * Decodes and validates a message value; the key, when present, must name the same
+ * stock. `source` (the message's position) is set on the tick.
+ */
+export function decodeTick<S = never>(
+  key: string | undefined | null,
+  value: string | undefined | null,
+  source?: S,
+): { ok: true; tick: DecodedTick<S> } | { ok: false; reason: string } {
   if (value === undefined || value === null || value === '') return { ok: false, reason: 'empty message value' }
   const canonical = CANONICAL.exec(value)
   if (canonical) {
-    const [, time = '', stock = '', price = ''] = canonical
-    const problem = timeProblem(time) ?? stockNameProblem(stock)
-    if (problem) return { ok: false, reason: problem }
+    const [, time = '', named = '', price = ''] = canonical
+    let stock = acceptedStocks.get(named)
+    if (stock === undefined) {
+      const problem = stockNameProblem(named)
+      if (problem) return { ok: false, reason: problem }
+      if (acceptedStocks.size >= MAX_ACCEPTED_STOCKS) acceptedStocks.clear()
+      acceptedStocks.set(named, named)
+      stock = named
+    }
     if (key && key !== stock) {
       return { ok: false, reason: `key ${quote(key)} does not match stock ${quote(stock)}` }
     }
-    return { ok: true, tick: { time, stock, price: price === 'null' ? null : Number(price) } }
+    if (price === 'null') return { ok: true, tick: { time, stock, price: null, token: '""', source } }
+    return { ok: true, tick: { time, stock, price: Number(price), token: isOwnToken(price) ? price : undefined, source } }
   }
   let parsed: unknown
   try {
@@ -55,8 +91,9 @@ export function decodeTick(key: string | undefined | null, value: string | undef
     return { ok: false, reason: `value is not JSON: ${(err as Error).message}` }
   }
   const result = toTick(parsed)
-  if (result.ok && key && key !== result.tick.stock) {
+  if (!result.ok) return result
+  if (key && key !== result.tick.stock) {
     return { ok: false, reason: `key ${quote(key)} does not match stock ${quote(result.tick.stock)}` }
   }
-  return result
+  return { ok: true, tick: { ...result.tick, source } }
 }

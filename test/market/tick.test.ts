@@ -1,11 +1,12 @@
 /** Ticks from untrusted values (decoded Kafka messages) are validated field by field. */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import fc from 'fast-check'
 import { priceToken, type TickResult, toTick } from '../../src/market/tick.ts'
 import { decodeTick, encodeTick } from '../../src/market/tick-message.ts'
 
 /** The reason of a refused value; fails when it was accepted. */
-function reasonOf(result: TickResult): string {
+function reasonOf(result: TickResult | ReturnType<typeof decodeTick>): string {
   assert.equal(result.ok, false, `expected a refusal, got ${JSON.stringify(result)}`)
   return (result as { reason: string }).reason
 }
@@ -54,7 +55,9 @@ describe('decodeTick', () => {
     const message = encodeTick('t', tick, { 'bourse-line': '7' })
     assert.equal(message.key, 'stock2')
     assert.deepEqual(message.headers, { 'bourse-line': '7' })
-    assert.deepEqual(decodeTick(message.key, message.value), { ok: true, tick })
+    assert.deepEqual(decodeTick(message.key, message.value), { ok: true, tick: { ...tick, token: '""', source: undefined } })
+    const source = { partition: 2, offset: 7n }
+    assert.deepEqual(decodeTick(message.key, message.value, source), { ok: true, tick: { ...tick, token: '""', source } })
   })
 
   it('accepts a message without key', () => {
@@ -94,8 +97,35 @@ describe('decodeTick fast path', () => {
     for (const price of prices) {
       for (const [time, stock] of [['090006', 'stock3'], ['235959', 'Stock_A-1'], ['000000', 'x']]) {
         const { value } = encodeTick('t', { time: time!, stock: stock!, price })
-        assert.deepEqual(decodeTick(stock, value), toTick(JSON.parse(value)), value)
+        const decoded = decodeTick(stock, value)
+        assert.ok(decoded.ok)
+        const { token, source, ...tick } = decoded.tick
+        assert.deepEqual({ ok: true, tick }, toTick(JSON.parse(value)), value)
+        assert.equal(token, priceToken(price), `${value}: the token kept is the one priceToken writes`)
+        assert.equal(source, undefined)
       }
+    }
+  })
+
+  it('keeps a price text as its token only when it is exactly what priceToken writes', () => {
+    // Texts the canonical form allows: up to 15 integer digits, up to 10 decimals.
+    const digits = (min: number, max: number) => fc.stringMatching(new RegExp(`^\\d{${min},${max}}$`))
+    const priceText = fc
+      .tuple(fc.oneof(fc.constant('0'), fc.tuple(fc.integer({ min: 1, max: 9 }), digits(0, 14)).map(([d, r]) => `${d}${r}`)), fc.option(digits(1, 10)))
+      .map(([whole, fraction]) => (fraction === null ? whole : `${whole}.${fraction}`))
+    fc.assert(
+      fc.property(priceText, (text) => {
+        const decoded = decodeTick('s', `{"time":"090000","stock":"s","price":${text}}`)
+        assert.ok(decoded.ok, text)
+        assert.equal(decoded.tick.price, Number(text))
+        if (decoded.tick.token !== undefined) assert.equal(decoded.tick.token, priceToken(decoded.tick.price), text)
+      }),
+      { numRuns: 20_000 },
+    )
+    for (const [text, kept] of [['12.5', true], ['12.50', false], ['0.000001', true], ['0.0000001', false], ['123456789012345', true], ['1234567890.123456', false], ['100', true]] as const) {
+      const decoded = decodeTick('s', `{"time":"090000","stock":"s","price":${text}}`)
+      assert.ok(decoded.ok)
+      assert.equal(decoded.tick.token !== undefined, kept, text)
     }
   })
 
