@@ -71,37 +71,62 @@ export async function placeBtcOrders(db: Db, orders: readonly NewBtcOrder[], cap
   return outcomes as PlaceOutcome[]
 }
 
-/** One row of the placing statement's answer: the order placed or found, or the room left. */
-type PlacedRow = Partial<BtcOrderRow> & { n: string; outcome: 'placed' | 'earlier' | 'refused'; available: string | null }
+/**
+ * One row of the placing statement's answer: the outcome, the room left at a refusal, what
+ * the database made of a placed order (its numbers as stored, its running total, its
+ * time), or the whole earlier order under the key.
+ */
+type PlacedRow = {
+  outcome: 'placed' | 'earlier' | 'refused'
+  available: string | null
+  amount: string | null
+  btc_price: string | null
+  btc_amount: string | null
+  btc_total_after: string | null
+  created_at: Date | null
+  earlier_id: string | null
+}
 
 /** {@link placeBtcOrders} for orders whose idempotency keys differ; again on a key taken meanwhile. */
 async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string, attempt = 1): Promise<PlaceOutcome[]> {
-  const column = <K extends keyof NewBtcOrder>(name: K) => orders.map((o) => o[name])
+  // The batch as one JSON parameter: one text for the driver to send and PostgreSQL to
+  // read, where an array per column made the driver escape every value.
+  const batch = JSON.stringify(
+    orders.map((o) => [o.id, o.userId, o.currency, o.amount, o.btcPrice, o.btcAmount, o.priceSource, o.priceFetchedAt, o.idempotencyKey, o.requestHash]),
+  )
   try {
     const { rows } = await sql<PlacedRow>`
       with recursive
       input as (
-        select * from unnest(${column('id')}::uuid[], ${column('userId')}::text[], ${column('currency')}::text[],
-          ${column('amount')}::numeric[], ${column('btcPrice')}::numeric[], ${column('btcAmount')}::numeric[],
-          ${column('priceSource')}::text[], ${column('priceFetchedAt')}::timestamptz[], ${column('idempotencyKey')}::text[],
-          ${column('requestHash')}::text[])
-          with ordinality as o(id, user_id, currency, amount, btc_price, btc_amount, price_source, price_fetched_at,
-            idempotency_key, request_hash, n)
+        select (o.n)::bigint as n, (o.v->>0)::uuid as id, o.v->>1 as user_id, o.v->>2 as currency, (o.v->>3)::numeric as amount,
+          (o.v->>4)::numeric as btc_price, (o.v->>5)::numeric as btc_amount, o.v->>6 as price_source,
+          (o.v->>7)::timestamptz as price_fetched_at, o.v->>8 as idempotency_key, o.v->>9 as request_hash
+        from jsonb_array_elements(${batch}::jsonb) with ordinality as o(v, n)
       ),
+      amounts as (select array_agg(btc_amount order by n) as a from input),
       locked as (select btc_total from btc_totals where id for update),
+      -- A lookup per order in the unique index: a join could scan the table (its statistics
+      -- lag while it grows), which costs the whole table per batch.
       earlier as (
-        select i.n, o.id from input i join btc_orders o on o.user_id = i.user_id and o.idempotency_key = i.idempotency_key
+        select n, id from (
+          select i.n, (select o.id from btc_orders o where o.user_id = i.user_id and o.idempotency_key = i.idempotency_key) as id
+          from input i where i.idempotency_key is not null
+        ) found where id is not null
       ),
+      -- Each step reads its order's amount from the array by position: a join with input
+      -- would scan all of it at every step (quadratic in the batch's size).
       walk(n, total, placed, available) as (
         select 0::bigint, (select btc_total from locked)::numeric, false, null::numeric
         union all
-        select i.n, case when step.fits then w.total + i.btc_amount else w.total end, step.fits,
+        select w.n + 1, case when step.fits then w.total + step.amount else w.total end, step.fits,
           greatest(${cap}::numeric - w.total, 0)
         from walk w
-        join input i on i.n = w.n + 1
+        cross join lateral (select ((select a from amounts))[w.n + 1] as amount) a
         cross join lateral (
-          select not exists (select from earlier e where e.n = i.n) and w.total + i.btc_amount <= ${cap}::numeric as fits
+          select a.amount as amount,
+            not exists (select from earlier e where e.n = w.n + 1) and w.total + a.amount <= ${cap}::numeric as fits
         ) step
+        where w.n < ${orders.length}
       ),
       inserted as (
         insert into btc_orders (${ORDER_COLUMNS})
@@ -110,32 +135,53 @@ async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string, at
           i.idempotency_key, i.request_hash, date_trunc('milliseconds', now())
         from walk w join input i using (n)
         where w.placed
-        returning ${ORDER_COLUMNS}
+        returning id, amount, btc_price, btc_amount, btc_total_after, created_at
       ),
       moved as (
         update btc_totals set btc_total = (select total from walk order by n desc limit 1) where id
       )
-      select w.n::text as n,
-        case when w.placed then 'placed' when e.id is not null then 'earlier' else 'refused' end as outcome,
+      select case when w.placed then 'placed' when e.id is not null then 'earlier' else 'refused' end as outcome,
         w.available::numeric(20, 8)::text as available,
-        coalesce(ins.id, o.id) as id, coalesce(ins.user_id, o.user_id) as user_id, coalesce(ins.currency, o.currency) as currency,
-        coalesce(ins.amount, o.amount) as amount, coalesce(ins.btc_price, o.btc_price) as btc_price,
-        coalesce(ins.btc_amount, o.btc_amount) as btc_amount, coalesce(ins.btc_total_after, o.btc_total_after) as btc_total_after,
-        coalesce(ins.price_source, o.price_source) as price_source, coalesce(ins.price_fetched_at, o.price_fetched_at) as price_fetched_at,
-        coalesce(ins.idempotency_key, o.idempotency_key) as idempotency_key, coalesce(ins.request_hash, o.request_hash) as request_hash,
-        coalesce(ins.created_at, o.created_at) as created_at
+        ins.amount, ins.btc_price, ins.btc_amount, ins.btc_total_after, ins.created_at,
+        e.id as earlier_id
       from walk w
       join input i using (n)
       left join inserted ins on ins.id = i.id
       left join earlier e on e.n = w.n
-      left join btc_orders o on o.id = e.id
       where w.n > 0
       order by w.n
     `.execute(db)
     if (rows.length !== orders.length) throw new Error(`placing ${orders.length} orders answered ${rows.length} rows`)
-    return rows.map(({ n: _n, outcome, available, ...row }) => {
-      if (outcome === 'refused') return { capExceeded: true, available: available! }
-      return outcome === 'placed' ? { placed: row as BtcOrderRow } : { earlier: row as BtcOrderRow }
+    // The earlier orders under these keys (retries: rare), committed before this statement.
+    const earlierIds = rows.flatMap((row) => (row.earlier_id === null ? [] : [row.earlier_id]))
+    const earlier = new Map<string, BtcOrderRow>()
+    if (earlierIds.length > 0) {
+      for (const row of await db.selectFrom('btc_orders').selectAll().where('id', 'in', earlierIds).execute()) earlier.set(row.id, row)
+    }
+    return rows.map((row, i) => {
+      if (row.outcome === 'refused') return { capExceeded: true, available: row.available! }
+      if (row.outcome === 'earlier') {
+        const found = earlier.get(row.earlier_id!)
+        if (!found) throw new Error(`the earlier order ${row.earlier_id} under an idempotency key is gone`)
+        return { earlier: found }
+      }
+      const order = orders[i]!
+      return {
+        placed: {
+          id: order.id,
+          user_id: order.userId,
+          currency: order.currency,
+          amount: row.amount!,
+          btc_price: row.btc_price!,
+          btc_amount: row.btc_amount!,
+          btc_total_after: row.btc_total_after!,
+          price_source: order.priceSource,
+          price_fetched_at: order.priceFetchedAt,
+          idempotency_key: order.idempotencyKey,
+          request_hash: order.requestHash,
+          created_at: row.created_at!,
+        },
+      }
     })
   } catch (err) {
     const pgError = err as { code?: string; constraint?: string }
