@@ -129,6 +129,37 @@ describe('decodeTick fast path', () => {
     }
   })
 
+  it('reads the canonical form by position exactly as a full parse reads it (random near-canonical values)', () => {
+    const pick = <T>(...values: T[]) => fc.constantFrom(...values)
+    const time = fc.oneof(fc.stringMatching(/^\d{6}$/), pick('235959', '240000', '096000', '090060', '09000', '0900000', 'ab0000', ''))
+    const name = fc.oneof(pick('stock1', 'stock12', 'Stock_A-1', 'user7', 'x', '1abc', 's"t', 's\\"t', '', 'a'.repeat(64), 'a'.repeat(65)), fc.stringMatching(/^[A-Za-z][A-Za-z0-9_-]{0,5}$/))
+    const price = fc.oneof(
+      fc.stringMatching(/^(0|[1-9]\d{0,16})(\.\d{0,12})?$/),
+      pick('null', 'nul', 'nulll', '-1', '1e5', '01', '0.', '.5', '1.5.5', ' 1', '"1"', 'true', ''),
+    )
+    const key = fc.option(fc.oneof(name, pick('stock1')), { nil: undefined })
+    fc.assert(
+      fc.property(time, name, price, key, (t, n, p, k) => {
+        const value = `{"time":"${t}","stock":"${n}","price":${p}}`
+        const decoded = decodeTick(k, value)
+        // The specification: a full JSON parse, the tick's own checks, then the key.
+        let expected: TickResult
+        try {
+          expected = toTick(JSON.parse(value))
+        } catch {
+          expected = { ok: false, reason: 'not JSON' }
+        }
+        if (expected.ok && k && k !== expected.tick.stock) expected = { ok: false, reason: 'key' }
+        assert.equal(decoded.ok, expected.ok, `${value} with key ${String(k)}`)
+        if (decoded.ok && expected.ok) {
+          const { token: _token, source: _source, ...tick } = decoded.tick
+          assert.deepEqual(tick, expected.tick, value)
+        }
+      }),
+      { numRuns: 30_000 },
+    )
+  })
+
   it('still validates values in the canonical form', () => {
     const bad = (value: string) => decodeTick(undefined, value)
     assert.match(reasonOf(bad('{"time":"250000","stock":"stock1","price":1}')), /hhmmss/)
