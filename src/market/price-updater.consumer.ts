@@ -35,6 +35,7 @@ import type { Logger } from '../platform/logger.ts'
 import { FatalError, retry, RetryAbortedError } from '../platform/retry.ts'
 import {
   AppliedOffsetsLostError,
+  type OffsetRange,
   offsetsKey,
   type SourcedTick,
   type StockHistoryRepository,
@@ -188,6 +189,16 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     // until it succeeds or we stop.
     await deadLetter(poison, signal)
     const consumedOnly = poison.map(({ message }) => ({ partition: message.partition, offset: message.offset }))
+    // The batch's offsets per partition, from the runs the tracker took: every message, tick or poison.
+    const offsetRanges = new Map<number, OffsetRange>()
+    for (const { partition, first, last } of ranges) {
+      const known = offsetRanges.get(partition)
+      if (!known) offsetRanges.set(partition, { first, last })
+      else {
+        if (first < known.first) known.first = first
+        if (last > known.last) known.last = last
+      }
+    }
     // Redis unreachable (or the previous batch failed): nothing of this batch was
     // applied; retry until it is or we stop.
     const result = await retry(
@@ -196,6 +207,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
           group,
           topic,
           consumedOnly,
+          ranges: offsetRanges,
           submittedBefore,
           previous,
           // Once this instance knows of applied offsets, the record must stay: a missing

@@ -37,6 +37,12 @@ const scripts = {
 type ScriptName = keyof typeof scripts
 type ScriptRedis = Redis & { [K in ScriptName]: (...args: Array<string | number>) => Promise<unknown> }
 
+/** The first and last offset of a partition's messages in a batch. */
+export interface OffsetRange {
+  first: bigint
+  last: bigint
+}
+
 /** Where a tick came from, for exactly-once: the Kafka partition and offset. */
 export interface TickSource {
   partition: number
@@ -102,6 +108,11 @@ export interface OffsetsOptions {
    */
   submittedBefore?: ReadonlyMap<number, bigint>
   previous?: Promise<unknown>
+  /**
+   * The first and last offset per partition of the ticks and `consumedOnly` together, when
+   * the caller has them already (a consumer's batch): the ticks are then not read for them.
+   */
+  ranges?: ReadonlyMap<number, OffsetRange>
   /**
    * The group's offsets record must exist already (the caller found it at its start, or
    * applied batches since): a missing one means Redis lost it, and nothing is written.
@@ -208,9 +219,11 @@ function buildApplyArgs(
   submittedBefore: ReadonlyMap<number, bigint>,
   recordExpected: boolean,
   streamMaxLen: string,
+  knownRanges: ReadonlyMap<number, OffsetRange> | undefined,
 ): string[] {
-  const ranges = new Map<number, { first: bigint; last: bigint }>()
+  const ranges = new Map<number, OffsetRange>(knownRanges)
   const extend = (source: TickSource | undefined) => {
+    if (knownRanges) return
     if (!source) {
       if (offsetsKeyName) throw new Error('applyTicks with offsets needs every tick to carry its source')
       return
@@ -331,9 +344,10 @@ export function createStockHistoryRepository(
       let consumed = offsets?.consumedOnly ?? []
       let replayed = 0
       let previous = offsets?.previous
+      let known = offsets?.ranges
       for (;;) {
         // Sent before waiting for the previous batch: Redis runs them in order anyway.
-        const args = buildApplyArgs(pending, consumed, key, interval, submitted, offsets?.recordExpected ?? false, streamMaxLen)
+        const args = buildApplyArgs(pending, consumed, key, interval, submitted, offsets?.recordExpected ?? false, streamMaxLen, known)
         const reply = (r.applyTicks(...args) as Promise<Array<number | string>>).catch((err: unknown) => {
           const text = err instanceof Error ? err.message : ''
           const at = text.indexOf('BOURSE-KEYTYPE ')
@@ -384,6 +398,8 @@ export function createStockHistoryRepository(
         consumed = consumed.filter((source) => fresh(source))
         replayed += before - pending.length
         submitted.set(partition, stored)
+        // The ranges given were those of the whole batch: read them from what is left.
+        known = undefined
       }
     },
     async flush() {
