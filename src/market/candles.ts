@@ -27,9 +27,10 @@ const HHMMSS = /^\d{6}$/
  * here so that the script does no work per tick.
  */
 export function batchCandleArgs(times: readonly string[], tokens: readonly string[], prices: ReadonlyArray<number | null>): string[] {
-  // The times increase, so each interval's candles are built one after the other: the
-  // current one is extended until its bucket changes. A tick costs a string comparison
-  // and a few number comparisons; bucket names are made once per 1m bucket.
+  // The times increase, so each interval's candles are built one after the other. A tick
+  // extends the current 1m candle (a string comparison and a few number comparisons); a
+  // 1m candle, once its minute is over, is folded into the current 5m and 1h candles,
+  // which are the merges of their minutes. Bucket names are made once per 1m bucket.
   const texts = new Map<string, string[]>()
   const open: Array<OpenCandle | undefined> = [undefined, undefined, undefined]
   const close = (candle: OpenCandle | undefined) => {
@@ -39,40 +40,60 @@ export function batchCandleArgs(times: readonly string[], tokens: readonly strin
     if (list) list.push(entry)
     else texts.set(candle.field, [entry])
   }
+  /** Folds the minute's candle into the longer ones open (which began with or before it). */
+  const foldMinute = () => {
+    const minute = open[0]
+    if (!minute) return
+    for (let k = 1; k < 3; k++) {
+      const into = open[k]!
+      if (minute.hv > into.hv) {
+        into.h = minute.h
+        into.hv = minute.hv
+      }
+      if (minute.lv < into.lv) {
+        into.l = minute.l
+        into.lv = minute.lv
+      }
+      into.c = minute.c
+      into.n += minute.n
+    }
+    close(minute)
+  }
   let minute = ''
+  let candle: OpenCandle | undefined
   for (let i = 0; i < times.length; i++) {
     const price = prices[i]
     const time = times[i]!
     if (price === null || price === undefined || !HHMMSS.test(time)) continue
     const token = tokens[i]!
-    if (!time.startsWith(minute) || minute === '') {
+    if (minute === '' || !time.startsWith(minute)) {
+      foldMinute()
       minute = time.slice(0, 4)
       const hour = time.slice(0, 2)
       for (let k = 0; k < 3; k++) {
-        const bucket = bucketOf(time, CANDLE_INTERVALS[k]!)
-        const key = bucket.slice(2)
+        const key = bucketOf(time, CANDLE_INTERVALS[k]!).slice(2)
         const field = `${CANDLE_INTERVALS[k]}:${hour}`
         const current = open[k]
-        if (current?.field === field && current.key === key) continue
-        close(current)
+        if (k > 0 && current?.field === field && current.key === key) continue
+        if (k > 0) close(current)
         open[k] = { field, key, o: token, h: token, hv: price, l: token, lv: price, c: token, n: 0 }
       }
+      candle = open[0]!
     }
-    for (let k = 0; k < 3; k++) {
-      const candle = open[k]!
-      if (price > candle.hv) {
-        candle.h = token
-        candle.hv = price
-      }
-      if (price < candle.lv) {
-        candle.l = token
-        candle.lv = price
-      }
-      candle.c = token
-      candle.n++
+    if (price > candle!.hv) {
+      candle!.h = token
+      candle!.hv = price
     }
+    if (price < candle!.lv) {
+      candle!.l = token
+      candle!.lv = price
+    }
+    candle!.c = token
+    candle!.n++
   }
-  for (const candle of open) close(candle)
+  foldMinute()
+  close(open[1])
+  close(open[2])
   const args: string[] = []
   for (const [field, entries] of texts) args.push(field, entries.join(';'))
   return args

@@ -40,7 +40,7 @@ import {
   type SourcedTick,
   type StockHistoryRepository,
 } from './stock-history.repository.ts'
-import { decodeTick, type DecodedTick } from './tick-message.ts'
+import { type DecodedTick, readTick } from './tick-message.ts'
 
 /** Dependencies of the price updater. */
 export interface PriceUpdaterDeps {
@@ -129,8 +129,8 @@ type Decoded = DecodedTick<MessagePosition> | { reason: string; message: StringM
  */
 function decodeMessage(message: StringMessage): Decoded {
   const source = { partition: message.partition, offset: message.offset, leaderEpoch: message.leaderEpoch }
-  const result = decodeTick(message.key, message.value, source)
-  return result.ok ? result.tick : { reason: result.reason, message, source }
+  const read = readTick(message.key, message.value, source)
+  return typeof read === 'string' ? { reason: read, message, source } : read
 }
 
 const positionOf = (item: Decoded) => item.source!
@@ -178,12 +178,10 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     previous: Promise<unknown>,
     submittedBefore: ReadonlyMap<number, bigint>,
   ) => {
-    const ticks: SourcedTick[] = []
     const poison: DeadLetter[] = []
-    for (const item of batch) {
-      if ('reason' in item) poison.push({ message: item.message, reason: item.reason })
-      else ticks.push(item)
-    }
+    for (const item of batch) if ('reason' in item) poison.push({ message: item.message, reason: item.reason })
+    // Without poison (the usual batch) the batch itself is the ticks: no copy.
+    const ticks = (poison.length === 0 ? batch : batch.filter((item) => !('reason' in item))) as SourcedTick[]
     // Dead letters first: if we crash after this, the messages are re-sent to the
     // dead-letter topic (at least once there) but never lost. A failed send is retried
     // until it succeeds or we stop.

@@ -107,7 +107,16 @@ export function decodeTick<S = never>(
   value: string | undefined | null,
   source?: S,
 ): { ok: true; tick: DecodedTick<S> } | { ok: false; reason: string } {
-  if (value === undefined || value === null || value === '') return { ok: false, reason: 'empty message value' }
+  const read = readTick(key, value, source)
+  return typeof read === 'string' ? { ok: false, reason: read } : { ok: true, tick: read }
+}
+
+/**
+ * {@link decodeTick} for the consumer's hot path: the tick, or the reason it is refused
+ * (no result object around either).
+ */
+export function readTick<S = never>(key: string | undefined | null, value: string | undefined | null, source?: S): DecodedTick<S> | string {
+  if (value === undefined || value === null || value === '') return 'empty message value'
   const last = value.length - 1
   if (value.startsWith(TIME_LABEL) && isTimeAt(value, TIME_AT) && value.startsWith(STOCK_LABEL, TIME_AT + 6) && value.charCodeAt(last) === 125) {
     // The name: the key's when the value names it (no new string), else up to the next quote.
@@ -119,17 +128,17 @@ export function decodeTick<S = never>(
       let stock = acceptedStocks.get(named)
       if (stock === undefined) {
         const problem = stockNameProblem(named)
-        if (problem) return { ok: false, reason: problem }
+        if (problem) return problem
         if (acceptedStocks.size >= MAX_ACCEPTED_STOCKS) acceptedStocks.clear()
         acceptedStocks.set(named, named)
         stock = named
       }
-      if (key && !keyed) return { ok: false, reason: `key ${quote(key)} does not match stock ${quote(stock)}` }
+      if (key && !keyed) return `key ${quote(key)} does not match stock ${quote(stock)}`
       const time = value.slice(TIME_AT, TIME_AT + 6)
-      if (last - priceAt === 4 && value.startsWith('null', priceAt)) return { ok: true, tick: { time, stock, price: null, token: '""', source } }
+      if (last - priceAt === 4 && value.startsWith('null', priceAt)) return { time, stock, price: null, token: '""', source }
       if (isCanonicalNumber(value, priceAt, last)) {
         const price = value.slice(priceAt, last)
-        return { ok: true, tick: { time, stock, price: Number(price), token: isOwnToken(price) ? price : undefined, source } }
+        return { time, stock, price: Number(price), token: isOwnToken(price) ? price : undefined, source }
       }
     }
   }
@@ -137,12 +146,10 @@ export function decodeTick<S = never>(
   try {
     parsed = JSON.parse(value)
   } catch (err) {
-    return { ok: false, reason: `value is not JSON: ${(err as Error).message}` }
+    return `value is not JSON: ${(err as Error).message}`
   }
   const result = toTick(parsed)
-  if (!result.ok) return result
-  if (key && key !== result.tick.stock) {
-    return { ok: false, reason: `key ${quote(key)} does not match stock ${quote(result.tick.stock)}` }
-  }
-  return { ok: true, tick: { ...result.tick, source } }
+  if (!result.ok) return result.reason
+  if (key && key !== result.tick.stock) return `key ${quote(key)} does not match stock ${quote(result.tick.stock)}`
+  return { ...result.tick, source }
 }
