@@ -74,7 +74,8 @@ export async function placeBtcOrders(db: Db, orders: readonly NewBtcOrder[], cap
 /**
  * One row of the placing statement's answer: the outcome, the room left at a refusal, what
  * the database made of a placed order (its numbers as stored, its running total, its
- * time), or the whole earlier order under the key.
+ * time) or of the earlier order under the key, and the rest of an earlier order (null for
+ * a placed one: the caller has it).
  */
 type PlacedRow = {
   outcome: 'placed' | 'earlier' | 'refused'
@@ -84,8 +85,7 @@ type PlacedRow = {
   btc_amount: string | null
   btc_total_after: string | null
   created_at: Date | null
-  earlier_id: string | null
-}
+} & { [K in 'id' | 'user_id' | 'currency' | 'price_source' | 'price_fetched_at' | 'idempotency_key' | 'request_hash']: BtcOrderRow[K] | null }
 
 /** {@link placeBtcOrders} for orders whose idempotency keys differ; again on a key taken meanwhile. */
 async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string, attempt = 1): Promise<PlaceOutcome[]> {
@@ -142,28 +142,24 @@ async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string, at
       )
       select case when w.placed then 'placed' when e.id is not null then 'earlier' else 'refused' end as outcome,
         w.available::numeric(20, 8)::text as available,
-        ins.amount, ins.btc_price, ins.btc_amount, ins.btc_total_after, ins.created_at,
-        e.id as earlier_id
+        coalesce(ins.amount, o.amount) as amount, coalesce(ins.btc_price, o.btc_price) as btc_price,
+        coalesce(ins.btc_amount, o.btc_amount) as btc_amount, coalesce(ins.btc_total_after, o.btc_total_after) as btc_total_after,
+        coalesce(ins.created_at, o.created_at) as created_at,
+        o.id, o.user_id, o.currency, o.price_source, o.price_fetched_at, o.idempotency_key, o.request_hash
       from walk w
       join input i using (n)
       left join inserted ins on ins.id = i.id
       left join earlier e on e.n = w.n
+      left join btc_orders o on o.id = e.id
       where w.n > 0
       order by w.n
     `.execute(db)
     if (rows.length !== orders.length) throw new Error(`placing ${orders.length} orders answered ${rows.length} rows`)
-    // The earlier orders under these keys (retries: rare), committed before this statement.
-    const earlierIds = rows.flatMap((row) => (row.earlier_id === null ? [] : [row.earlier_id]))
-    const earlier = new Map<string, BtcOrderRow>()
-    if (earlierIds.length > 0) {
-      for (const row of await db.selectFrom('btc_orders').selectAll().where('id', 'in', earlierIds).execute()) earlier.set(row.id, row)
-    }
     return rows.map((row, i) => {
       if (row.outcome === 'refused') return { capExceeded: true, available: row.available! }
       if (row.outcome === 'earlier') {
-        const found = earlier.get(row.earlier_id!)
-        if (!found) throw new Error(`the earlier order ${row.earlier_id} under an idempotency key is gone`)
-        return { earlier: found }
+        const { outcome: _outcome, available: _available, ...earlier } = row
+        return { earlier: earlier as BtcOrderRow }
       }
       const order = orders[i]!
       return {

@@ -123,20 +123,22 @@ export function readTick<S = never>(key: string | undefined | null, value: strin
     const keyed = key && value.startsWith(key, STOCK_AT) && value.charCodeAt(STOCK_AT + key.length) === QUOTE
     const nameEnd = keyed ? STOCK_AT + key.length : value.indexOf('"', STOCK_AT)
     const priceAt = nameEnd + PRICE_LABEL.length
-    if (nameEnd > STOCK_AT && value.startsWith(PRICE_LABEL, nameEnd) && priceAt < last) {
+    const isNull = last - priceAt === 4 && value.startsWith('null', priceAt)
+    // Only a whole canonical message is answered here, and only with a tick: anything in
+    // doubt (a name that is not a plain stock name, as written with escapes; a key that
+    // differs; a price or a tail that is not canonical) gets the full parse below, which
+    // decides and words the reason.
+    if (nameEnd > STOCK_AT && value.startsWith(PRICE_LABEL, nameEnd) && priceAt < last && (isNull || isCanonicalNumber(value, priceAt, last))) {
       const named = keyed ? key : value.slice(STOCK_AT, nameEnd)
       let stock = acceptedStocks.get(named)
-      if (stock === undefined) {
-        const problem = stockNameProblem(named)
-        if (problem) return problem
+      if (stock === undefined && stockNameProblem(named) === undefined) {
         if (acceptedStocks.size >= MAX_ACCEPTED_STOCKS) acceptedStocks.clear()
         acceptedStocks.set(named, named)
         stock = named
       }
-      if (key && !keyed) return `key ${quote(key)} does not match stock ${quote(stock)}`
-      const time = value.slice(TIME_AT, TIME_AT + 6)
-      if (last - priceAt === 4 && value.startsWith('null', priceAt)) return { time, stock, price: null, token: '""', source }
-      if (isCanonicalNumber(value, priceAt, last)) {
+      if (stock !== undefined && (keyed || !key)) {
+        const time = value.slice(TIME_AT, TIME_AT + 6)
+        if (isNull) return { time, stock, price: null, token: '""', source }
         const price = value.slice(priceAt, last)
         return { time, stock, price: Number(price), token: isOwnToken(price) ? price : undefined, source }
       }

@@ -8,9 +8,10 @@
  * shared by the reads waiting for it. Memory is bounded by the bytes of the texts kept;
  * the least recently served views go first.
  *
- * Tags must never repeat for different contents, also when Redis loses its data: a
- * generation counter that starts again from 1 would make old views current again. The
- * writer starts a missing counter from the clock (see `src/market/lua/history.lua`).
+ * Tags must never repeat for different contents, also when Redis loses its data or comes
+ * back from an older save: a counter that starts again below values it gave before would
+ * make old views current again. The writer keeps its counter at or above the clock (see
+ * `src/market/lua/history.lua`).
  */
 import type { Redis } from './redis.ts'
 import { createTurnLoader } from './turn-loader.ts'

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, beforeEach, describe, it } from 'node:test'
 import { sql } from 'kysely'
-import { type NewBtcOrder, placeBtcOrders } from '../../src/btc/btc-orders.repository.ts'
+import { findBtcOrder, type NewBtcOrder, placeBtcOrders } from '../../src/btc/btc-orders.repository.ts'
 import { createAccounts } from '../../src/trading/index.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
 
@@ -68,6 +68,10 @@ describe('placeBtcOrders', () => {
     assert.ok('placed' in outcomes[1]!)
     assert.deepEqual(outcomes[2], { earlier: outcomes[1].placed })
     assert.ok('placed' in outcomes[3]!)
+    // What a placement answers is what the table holds (numbers as stored, the time, the running total).
+    for (const placed of [first.placed, outcomes[1].placed, outcomes[3].placed]) {
+      assert.deepEqual(placed, await findBtcOrder(testDb.db, placed.id, undefined))
+    }
     assert.equal(await total(), '0.60000000')
     const { rows } = await sql<{ n: number }>`select count(*)::int as n from btc_orders`.execute(testDb.db)
     assert.equal(rows[0]!.n, 3)

@@ -132,10 +132,15 @@ describe('decodeTick fast path', () => {
   it('reads the canonical form by position exactly as a full parse reads it (random near-canonical values)', () => {
     const pick = <T>(...values: T[]) => fc.constantFrom(...values)
     const time = fc.oneof(fc.stringMatching(/^\d{6}$/), pick('235959', '240000', '096000', '090060', '09000', '0900000', 'ab0000', ''))
-    const name = fc.oneof(pick('stock1', 'stock12', 'Stock_A-1', 'user7', 'x', '1abc', 's"t', 's\\"t', '', 'a'.repeat(64), 'a'.repeat(65)), fc.stringMatching(/^[A-Za-z][A-Za-z0-9_-]{0,5}$/))
+    const name = fc.oneof(
+      pick('stock1', 'stock12', 'Stock_A-1', 'user7', 'x', '1abc', 's"t', 's\\"t', 'A\\u0042', 'st\\u006fck1', '', 'a'.repeat(64), 'a'.repeat(65)),
+      fc.stringMatching(/^[A-Za-z][A-Za-z0-9_-]{0,5}$/),
+    )
     const price = fc.oneof(
       fc.stringMatching(/^(0|[1-9]\d{0,16})(\.\d{0,12})?$/),
       pick('null', 'nul', 'nulll', '-1', '1e5', '01', '0.', '.5', '1.5.5', ' 1', '"1"', 'true', ''),
+      // A second "stock" after the price: JSON.parse keeps the last one.
+      pick('1,"stock":"stock1"', '2,"stock":"B"', 'null,"stock":"user1"'),
     )
     const key = fc.option(fc.oneof(name, pick('stock1')), { nil: undefined })
     fc.assert(
@@ -158,6 +163,16 @@ describe('decodeTick fast path', () => {
       }),
       { numRuns: 30_000 },
     )
+  })
+
+  it('leaves escaped names and repeated fields to the full parse, as JSON reads them', () => {
+    const escaped = decodeTick('AB', '{"time":"090000","stock":"A\\u0042","price":1}')
+    assert.ok(escaped.ok)
+    assert.equal(escaped.tick.stock, 'AB')
+    const repeated = decodeTick('B', '{"time":"090000","stock":"A","price":1,"stock":"B"}')
+    assert.ok(repeated.ok)
+    assert.equal(repeated.tick.stock, 'B')
+    assert.match(reasonOf(decodeTick(undefined, '{"time":"090000","stock":"user1","price":01}')), /not JSON/)
   })
 
   it('still validates values in the canonical form', () => {

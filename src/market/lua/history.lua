@@ -21,8 +21,8 @@
 --   S             string  the contract JSON, rebuilt from the pieces (materialized)
 --   bourse:stocks set     every stock with a history; bourse:dirty set: not yet rebuilt
 --   bourse:market:gen     string  a counter raised by every write that changes what the
---                         market read API shows (ticks, performance, a seed), started
---                         from the clock (see next_gen); a stock's
+--                         market read API shows (ticks, performance, a seed), kept at
+--                         or above the clock in µs (see next_gen); a stock's
 --                         m.g is the value of its last change, so cached views are tagged
 --                         with it and a tag that is not current is never served
 --   bourse:ticks  stream  the ticks as they are applied: one entry per stock and batch,
@@ -77,17 +77,19 @@ local function materialize(s, now)
   redis.call('SREM', 'bourse:dirty', s)
 end
 
--- Raises the market generation (see the top); once per script run. A missing counter (a
--- new or emptied Redis) starts from the clock in microseconds, above any value it had
--- before, so a generation never repeats and a view tagged with an old one is never current.
+-- Raises the market generation (see the top); once per script run. The new value is the
+-- clock in microseconds, or the old one plus one if that is higher: a Redis that comes
+-- back emptied, or from a save older than its last writes, goes on above every value it
+-- gave before, so a generation never repeats and a view tagged with an old one is never
+-- current again. (Exact as a Lua number: about 1.8e15, below 2^53.)
 local gen_now = nil
 local function next_gen()
   if not gen_now then
-    if redis.call('EXISTS', 'bourse:market:gen') == 0 then
-      local t = redis.call('TIME')
-      redis.call('SET', 'bourse:market:gen', t[1] .. string.sub('00000' .. t[2], -6))
-    end
-    gen_now = redis.call('INCR', 'bourse:market:gen')
+    local t = redis.call('TIME')
+    local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local current = tonumber(redis.call('GET', 'bourse:market:gen') or '0')
+    gen_now = math.max(clock, current + 1)
+    redis.call('SET', 'bourse:market:gen', string.format('%.0f', gen_now))
   end
   return gen_now
 end
