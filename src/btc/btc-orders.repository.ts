@@ -150,7 +150,9 @@ async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string, at
       join input i using (n)
       left join inserted ins on ins.id = i.id
       left join earlier e on e.n = w.n
-      left join btc_orders o on o.id = e.id
+      -- One primary-key probe per earlier order (offset 0 keeps the planner from turning it
+      -- into a join that could scan the table).
+      left join lateral (select * from btc_orders o where o.id = e.id offset 0) o on true
       where w.n > 0
       order by w.n
     `.execute(db)
