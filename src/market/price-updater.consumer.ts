@@ -135,6 +135,20 @@ function decodeMessage(message: StringMessage): Decoded {
 
 const positionOf = (item: Decoded) => item.source!
 
+/** The first and last offset per partition of a batch, from the runs the tracker took: every message, tick or poison. */
+function offsetRangesOf(ranges: readonly TakenOffsets[]): Map<number, OffsetRange> {
+  const merged = new Map<number, OffsetRange>()
+  for (const { partition, first, last } of ranges) {
+    const known = merged.get(partition)
+    if (!known) merged.set(partition, { first, last })
+    else {
+      if (first < known.first) known.first = first
+      if (last > known.last) known.last = last
+    }
+  }
+  return merged
+}
+
 /** Creates the price updater. */
 export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdaterOptions): PriceUpdater {
   const { consumer, producer, history } = deps
@@ -174,6 +188,7 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
   const applyBatch = async (
     batch: Decoded[],
     ranges: TakenOffsets[],
+    offsetRanges: ReadonlyMap<number, OffsetRange>,
     signal: AbortSignal,
     previous: Promise<unknown>,
     submittedBefore: ReadonlyMap<number, bigint>,
@@ -187,16 +202,6 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
     // until it succeeds or we stop.
     await deadLetter(poison, signal)
     const consumedOnly = poison.map(({ message }) => ({ partition: message.partition, offset: message.offset }))
-    // The batch's offsets per partition, from the runs the tracker took: every message, tick or poison.
-    const offsetRanges = new Map<number, OffsetRange>()
-    for (const { partition, first, last } of ranges) {
-      const known = offsetRanges.get(partition)
-      if (!known) offsetRanges.set(partition, { first, last })
-      else {
-        if (first < known.first) known.first = first
-        if (last > known.last) known.last = last
-      }
-    }
     // Redis unreachable (or the previous batch failed): nothing of this batch was
     // applied; retry until it is or we stop.
     const result = await retry(
@@ -361,17 +366,17 @@ export function createPriceUpdater(deps: PriceUpdaterDeps, options: PriceUpdater
         }
         await previous
         const submittedBefore = new Map(submitted)
-        for (const item of batch) {
-          const { partition, offset } = positionOf(item)
-          const last = submitted.get(partition)
-          if (last === undefined || offset > last) submitted.set(partition, offset)
-        }
         const ranges = takeBatch(tracker, batch, positionOf)
+        const offsetRanges = offsetRangesOf(ranges)
+        for (const [partition, { last }] of offsetRanges) {
+          const before = submitted.get(partition)
+          if (before === undefined || last > before) submitted.set(partition, last)
+        }
         inFlight += batch.length
         metrics.messages(batch.length)
         metrics.inFlight(inFlight)
         previous = current
-        current = applyBatch(batch, ranges, signal, previous, submittedBefore)
+        current = applyBatch(batch, ranges, offsetRanges, signal, previous, submittedBefore)
         current.catch(() => failed.abort()) // surfaced when awaited as `previous` or by settled()
         if (Date.now() - lastCommit >= commitIntervalMs) await commitToKafka()
         if (signal.aborted) break

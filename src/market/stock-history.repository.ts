@@ -223,7 +223,6 @@ function buildApplyArgs(
 ): string[] {
   const ranges = new Map<number, OffsetRange>(knownRanges)
   const extend = (source: TickSource | undefined) => {
-    if (knownRanges) return
     if (!source) {
       if (offsetsKeyName) throw new Error('applyTicks with offsets needs every tick to carry its source')
       return
@@ -235,14 +234,14 @@ function buildApplyArgs(
   }
   const byStock = new Map<string, { times: string[]; tokens: string[]; prices: Array<number | null> }>()
   for (const tick of ticks) {
-    extend(tick.source)
+    if (!knownRanges) extend(tick.source)
     let group = byStock.get(tick.stock)
     if (!group) byStock.set(tick.stock, (group = { times: [], tokens: [], prices: [] }))
     group.times.push(tick.time)
     group.tokens.push(tick.token ?? priceToken(tick.price))
     group.prices.push(tick.price)
   }
-  for (const source of consumedOnly) extend(source)
+  if (!knownRanges) for (const source of consumedOnly) extend(source)
   const args: string[] = [offsetsKeyName, interval, String(offsetsKeyName ? ranges.size : 0), recordExpected ? '1' : '', streamMaxLen]
   if (offsetsKeyName) {
     for (const [partition, range] of ranges) {
