@@ -6,12 +6,12 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { assertLocalHost, type InfraDeps, InfraError, type LocalService, type StartedByBourse } from './local-service.ts'
 import { urlEndpoint, waitForPort } from './net.ts'
 import {
   isMissingProgram,
   livePidFromFile,
-  readPidFile,
   removeFile,
   runTool,
   stopProcess,
@@ -81,6 +81,10 @@ export function createRedisServer(deps: InfraDeps): LocalService {
     async start({ timeoutMs }) {
       assertLocalHost(endpoint, 'Redis', 'REDIS_URL')
       await mkdir(paths.dir, { recursive: true })
+      // A pid file left by a server that died (SIGKILL) names a dead pid: gone before the
+      // start, so the pid read below can only be the new server's.
+      if ((await livePidFromFile(paths.pid, redisMarker)) === undefined) await removeFile(paths.pid)
+      const deadline = Date.now() + timeoutMs
       let result: Awaited<ReturnType<typeof runTool>>
       try {
         result = await runTool('redis-server', redisServerArgs(endpoint.host, endpoint.port, paths))
@@ -95,8 +99,17 @@ export function createRedisServer(deps: InfraDeps): LocalService {
       if (!(await waitForPort(endpoint, { timeoutMs, signal: deps.signal }))) {
         throw new InfraError(`redis-server did not accept connections; see ${paths.log}`)
       }
-      deps.log.info({ port: endpoint.port }, 'redis-server started')
-      return { pid: await readPidFile(paths.pid) }
+      // redis-server listens before it writes its pid file: wait for the file too, or a
+      // start on a busy machine answers without the pid `infra down` needs.
+      let pid = await livePidFromFile(paths.pid, redisMarker)
+      while (pid === undefined && Date.now() < deadline) {
+        if (deps.signal?.aborted) throw new InfraError('interrupted')
+        await sleep(50)
+        pid = await livePidFromFile(paths.pid, redisMarker)
+      }
+      if (pid === undefined) throw new InfraError(`redis-server wrote no pid file (${paths.pid}); see ${paths.log}`)
+      deps.log.info({ port: endpoint.port, pid }, 'redis-server started')
+      return { pid }
     },
     async stop() {
       const pid = await livePidFromFile(paths.pid, redisMarker)
