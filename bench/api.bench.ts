@@ -37,7 +37,6 @@
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import { createApiToken } from '../src/auth/index.ts'
@@ -66,8 +65,10 @@ import {
   loadAverage1m,
   type LoadRound,
   loadRound,
+  machineCpus,
   namespaceCleanup,
   percentile,
+  pinCores,
   prepareNamespace,
   printTable,
   redisDbUrl,
@@ -75,6 +76,7 @@ import {
   roundDetails,
   roundRatios,
   runCleanup,
+  runConditions,
   runSuffix,
   type Row,
   serviceEnvFor,
@@ -84,6 +86,8 @@ import {
   stopChild,
   summarize,
   type Summary,
+  type Validity,
+  validityRow,
   writeResult,
 } from './lib.ts'
 
@@ -102,6 +106,8 @@ const SKIP_THROUGHPUT = process.env.BENCH_SKIP_THROUGHPUT === '1'
 const CALLERS = Math.max(1, Number(process.env.BENCH_CALLERS ?? 50))
 const STOCKS = Math.max(1, Number(process.env.BENCH_STOCKS ?? 10))
 const RATIO_TARGET = 0.6
+/** BuyStock's server CPU per request over the empty route's, at most. */
+const CPU_TARGET = 1.5
 const CALLBACK_P99_TARGET_MS = 50
 /** Orders the bench places at once (the API's order route, not what is measured). */
 const PLACING_CONCURRENCY = 32
@@ -123,7 +129,8 @@ const serviceConfig = loadConfig(serviceEnv)
 // Any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
 const failure = createFailure()
 const { fail, guard } = failure
-const processes = createProcesses(failure)
+const pinning = pinCores()
+const processes = createProcesses(failure, pinning)
 
 // ---------------------------------------------------------------------------------------
 // HTTP servers of this process.
@@ -352,9 +359,10 @@ try {
 
   let baselineRounds: LoadRound[] = []
   let apiRounds: LoadRound[] = []
-  let throughput: { baseline: Summary; buyStock: Summary; ratio: number; cpuRatio: number | null } | undefined
+  let throughput: { baseline: Summary; buyStock: Summary; ratio: number; cpuRatio: number | null; validity: Validity } | undefined
   const rows: Row[] = [
-    [`load average (1 min) at start, ${availableParallelism()} cores`, loadAtStart.toFixed(1)],
+    [`load average (1 min) at start, ${machineCpus} cores`, loadAtStart.toFixed(1)],
+    ['pinning', pinning.description],
   ]
   if (!SKIP_THROUGHPUT) {
     const empty = startEmptyServer(processes, profileFlags)
@@ -387,7 +395,7 @@ try {
     const baseline = summarize(baselineRounds)
     const buyStock = summarize(apiRounds)
     const { ratio, cpuRatio } = compareSummaries(baseline, buyStock)
-    throughput = { baseline, buyStock, ratio, cpuRatio }
+    throughput = { baseline, buyStock, ratio, cpuRatio, validity: rounds.validity }
     rows.push(
       settingsRow(CONNECTIONS, ROUNDS, SECONDS),
       ...baselineRows(baseline),
@@ -395,6 +403,8 @@ try {
       ['BuyStock p50 / p99, median (ms)', `${buyStock.p50Ms} / ${buyStock.p99Ms}`],
       [`BuyStock / empty req/s (target >= ${RATIO_TARGET})`, ratio.toFixed(2)],
       ...cpuRows('BuyStock', baseline, buyStock, cpuRatio),
+      [`BuyStock / empty server CPU per request (target <= ${CPU_TARGET})`, cpuRatio ? (1 / cpuRatio).toFixed(2) : '?'],
+      validityRow(rounds.validity),
     )
   }
 
@@ -535,8 +545,8 @@ try {
     benchmark: 'api',
     date: new Date().toISOString(),
     node: process.version,
-    cpus: availableParallelism(),
-    loadAverage1m: { atStart: round1(loadAtStart), atEnd: round1(loadAverage1m()) },
+    cpus: machineCpus,
+    ...runConditions(pinning, loadAtStart),
     connections: CONNECTIONS,
     callers: CALLERS,
     stocks: STOCKS,
@@ -553,6 +563,9 @@ try {
     ratio: throughput ? Number(throughput.ratio.toFixed(3)) : null,
     ratioTarget: RATIO_TARGET,
     cpuRatio: throughput?.cpuRatio == null ? null : Number(throughput.cpuRatio.toFixed(3)),
+    cpuPerRequestRatio: throughput?.cpuRatio == null ? null : Number((1 / throughput.cpuRatio).toFixed(3)),
+    cpuPerRequestTarget: CPU_TARGET,
+    validity: throughput?.validity ?? null,
     ...(callbacks && { callbacks }),
   }
   await writeResult('api', result)

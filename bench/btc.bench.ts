@@ -57,7 +57,6 @@
  * directory: the API and the empty server write V8 CPU profiles there when they stop),
  * BENCH_SKIP_PLACEMENT (1 skips A and B).
  */
-import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type autocannon from 'autocannon'
 import { CompiledQuery, sql } from 'kysely'
@@ -89,9 +88,11 @@ import {
   loadAverage1m,
   type LoadRound,
   loadRound,
+  machineCpus,
   median,
   namespaceCleanup,
   percentile,
+  pinCores,
   prepareNamespace,
   printTable,
   redisDbUrl,
@@ -99,6 +100,7 @@ import {
   roundDetails,
   roundRatios,
   runCleanup,
+  runConditions,
   runSuffix,
   type Row,
   serviceEnvFor,
@@ -107,6 +109,7 @@ import {
   startEmptyServer,
   stopChild,
   summarize,
+  validityRow,
   writeResult,
 } from './lib.ts'
 
@@ -154,7 +157,8 @@ const serviceConfig = loadConfig(serviceEnv)
 // Any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
 const failure = createFailure()
 const { guard } = failure
-const processes = createProcesses(failure)
+const pinning = pinCores()
+const processes = createProcesses(failure, pinning)
 
 // ---------------------------------------------------------------------------------------
 // The quote, and the orders table.
@@ -449,12 +453,15 @@ try {
 
   const api = startApi(processes, serviceEnv, profileFlags)
   const apiUrl = await processes.waitForUrl(api, API_LISTENING)
-  const rows: Row[] = [[`load average (1 min) at start, ${availableParallelism()} cores`, loadAtStart.toFixed(1)]]
+  const rows: Row[] = [
+    [`load average (1 min) at start, ${machineCpus} cores`, loadAtStart.toFixed(1)],
+    ['pinning', pinning.description],
+  ]
   const result: Record<string, unknown> = {
     benchmark: 'btc',
     date: new Date().toISOString(),
     node: process.version,
-    cpus: availableParallelism(),
+    cpus: machineCpus,
     quote: `written into Redis by the bench every ${QUOTE_EVERY_MS} ms, fetched_at now (no poller or providers running)`,
     rateLimitMax: serviceConfig.RATE_LIMIT_MAX,
     authCacheMs: serviceConfig.AUTH_CACHE_MS,
@@ -514,7 +521,7 @@ try {
     )
     const afterA = await assertTotals(db, 'after part A')
     // autocannon drops the answers still in flight when a round ends: up to one per connection and round were stored unseen.
-    if (afterA.orders < accepted || afterA.orders > accepted + (ROUNDS + 1) * CONNECTIONS) {
+    if (afterA.orders < accepted || afterA.orders > accepted + (ROUNDS + 1 + a.validity.repeated) * CONNECTIONS) {
       throw new Error(`after part A: ${afterA.orders} orders stored, ${accepted} answered 201`)
     }
     const aBaseline = summarize(a.baselineRounds)
@@ -528,6 +535,7 @@ try {
       ['A. orders p50 / p99, median (ms)', `${aOrders.p50Ms} / ${aOrders.p99Ms}`],
       [`A. orders / empty req/s (target >= ${PLACEMENT_TARGET})`, aCompared.ratio.toFixed(2)],
       ['A. each round', roundRatios(a.subjectRounds, a.baselineRounds).join(' ')],
+      validityRow(a.validity),
       ...cpuRows('orders', aBaseline, aOrders, aCompared.cpuRatio),
       ['A. PostgreSQL backends of the API: CPU per order (µs)', String(aBackendUse.cpuUsPerRequest ?? '?')],
       ['A. ... their states (share of samples)', statesText(aBackendUse.statesShare)],
@@ -537,6 +545,7 @@ try {
       baselineRounds: a.baselineRounds.map(roundedRound),
       orderRounds: a.subjectRounds.map(roundedRound),
       roundRatios: roundRatios(a.subjectRounds, a.baselineRounds),
+      validity: a.validity,
       baseline: aBaseline,
       orders: aOrders,
       ratio: Number(aCompared.ratio.toFixed(3)),
@@ -601,6 +610,7 @@ try {
       ['B. near the cap p50 / p99, median (ms)', `${bOrders.p50Ms} / ${bOrders.p99Ms}`],
       ['B. near the cap / empty req/s', bCompared.ratio.toFixed(2)],
       ['B. each round', roundRatios(b.subjectRounds, b.baselineRounds).join(' ')],
+      validityRow(b.validity),
       ...cpuRows('near the cap', bBaseline, bOrders, bCompared.cpuRatio),
       ['B. PostgreSQL backends of the API: CPU per answer (µs)', String(bBackendUse.cpuUsPerRequest ?? '?')],
       ['B. ... their states (share of samples)', statesText(bBackendUse.statesShare)],
@@ -612,6 +622,7 @@ try {
       baselineRounds: b.baselineRounds.map(roundedRound),
       nearCapRounds: b.subjectRounds.map(roundedRound),
       roundRatios: roundRatios(b.subjectRounds, b.baselineRounds),
+      validity: b.validity,
       baseline: bBaseline,
       nearCap: bOrders,
       acceptedPerSecond,
@@ -711,7 +722,7 @@ try {
     result.paging = { orders: ORDERS, owner: `all ${PAGE_USER}'s`, pageLimit: PAGE_LIMIT, deepPage: DEEP_PAGE, insertSeconds, ...paging }
   }
 
-  result.loadAverage1m = { atStart: round1(loadAtStart), atEnd: round1(loadAverage1m()) }
+  Object.assign(result, runConditions(pinning, loadAtStart))
   printTable(rows)
   await writeResult('btc', result)
 } catch (err) {

@@ -37,7 +37,6 @@
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
 import { sql } from 'kysely'
@@ -45,7 +44,7 @@ import { createApp } from '../src/events/apps.repository.ts'
 import type { IncomingEvent } from '../src/events/events.schemas.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
 import { createDb } from '../src/platform/db/index.ts'
-import type { Database } from '../src/database.ts'
+import type { Database, Db } from '../src/database.ts'
 import { createAdmin, createConsumer, partitionBounds } from '../src/platform/kafka/clients.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { createRedis } from '../src/platform/redis.ts'
@@ -62,11 +61,13 @@ import {
   createProcesses,
   EMPTY_LISTENING,
   type LoadRound,
+  loadAverage1m,
   loadRound,
   median,
   namespaceCleanup,
   NEVER_REFUSED_LIMIT,
   prepareNamespace,
+  pinCores,
   printTable,
   redisDbUrl,
   repoRoot,
@@ -74,6 +75,7 @@ import {
   roundDetails,
   roundRatios,
   runCleanup,
+  runConditions,
   runSuffix,
   type Row,
   serviceEnvFor,
@@ -82,6 +84,7 @@ import {
   startEmptyServer,
   stopChild,
   summarize,
+  validityRow,
   writeResult,
 } from './lib.ts'
 
@@ -97,7 +100,9 @@ const WORKER_TIMEOUT_S = Number(process.env.BENCH_WORKER_TIMEOUT_S ?? 600)
 const WORKER_EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 2_000_000)
 const profileFlags = cpuProfileFlags(process.env.BENCH_CPU_PROF)
 const SKIP_WORKER = process.env.BENCH_SKIP_WORKER === '1'
-const RATIO_TARGET = 0.5
+const RATIO_TARGET = 0.6
+/** The worker's rate over PostgreSQL's own rate of taking the same rows into a copy of the table, at least. */
+const STORE_TARGET = 0.5
 const SEED_TARGET_EVENTS_PER_SECOND = 100
 
 const config = loadConfig()
@@ -121,7 +126,8 @@ const serviceConfig = loadConfig(serviceEnv)
 // Any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
 const failure = createFailure()
 const { guard } = failure
-const processes = createProcesses(failure)
+const pinning = pinCores()
+const processes = createProcesses(failure, pinning)
 
 /** Runs `bourse <args>` to the end. */
 async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -227,6 +233,24 @@ async function trimTopic(keep: number): Promise<number> {
 }
 
 /** Baseline: the same client consuming the topic as a new group, doing nothing per message. */
+/**
+ * PostgreSQL's own rate of taking the stored events into a table like `events`: the same
+ * columns, indexes, defaults and checks (`like events including all`) and its foreign key,
+ * filled by one INSERT ... SELECT with no client in between. The worker's rate is compared
+ * with it; the copy is dropped after.
+ */
+async function copyRate(db: Db): Promise<number> {
+  await sql`create table events_copy (like events including all)`.execute(db)
+  try {
+    await sql`alter table events_copy add foreign key (app_id) references apps (id)`.execute(db)
+    const started = performance.now()
+    const { numAffectedRows } = await sql`insert into events_copy select * from events`.execute(db)
+    return Number(numAffectedRows) / ((performance.now() - started) / 1000)
+  } finally {
+    await sql`drop table events_copy`.execute(db)
+  }
+}
+
 async function rawConsume(round: number, total: number): Promise<number> {
   const group = `bench-events-raw-${suffix}-${round}`
   rawGroups.push(group)
@@ -255,6 +279,7 @@ async function rawConsume(round: number, total: number): Promise<number> {
 // ---------------------------------------------------------------------------------------
 // The run.
 
+const loadAtStart = loadAverage1m()
 const db = createDb<Database>({ url: config.DATABASE_URL, schema, max: 2, log })
 const redis = createRedis(redisUrl, log, 'bench')
 
@@ -293,7 +318,7 @@ try {
   // The empty server has one route, POST /api/buy-stock; it parses any JSON body.
   const emptyRoute = `${emptyUrl}/api/buy-stock`
   const intakeRoute = `${apiUrl}/api/events`
-  const { warmup, baselineRounds, subjectRounds: intakeRounds } = await alternateRounds(
+  const { warmup, baselineRounds, subjectRounds: intakeRounds, discarded, validity } = await alternateRounds(
     (seconds) => load(emptyRoute, empty, headers, body, seconds),
     (seconds) => load(intakeRoute, api, headers, body, seconds),
     { rounds: ROUNDS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, subjectWarmupSeconds: INTAKE_WARMUP_SECONDS },
@@ -305,7 +330,7 @@ try {
       ),
   )
   // Every 202 (the probe's too): the topic must hold at least these events.
-  const answered = 1 + warmup.subject.requests + intakeRounds.reduce((sum, r) => sum + r.requests, 0)
+  const answered = 1 + warmup.subject.requests + [...intakeRounds, ...discarded.map((d) => d.subject)].reduce((sum, r) => sum + r.requests, 0)
   await stopChild(empty)
   await stopChild(api)
   const baseline = summarizeIntake(baselineRounds)
@@ -351,6 +376,7 @@ try {
       throw new Error(`stored ${counts.events} events and ${counts.errors} errors; expected ${total - expectedErrors} and ${expectedErrors}`)
     }
     const rawAfter = BATCH * (await guard(rawConsume(2, messages)))
+    const postgresRate = await copyRate(db)
     const rawRate = Math.max(rawBefore, rawAfter)
     const workerRate = total / ((workerDone - workerStarted) / 1000)
     const workerSteadyRate = firstRowAt === undefined ? workerRate : total / ((workerDone - firstRowAt) / 1000)
@@ -368,12 +394,15 @@ try {
         (intake.eventsPerSecond / SEED_TARGET_EVENTS_PER_SECOND).toFixed(0),
       ],
       ...cpuRows('intake', baseline, intake, cpuRatio),
+      validityRow(validity),
       ['events acknowledged (202) / in the topic / kept for the worker', `${answered * BATCH} / ${inTopic} / ${total}`],
       ['events stored: events + errors', `${counts.events} + ${counts.errors}`],
       ['raw consume, baseline, before / after (msg/s x events per msg)', `${Math.round(rawBefore)} / ${Math.round(rawAfter)}`],
       ['worker, start to last row (events/s)', String(Math.round(workerRate))],
       ['worker, first row to last row (events/s)', String(Math.round(workerSteadyRate))],
       ['worker (first to last row) / raw consume', (workerSteadyRate / rawRate).toFixed(2)],
+      ['PostgreSQL alone: the stored events into a copy of the table (events/s)', String(Math.round(postgresRate))],
+      [`worker (first to last row) / PostgreSQL alone (target >= ${STORE_TARGET})`, (workerSteadyRate / postgresRate).toFixed(2)],
       ['worker start to last row (s)', ((workerDone - workerStarted) / 1000).toFixed(1)],
     ]
     printTable(rows)
@@ -381,7 +410,7 @@ try {
       benchmark: 'events',
       date: new Date().toISOString(),
       node: process.version,
-      cpus: availableParallelism(),
+      ...runConditions(pinning, loadAtStart),
       connections: CONNECTIONS,
       rounds: ROUNDS,
       roundSeconds: SECONDS,
@@ -400,6 +429,7 @@ try {
         ratio: Number(ratio.toFixed(3)),
         ratioTarget: RATIO_TARGET,
         cpuRatio: cpuRatio === null ? null : Number(cpuRatio.toFixed(3)),
+        validity,
         seedTargetEventsPerSecond: SEED_TARGET_EVENTS_PER_SECOND,
       },
       worker: {
@@ -417,6 +447,10 @@ try {
         rawConsumeBefore: Math.round(rawBefore),
         rawConsumeAfter: Math.round(rawAfter),
         ratioToRawConsume: Number((workerSteadyRate / rawRate).toFixed(3)),
+        postgresAloneEventsPerSecond: Math.round(postgresRate),
+        postgresAlone: 'insert into a copy of events (like events including all: the same indexes, defaults and checks; its foreign key) select * from events, one statement',
+        ratioToPostgresAlone: Number((workerSteadyRate / postgresRate).toFixed(3)),
+        ratioToPostgresAloneTarget: STORE_TARGET,
       },
     }
     await writeResult('events', result)

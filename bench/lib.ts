@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
-import { loadavg } from 'node:os'
+import { availableParallelism, loadavg } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
@@ -68,6 +68,49 @@ export async function prepareNamespace(db: Db, redis: Redis, schema: string): Pr
 
 /** Node flags that make a process write a V8 CPU profile into `dir` when it stops; none without `dir`. */
 export const cpuProfileFlags = (dir: string | undefined): string[] => (dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [])
+
+// ---------------------------------------------------------------------------------------
+// Pinning: the load generator and the servers under test on cores of their own.
+
+/**
+ * The CPUs this process may use when the benchmark starts, before {@link pinCores} pins it
+ * to one (availableParallelism() answers for the pinned process after).
+ */
+export const machineCpus = availableParallelism()
+
+/** Where the run's processes may run. */
+export interface Pinning {
+  /** The CPUs of the load generator (this process, all its threads), as taskset lists them; null when not pinned. */
+  load: string | null
+  /** The CPUs of every service process the run starts; null when not pinned. */
+  servers: string | null
+  /** What was done and what was not, for the printed table and the result file. */
+  description: string
+}
+
+/**
+ * Pins this process (the load generator: autocannon runs in it) to CPU 0 and returns the
+ * CPUs for the services it starts (1 to n-1), with taskset, unless BENCH_PIN is 0, the
+ * machine has one CPU, or taskset is missing: then nothing is pinned and the description
+ * says why. PostgreSQL, Redis and Kafka are the machine's: they stay unpinned.
+ */
+export function pinCores(env: NodeJS.ProcessEnv = process.env): Pinning {
+  const cpus = machineCpus
+  const none = (why: string): Pinning => ({ load: null, servers: null, description: `none: ${why}` })
+  if (env.BENCH_PIN === '0') return none('BENCH_PIN=0')
+  if (cpus < 2) return none('one CPU')
+  const servers = cpus === 2 ? '1' : `1-${cpus - 1}`
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
+  } catch (err) {
+    return none(`taskset failed (${(err as Error).message.split('\n')[0]})`)
+  }
+  return {
+    load: '0',
+    servers,
+    description: `taskset: load generator on CPU 0, services under test on CPU ${servers}; PostgreSQL, Redis and Kafka unpinned`,
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // Failure: any child exiting on its own, or Ctrl-C, ends the run (then the cleanup runs).
@@ -129,12 +172,17 @@ export interface Processes {
   stopAll(): Promise<unknown>
 }
 
-/** The run's child processes, reporting to `failure`. */
-export function createProcesses(failure: Pick<Failure, 'fail' | 'guard'>): Processes {
+/**
+ * The run's child processes, reporting to `failure`, on the pinning's server CPUs (taskset
+ * execs node: the child's pid is node's).
+ */
+export function createProcesses(failure: Pick<Failure, 'fail' | 'guard'>, pinning?: Pinning): Processes {
   const children: Child[] = []
   return {
     start(name, args, env, nodeFlags = []) {
-      const proc = spawn(process.execPath, [...nodeFlags, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
+      const command = [process.execPath, ...nodeFlags, ...args]
+      const pinned = pinning?.servers ? ['taskset', '-c', pinning.servers, ...command] : command
+      const proc = spawn(pinned[0]!, pinned.slice(1), { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
       const child: Child = { name, process: proc, exited: once(proc, 'exit'), stopping: false, tail: [], stdout: '' }
       const keep = (text: string) => {
         child.tail.push(...text.split('\n').filter((line) => line !== ''))
@@ -372,32 +420,96 @@ export interface Alternation<T> {
   warmup: { baseline: T; subject: T }
   baselineRounds: T[]
   subjectRounds: T[]
+  /** The pairs run again (see {@link alternateRounds}): not compared, but their requests were answered. */
+  discarded: Array<{ baseline: T; subject: T }>
+  /** Whether the baseline held still enough for the comparison to count. */
+  validity: Validity
 }
+
+/** How steady the baseline was: the run counts only if its spread is within the bound. */
+export interface Validity {
+  /** (max - min) / median of the baseline's req/s over the rounds kept. */
+  spread: number
+  /** The largest spread a valid run may have (BENCH_MAX_SPREAD, in percent). */
+  bound: number
+  /** Pairs of rounds run again because the baseline's spread went past the bound. */
+  repeated: number
+  valid: boolean
+}
+
+/** The baseline spread a run may have: BENCH_MAX_SPREAD percent, 10 unless set. */
+export const maxBaselineSpread = (): number => intEnv('BENCH_MAX_SPREAD', 10, 1) / 100
+
+/** (max - min) / median of the rounds' req/s; 0 for fewer than two rounds. */
+export function spreadOf(rounds: ReadonlyArray<Pick<LoadRound, 'requestsPerSecond'>>): number {
+  if (rounds.length < 2) return 0
+  const values = rounds.map((r) => r.requestsPerSecond)
+  return (Math.max(...values) - Math.min(...values)) / median(values)
+}
+
+/** The validity as the printed table shows it. */
+export const validityRow = (v: Validity): Row => [
+  `baseline spread over rounds (valid within ${Math.round(v.bound * 100)}%)`,
+  `${(v.spread * 100).toFixed(1)}%${v.repeated > 0 ? `, ${v.repeated} round(s) repeated` : ''}: ${v.valid ? 'valid' : 'NOT VALID, the machine was not steady'}`,
+]
 
 /**
  * Warms up the baseline then the subject, then runs `rounds` pairs of rounds, baseline
  * first, each pair passed to `onRound`. The subject's warm-up lasts `subjectWarmupSeconds`
  * (default `warmupSeconds`): longer when it drives a server that must warm up too.
+ *
+ * When a pair takes the baseline's spread (see {@link spreadOf}) past `maxSpread`, the pair
+ * whose baseline is farthest from the median is set aside, said so, and one more pair run,
+ * at most `maxRepeats` times in the run: the comparison stands on a baseline that held
+ * still, or the result says it did not.
  */
 export async function alternateRounds<T extends LoadRound>(
   baseline: (seconds: number) => Promise<T>,
   subject: (seconds: number) => Promise<T>,
-  options: { rounds: number; seconds: number; warmupSeconds: number; subjectWarmupSeconds?: number },
+  options: { rounds: number; seconds: number; warmupSeconds: number; subjectWarmupSeconds?: number; maxSpread?: number; maxRepeats?: number },
   onRound: (round: number, baseline: T, subject: T) => void,
 ): Promise<Alternation<T>> {
+  const bound = options.maxSpread ?? maxBaselineSpread()
+  const maxRepeats = options.maxRepeats ?? options.rounds
   const warmup = {
     baseline: await baseline(options.warmupSeconds),
     subject: await subject(options.subjectWarmupSeconds ?? options.warmupSeconds),
   }
   const baselineRounds: T[] = []
   const subjectRounds: T[] = []
-  for (let round = 1; round <= options.rounds; round++) {
-    baselineRounds.push(await baseline(options.seconds))
-    subjectRounds.push(await subject(options.seconds))
-    onRound(round, baselineRounds.at(-1)!, subjectRounds.at(-1)!)
+  const discarded: Array<{ baseline: T; subject: T }> = []
+  while (baselineRounds.length < options.rounds) {
+    const round = baselineRounds.length + 1
+    const b = await baseline(options.seconds)
+    const s = await subject(options.seconds)
+    baselineRounds.push(b)
+    subjectRounds.push(s)
+    const spread = spreadOf(baselineRounds)
+    if (spread > bound && discarded.length < maxRepeats) {
+      // The pair whose baseline is farthest from the others' median goes (the first round's
+      // as well as this one's): one more pair is run in its place.
+      const middle = median(baselineRounds.map((r) => r.requestsPerSecond))
+      const far = baselineRounds.reduce((best, r, i) =>
+        Math.abs(r.requestsPerSecond - middle) > Math.abs(baselineRounds[best]!.requestsPerSecond - middle) ? i : best, 0)
+      discarded.push({ baseline: baselineRounds.splice(far, 1)[0]!, subject: subjectRounds.splice(far, 1)[0]! })
+      process.stdout.write(
+        `round ${round}: the baseline's spread reached ${(spread * 100).toFixed(1)}% (bound ${Math.round(bound * 100)}%): ` +
+          `the pair with the empty route at ${discarded.at(-1)!.baseline.requestsPerSecond.toFixed(0)} req/s is run again\n`,
+      )
+      continue
+    }
+    onRound(round, b, s)
   }
-  return { warmup, baselineRounds, subjectRounds }
+  const spread = spreadOf(baselineRounds)
+  return { warmup, baselineRounds, subjectRounds, discarded, validity: { spread, bound, repeated: discarded.length, valid: spread <= bound } }
 }
+
+/** The conditions a result was measured under: the pinning and the machine's load. */
+export const runConditions = (pinning: Pinning, loadAtStart: number): Record<string, unknown> => ({
+  pinning: pinning.description,
+  cpus: machineCpus,
+  loadAverage1m: { atStart: round1(loadAtStart), atEnd: round1(loadAverage1m()) },
+})
 
 /** A round's latencies and server CPU, as a progress line shows them. */
 export const roundDetails = (r: LoadRound): string =>

@@ -37,7 +37,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
-import { availableParallelism } from 'node:os'
 import type autocannon from 'autocannon'
 import { createApiToken } from '../src/auth/index.ts'
 import { createStockHistoryRepository } from '../src/market/stock-history.repository.ts'
@@ -64,7 +63,9 @@ import {
   loadAverage1m,
   type LoadRound,
   loadRound,
+  machineCpus,
   prepareNamespace,
+  pinCores,
   printTable,
   redisCleanup,
   redisDbUrl,
@@ -73,6 +74,7 @@ import {
   roundDetails,
   roundRatios,
   runCleanup,
+  runConditions,
   runSuffix,
   type Row,
   schemaCleanup,
@@ -83,6 +85,8 @@ import {
   stopChild,
   type Summary,
   summarize,
+  type Validity,
+  validityRow,
   writeResult,
 } from './lib.ts'
 
@@ -119,7 +123,8 @@ const serviceEnv = serviceEnvFor(process.env, { schema, redisUrl }, {})
 const serviceConfig = loadConfig(serviceEnv)
 
 const failure = createFailure()
-const processes = createProcesses(failure)
+const pinning = pinCores()
+const processes = createProcesses(failure, pinning)
 
 /** Generates the histories and applies them in batches; returns the ticks applied. */
 async function loadHistories(history: ReturnType<typeof createStockHistoryRepository>): Promise<number> {
@@ -178,11 +183,15 @@ interface ReadResult {
   read: Summary
   ratio: number
   cpuRatio: number | null
+  validity: Validity
 }
 
 /** Part B: `bench/ingest.bench.ts` as a child on this run's Redis database; its results file. */
 async function runIngest(): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, ['bench/ingest.bench.ts'], {
+  // Not pinned (this process is): the ingest benchmark runs as \`npm run bench:ingest\` does.
+  const command = [process.execPath, 'bench/ingest.bench.ts']
+  const unpinned = pinning.load === null ? command : ['taskset', '-c', `0-${machineCpus - 1}`, ...command]
+  const child = spawn(unpinned[0]!, unpinned.slice(1), {
     cwd: repoRoot,
     env: { ...process.env, BENCH_REDIS_DB: String(REDIS_DB) },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -197,8 +206,11 @@ async function runIngest(): Promise<Record<string, unknown>> {
 const loadAtStart = loadAverage1m()
 const db = createDb<Database>({ url: config.DATABASE_URL, schema, max: 2, log })
 const redis = createRedis(redisUrl, log, 'bench')
-const rows: Row[] = [[`load average (1 min) at start, ${availableParallelism()} cores`, loadAtStart.toFixed(1)]]
-const result: Record<string, unknown> = { benchmark: 'market', date: new Date().toISOString(), node: process.version, cpus: availableParallelism() }
+const rows: Row[] = [
+  [`load average (1 min) at start, ${machineCpus} cores`, loadAtStart.toFixed(1)],
+  ['pinning', pinning.description],
+]
+const result: Record<string, unknown> = { benchmark: 'market', date: new Date().toISOString(), node: process.version, cpus: machineCpus }
 
 try {
   if (!SKIP_READS) {
@@ -263,6 +275,7 @@ try {
         read: summary,
         ratio: Number(ratio.toFixed(3)),
         cpuRatio: cpuRatio === null ? null : Number(cpuRatio.toFixed(3)),
+        validity: alternation.validity,
       })
       rows.push(
         [`${read.name} (${responseBytes} B): empty / api req/s, median`, `${baseline.requestsPerSecond} / ${summary.requestsPerSecond}`],
@@ -270,6 +283,7 @@ try {
         [`${read.name}: each round`, reads.at(-1)!.roundRatios.map((r) => r.toFixed(2)).join(' ')],
         [`${read.name}: server CPU per request, empty / api (µs)`, `${baseline.serverCpuUsPerRequest ?? '?'} / ${summary.serverCpuUsPerRequest ?? '?'}`],
         [`${read.name}: api p50 / p99 (ms)`, `${summary.p50Ms} / ${summary.p99Ms}`],
+        [`${read.name}: ${validityRow(alternation.validity)[0]}`, validityRow(alternation.validity)[1]],
       )
     }
     const writes = await writer.stop()
@@ -313,7 +327,7 @@ try {
     )
   }
 
-  result.loadAverage1m = { atStart: round1(loadAtStart), atEnd: round1(loadAverage1m()) }
+  Object.assign(result, runConditions(pinning, loadAtStart))
   rows.push(['load average (1 min) at end', loadAverage1m().toFixed(1)])
   printTable(rows)
   await writeResult('market', result)
