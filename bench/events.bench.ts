@@ -11,7 +11,7 @@
  *    process of the same Node (`bench/empty-server.ts`: it parses the same JSON body and
  *    answers a constant) measured in the same run: autocannon, the same body, alternating
  *    rounds after a warm-up, compared by medians. Every answer must be 2xx. Reported as
- *    requests/s and events/s. Target: intake at least 0.5 of the empty route's requests/s
+ *    requests/s and events/s. Target: intake at least 0.6 of the empty route's requests/s
  *    (and the seed's own target, 100 events/s). Also each server's CPU time per request
  *    (Linux /proc), which other load on the 2-core machine disturbs much less than req/s.
  *
@@ -20,7 +20,10 @@
  *    events, which `bourse events-worker` stores, timed from its start to the last row
  *    (`events` + `event_errors`), and from its first row to its last. Baseline: the same
  *    Kafka client consuming the same topic as a new group, doing nothing per message,
- *    before and after the worker (the faster of the two is the baseline).
+ *    before and after the worker (the faster of the two is the baseline). Then PostgreSQL
+ *    alone: the first BENCH_COPY_ROWS stored events taken into a copy of `events` (the
+ *    same indexes, checks and foreign key) with COPY FROM STDIN, and for reference with
+ *    INSERT ... SELECT. Target: the worker at least 0.5 of COPY's rows/s.
  *
  * The intake's warm-up is longer than the empty route's: it also warms the Kafka broker.
  * A broker started a moment ago (a JVM) compiles its produce path during its first ~20 s
@@ -31,20 +34,28 @@
  * Options (env): BENCH_CONNECTIONS (50), BENCH_ROUNDS (5), BENCH_SECONDS (5 per round),
  * BENCH_WARMUP_SECONDS (3; the empty route's), BENCH_INTAKE_WARMUP_SECONDS (20),
  * BENCH_BATCH (50 events per request), BENCH_PARTITIONS (3),
- * BENCH_REDIS_DB (9, flushed before and after), BENCH_WORKER_EVENTS (2,000,000), BENCH_WORKER_TIMEOUT_S (600), BENCH_CPU_PROF (a
+ * BENCH_REDIS_DB (9, flushed before and after), BENCH_WORKER_EVENTS (2,000,000), BENCH_COPY_ROWS (500,000), BENCH_WORKER_TIMEOUT_S (600), BENCH_CPU_PROF (a
  * directory: the API and worker processes write V8 CPU profiles there when they stop),
- * BENCH_SKIP_WORKER (1 stops after A, printing its ratio and writing no result file).
+ * BENCH_SKIP_WORKER (1 stops after A, printing its ratio and writing no result file),
+ * BENCH_PIN and BENCH_MAX_SPREAD (see pinCores and alternateRounds in ./lib.ts).
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
 import { sql } from 'kysely'
+import pg from 'pg'
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams'
 import { createApp } from '../src/events/apps.repository.ts'
 import type { IncomingEvent } from '../src/events/events.schemas.ts'
 import { kafkaBrokers, loadConfig } from '../src/platform/config.ts'
 import { createDb } from '../src/platform/db/index.ts'
-import type { Database, Db } from '../src/database.ts'
+import type { Database } from '../src/database.ts'
 import { createAdmin, createConsumer, partitionBounds } from '../src/platform/kafka/clients.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { createRedis } from '../src/platform/redis.ts'
@@ -59,6 +70,7 @@ import {
   cpuRows,
   createFailure,
   createProcesses,
+  intEnv,
   EMPTY_LISTENING,
   type LoadRound,
   loadAverage1m,
@@ -98,6 +110,7 @@ const PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? 3)
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 9)
 const WORKER_TIMEOUT_S = Number(process.env.BENCH_WORKER_TIMEOUT_S ?? 600)
 const WORKER_EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 2_000_000)
+const COPY_ROWS = intEnv('BENCH_COPY_ROWS', 500_000, 1)
 const profileFlags = cpuProfileFlags(process.env.BENCH_CPU_PROF)
 const SKIP_WORKER = process.env.BENCH_SKIP_WORKER === '1'
 const RATIO_TARGET = 0.6
@@ -233,21 +246,47 @@ async function trimTopic(keep: number): Promise<number> {
 }
 
 /** Baseline: the same client consuming the topic as a new group, doing nothing per message. */
+/** PostgreSQL's own rates of taking rows into the events table, see {@link postgresAlone}. */
+interface PostgresAlone {
+  /** Rows copied (the first stored events, at most BENCH_COPY_ROWS). */
+  rows: number
+  /** COPY ... FROM STDIN of those rows, sent by this process as PostgreSQL's text format: the baseline. */
+  copyRowsPerSecond: number
+  /** INSERT ... SELECT of the same rows inside PostgreSQL (nothing to parse): for reference. */
+  insertSelectRowsPerSecond: number
+}
+
 /**
  * PostgreSQL's own rate of taking the stored events into a table like `events`: the same
- * columns, indexes, defaults and checks (`like events including all`) and its foreign key,
- * filled by one INSERT ... SELECT with no client in between. The worker's rate is compared
- * with it; the copy is dropped after.
+ * columns, indexes, defaults and checks (`like events including all`) and its foreign key.
+ * The first BENCH_COPY_ROWS stored events are exported to a file first (not timed), then
+ * timed as they go back in with COPY FROM STDIN; the table is emptied and the same rows
+ * are taken again by one INSERT ... SELECT. The copy and the file are removed after.
  */
-async function copyRate(db: Db): Promise<number> {
-  await sql`create table events_copy (like events including all)`.execute(db)
+async function postgresAlone(): Promise<PostgresAlone> {
+  const file = join(tmpdir(), `bourse-bench-events-${suffix}.copy`)
+  const client = new pg.Client({ connectionString: config.DATABASE_URL, options: `-c search_path=${schema}` })
+  await client.connect()
   try {
-    await sql`alter table events_copy add foreign key (app_id) references apps (id)`.execute(db)
-    const started = performance.now()
-    const { numAffectedRows } = await sql`insert into events_copy select * from events`.execute(db)
-    return Number(numAffectedRows) / ((performance.now() - started) / 1000)
+    await client.query('create table events_copy (like events including all)')
+    await client.query('alter table events_copy add foreign key (app_id) references apps (id)')
+    const rows = `select * from events order by stored_at, id limit ${COPY_ROWS}`
+    await pipeline(client.query(copyTo(`copy (${rows}) to stdout`)), createWriteStream(file))
+    let started = performance.now()
+    const copy = client.query(copyFrom('copy events_copy from stdin'))
+    await pipeline(createReadStream(file), copy)
+    const copySeconds = (performance.now() - started) / 1000
+    const copied = copy.rowCount
+    await client.query('truncate events_copy')
+    started = performance.now()
+    const inserted = await client.query(`insert into events_copy ${rows}`)
+    const insertSeconds = (performance.now() - started) / 1000
+    if (inserted.rowCount !== copied) throw new Error(`COPY took ${copied} rows, INSERT ... SELECT ${inserted.rowCount}`)
+    return { rows: copied, copyRowsPerSecond: copied / copySeconds, insertSelectRowsPerSecond: copied / insertSeconds }
   } finally {
-    await sql`drop table events_copy`.execute(db)
+    await client.query('drop table if exists events_copy').catch(() => {})
+    await client.end()
+    await rm(file, { force: true })
   }
 }
 
@@ -376,7 +415,8 @@ try {
       throw new Error(`stored ${counts.events} events and ${counts.errors} errors; expected ${total - expectedErrors} and ${expectedErrors}`)
     }
     const rawAfter = BATCH * (await guard(rawConsume(2, messages)))
-    const postgresRate = await copyRate(db)
+    const alone = await postgresAlone()
+    const postgresRate = alone.copyRowsPerSecond
     const rawRate = Math.max(rawBefore, rawAfter)
     const workerRate = total / ((workerDone - workerStarted) / 1000)
     const workerSteadyRate = firstRowAt === undefined ? workerRate : total / ((workerDone - firstRowAt) / 1000)
@@ -401,8 +441,9 @@ try {
       ['worker, start to last row (events/s)', String(Math.round(workerRate))],
       ['worker, first row to last row (events/s)', String(Math.round(workerSteadyRate))],
       ['worker (first to last row) / raw consume', (workerSteadyRate / rawRate).toFixed(2)],
-      ['PostgreSQL alone: the stored events into a copy of the table (events/s)', String(Math.round(postgresRate))],
-      [`worker (first to last row) / PostgreSQL alone (target >= ${STORE_TARGET})`, (workerSteadyRate / postgresRate).toFixed(2)],
+      [`PostgreSQL alone, ${alone.rows} stored events into a copy of the table: COPY / INSERT ... SELECT (rows/s)`, `${Math.round(alone.copyRowsPerSecond)} / ${Math.round(alone.insertSelectRowsPerSecond)}`],
+      [`worker (first to last row) / PostgreSQL's COPY (target >= ${STORE_TARGET})`, (workerSteadyRate / postgresRate).toFixed(2)],
+      ['worker (first to last row) / INSERT ... SELECT', (workerSteadyRate / alone.insertSelectRowsPerSecond).toFixed(2)],
       ['worker start to last row (s)', ((workerDone - workerStarted) / 1000).toFixed(1)],
     ]
     printTable(rows)
@@ -447,10 +488,15 @@ try {
         rawConsumeBefore: Math.round(rawBefore),
         rawConsumeAfter: Math.round(rawAfter),
         ratioToRawConsume: Number((workerSteadyRate / rawRate).toFixed(3)),
-        postgresAloneEventsPerSecond: Math.round(postgresRate),
-        postgresAlone: 'insert into a copy of events (like events including all: the same indexes, defaults and checks; its foreign key) select * from events, one statement',
-        ratioToPostgresAlone: Number((workerSteadyRate / postgresRate).toFixed(3)),
-        ratioToPostgresAloneTarget: STORE_TARGET,
+        postgresAlone: {
+          into: 'a copy of events: like events including all (the same indexes, defaults and checks) and its foreign key',
+          rows: alone.rows,
+          copyRowsPerSecond: Math.round(alone.copyRowsPerSecond),
+          insertSelectRowsPerSecond: Math.round(alone.insertSelectRowsPerSecond),
+        },
+        ratioToCopy: Number((workerSteadyRate / alone.copyRowsPerSecond).toFixed(3)),
+        ratioToCopyTarget: STORE_TARGET,
+        ratioToInsertSelect: Number((workerSteadyRate / alone.insertSelectRowsPerSecond).toFixed(3)),
       },
     }
     await writeResult('events', result)
