@@ -132,7 +132,7 @@ export const ConfigSchema = Type.Object({
   EVENTS_UNKNOWN_TYPE: Type.Enum(['store', 'reject']),
   /** How far in the future an event's timestamp may be (clock skew) before it is an error, in ms. @defaultValue 60000 */
   EVENTS_FUTURE_TOLERANCE_MS: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
-  /** Most events the worker validates and inserts in one batch. @defaultValue 1000 */
+  /** Most events the worker validates and inserts in one batch (2,500: fewer commits and round trips per event than 1,000, measured with bench/events.bench.ts). @defaultValue 2500 */
   EVENTS_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100_000 }),
   // Product alerts: scheduling
   /** The alerts scheduler's tick, in ms; it must divide 2 minutes (every frequency is a multiple of it). @defaultValue 120000 */
@@ -303,7 +303,7 @@ const defaults: Record<keyof Config, string | undefined> = {
   EVENTS_TOPIC_PARTITIONS: '3',
   EVENTS_UNKNOWN_TYPE: 'store',
   EVENTS_FUTURE_TOLERANCE_MS: '60000',
-  EVENTS_BATCH_SIZE: '1000',
+  EVENTS_BATCH_SIZE: '2500',
   PUBLIC_URL: 'http://127.0.0.1:8000',
   ALERTS_TICK_MS: '120000',
   ALERTS_BATCH_SIZE: '500',

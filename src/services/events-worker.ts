@@ -14,7 +14,7 @@ export const { run } = defineService({
       'are stored unvalidated or rejected (EVENTS_UNKNOWN_TYPE). Undecodable messages go to\n' +
       '`<topic>.dead-letter`. Run more instances in one group to share the partitions.',
     options: { 'batch-size': { type: 'string' } },
-    help: { 'batch-size': 'Most events written in one transaction (default: EVENTS_BATCH_SIZE, 1000)' },
+    help: { 'batch-size': 'Most events written in one transaction (default: EVENTS_BATCH_SIZE, 2500)' },
   },
   daemon: true,
   consumer: { group: 'events-worker' },
