@@ -134,30 +134,6 @@ const RECONNECT_MAX_MS = 5000
 /** How long a successful attempt waits for others to be recorded with it, in ms (a lost mark is only a resend). */
 const RECORD_WINDOW_MS = 5
 
-/**
- * Longest wait for the LISTEN client's end. pg's `end()` waits for the connection's 'end'
- * event, which a client ended in the middle of its connect may never emit. Past this, the
- * socket is destroyed and the wait given up, so a stop always finishes.
- */
-const LISTEN_END_TIMEOUT_MS = 2000
-
-/** Ends `client` within {@link LISTEN_END_TIMEOUT_MS}, then destroys its socket; never throws. */
-async function endListenClient(client: pg.Client): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const gaveUp = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      // Not in pg's types: the client's connection and its socket.
-      ;(client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
-      resolve()
-    }, LISTEN_END_TIMEOUT_MS)
-  })
-  try {
-    await Promise.race([client.end().catch(() => {}), gaveUp])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
 /** Shortest sleep, so that a clock difference between us and PostgreSQL cannot make the loop spin. */
 const minSleepMs = 5
 
@@ -328,8 +304,13 @@ export function createOutboxSender<R extends OutboxRow>(deps: OutboxSenderDeps, 
       // Ending the client also stops a connection attempt that hangs. Once only: the stop
       // may end it mid-connect, and ending it again would wait for an end already past.
       let ending: Promise<void> | undefined
-      const endClient = () => (ending ??= endListenClient(client))
-      const onAbort = () => void endClient()
+      const endClient = () => (ending ??= client.end().catch(() => {}))
+      // The stop ends the client and settles `stopped`; the loop only runs while not stopped.
+      const stopped = Promise.withResolvers<void>()
+      const onAbort = () => {
+        stopped.resolve()
+        void endClient()
+      }
       signal.addEventListener('abort', onAbort, { once: true })
       const lost = new Promise<unknown>((resolve) => {
         client.on('error', resolve)
@@ -338,17 +319,13 @@ export function createOutboxSender<R extends OutboxRow>(deps: OutboxSenderDeps, 
       client.on('notification', (message) => {
         if (message.channel === outbox.channel) wake()
       })
-      const stopped = new Promise<void>((resolve) => {
-        if (signal.aborted) resolve()
-        else signal.addEventListener('abort', () => resolve(), { once: true })
-      })
       try {
         // pg's connect() never settles when end() comes before its socket is open, and the
         // stop can come then (a sender stopped right after it started hung in CI): the
         // connect is raced with the stop, which ends the client below.
         const connecting = client.connect()
         connecting.catch(() => {})
-        await Promise.race([connecting, stopped])
+        await Promise.race([connecting, stopped.promise])
         if (!signal.aborted) {
           await client.query(`LISTEN ${client.escapeIdentifier(outbox.channel)}`)
           stats.listening = true
@@ -356,7 +333,7 @@ export function createOutboxSender<R extends OutboxRow>(deps: OutboxSenderDeps, 
           failures = 0
           // Rows committed while nobody listened have no notification coming.
           wake()
-          const err = await Promise.race([lost, stopped])
+          const err = await Promise.race([lost, stopped.promise])
           if (!signal.aborted) log.error({ err }, 'LISTEN connection lost, reconnecting')
         }
       } catch (err) {

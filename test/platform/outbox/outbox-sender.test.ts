@@ -303,6 +303,20 @@ test('closing while a claim is under way hands the claimed rows back, unstarted'
   }
 })
 
+test('a sender stopped while its LISTEN client still connects stops', { timeout: 30_000 }, async () => {
+  // Stopped in the same turn as it started: the client is ended before its socket is open,
+  // where pg's connect() never settles. Twenty times, each a new sender.
+  for (let i = 0; i < 20; i++) {
+    const { sender, stop } = startSender({ name: `scratch-quick-${i}` })
+    await stop()
+    assert.equal(sender.stats.listening, false)
+  }
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from pg_stat_activity where application_name like 'bourse-scratch-quick-%'
+  `.execute(t.db)
+  assert.equal(rows[0]!.n, 0, 'no LISTEN connection is left open')
+})
+
 test('a lost LISTEN connection is reopened and notifications work again', async () => {
   const { sender } = startSender({ name: 'scratch-reconnect' })
   const listenPid = async () => {
