@@ -447,9 +447,9 @@ export function spreadOf(rounds: ReadonlyArray<Pick<LoadRound, 'requestsPerSecon
   return (Math.max(...values) - Math.min(...values)) / median(values)
 }
 
-/** The validity as the printed table shows it. */
-export const validityRow = (v: Validity): Row => [
-  `baseline spread over rounds (valid within ${Math.round(v.bound * 100)}%)`,
+/** The validity as the printed table shows it, its label after `prefix` (which comparison). */
+export const validityRow = (v: Validity, prefix = ''): Row => [
+  `${prefix}baseline spread over rounds (valid within ${Math.round(v.bound * 100)}%)`,
   `${(v.spread * 100).toFixed(1)}%${v.repeated > 0 ? `, ${v.repeated} round(s) repeated` : ''}: ${v.valid ? 'valid' : 'NOT VALID, the machine was not steady'}`,
 ]
 

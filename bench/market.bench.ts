@@ -188,7 +188,7 @@ interface ReadResult {
 
 /** Part B: `bench/ingest.bench.ts` as a child on this run's Redis database; its results file. */
 async function runIngest(): Promise<Record<string, unknown>> {
-  // Not pinned (this process is): the ingest benchmark runs as \`npm run bench:ingest\` does.
+  // Not pinned (this process is): the ingest benchmark runs as `npm run bench:ingest` does.
   const command = [process.execPath, 'bench/ingest.bench.ts']
   const unpinned = pinning.load === null ? command : ['taskset', '-c', `0-${machineCpus - 1}`, ...command]
   const child = spawn(unpinned[0]!, unpinned.slice(1), {
@@ -283,7 +283,7 @@ try {
         [`${read.name}: each round`, reads.at(-1)!.roundRatios.map((r) => r.toFixed(2)).join(' ')],
         [`${read.name}: server CPU per request, empty / api (µs)`, `${baseline.serverCpuUsPerRequest ?? '?'} / ${summary.serverCpuUsPerRequest ?? '?'}`],
         [`${read.name}: api p50 / p99 (ms)`, `${summary.p50Ms} / ${summary.p99Ms}`],
-        [`${read.name}: ${validityRow(alternation.validity)[0]}`, validityRow(alternation.validity)[1]],
+        validityRow(alternation.validity, `${read.name}: `),
       )
     }
     const writes = await writer.stop()
