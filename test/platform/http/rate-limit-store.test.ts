@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import type { FastifyRateLimitOptions, FastifyRateLimitStore } from '@fastify/rate-limit'
 import { Redis as RedisClient, type Redis } from 'ioredis'
-import { coalescingRedisStore } from '../../../src/platform/http/rate-limit-store.ts'
+import { coalescingRedisStore, leaseSize } from '../../../src/platform/http/rate-limit-store.ts'
 import { closeTestRedis, openTestRedis } from '../../helpers/infra.ts'
 
 let redis: Redis
@@ -25,10 +25,10 @@ async function calls(command: string): Promise<number> {
   return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
 }
 
-/** One hit through the store's callback API. */
-function hit(store: FastifyRateLimitStore, key: string, windowMs = WINDOW_MS): Promise<{ current: number; ttl: number }> {
+/** One hit through the store's callback API, by a caller with `max` hits a window (100: counted hit by hit). */
+function hit(store: FastifyRateLimitStore, key: string, windowMs = WINDOW_MS, max = 100): Promise<{ current: number; ttl: number }> {
   return new Promise((resolve, reject) => {
-    store.incr(key, (err, result) => (err ? reject(err) : resolve(result!)), windowMs, 100)
+    store.incr(key, (err, result) => (err ? reject(err) : resolve(result!)), windowMs, max)
   })
 }
 
@@ -106,6 +106,51 @@ describe('the coalescing Redis rate-limit store', () => {
     } finally {
       broken.disconnect()
     }
+  })
+
+  test('a reservation is 1% of the budget, at most 32 counts; a budget under 200 is counted hit by hit', () => {
+    assert.deepEqual(
+      [undefined, 60, 199, 200, 1000, 3200, 6000, 100_000_000].map(leaseSize),
+      [1, 1, 1, 2, 10, 32, 32, 32],
+    )
+  })
+
+  test('a large budget takes its counts a reservation at a time: one Redis call per 32 hits, in order', async () => {
+    const store = new (coalescingRedisStore(redis, 'test:rl:'))(options)
+    await hit(store, 'warm-up')
+    const scriptsBefore = (await calls('evalsha')) + (await calls('eval'))
+    const counts: number[] = []
+    for (let i = 0; i < 70; i++) counts.push((await hit(store, 'big', WINDOW_MS, 100_000)).current)
+    assert.deepEqual(counts, Array.from({ length: 70 }, (_, i) => i + 1))
+    assert.equal((await calls('evalsha')) + (await calls('eval')) - scriptsBefore, 3)
+    // Redis holds what the three calls reserved: counts 71 to 96 are this process's, unused so far.
+    assert.equal(await redis.get('test:rl:big'), '96')
+  })
+
+  test('processes sharing a counter never get the same count, nor a count past the budget as allowed', async () => {
+    const max = 3200 // reservations of 32
+    await redis.set('test:rl:shared', String(max - 100), 'PX', WINDOW_MS)
+    const stores = Array.from({ length: 3 }, () => new (coalescingRedisStore(redis, 'test:rl:'))(options))
+    const counts: number[] = []
+    // Three processes, each with several hits a turn, 150 hits in all: 100 fit.
+    for (let turn = 0; turn < 10; turn++) {
+      const results = await Promise.all(stores.flatMap((store) => Array.from({ length: 5 }, () => hit(store, 'shared', WINDOW_MS, max))))
+      counts.push(...results.map((r) => r.current))
+    }
+    const allowed = counts.filter((n) => n <= max)
+    assert.equal(new Set(allowed).size, allowed.length, 'a count given twice')
+    assert.ok(allowed.every((n) => n > max - 100))
+    // Reservations never take the counter past the budget: only the hits past it do.
+    assert.equal(allowed.length, 100)
+    assert.equal(Number(await redis.get('test:rl:shared')), max + 50)
+  })
+
+  test('a reservation ends with its window: the next hit counts in the new one', async () => {
+    const store = new (coalescingRedisStore(redis, 'test:rl:'))(options)
+    assert.equal((await hit(store, 'brief', 200, 100_000)).current, 1)
+    assert.equal((await hit(store, 'brief', 200, 100_000)).current, 2)
+    while ((await redis.exists('test:rl:brief')) === 1) await new Promise((r) => setTimeout(r, 10))
+    assert.equal((await hit(store, 'brief', 200, 100_000)).current, 1)
   })
 
   test('the window options it does not support are refused when the plugin builds it', () => {
