@@ -1,12 +1,22 @@
 /**
  * BTC orders in PostgreSQL: placing them under the cap (a batch per transaction), reading and paging.
  */
+import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import type { Db } from '../database.ts'
+import { idempotentId } from '../platform/idempotency.ts'
 import { keysetPage, type Page, type PageRequest, isCursorInstant, isCursorUuid, readCursor } from '../platform/db/keyset.ts'
 import type { BtcOrderRow } from './db/tables.ts'
 
-/** An order to place. */
+/**
+ * The id of a new order: under an idempotency key, the id the key stands for (the same for
+ * every retry, by which {@link placeBtcOrders} finds an earlier one); else a random one.
+ */
+export function newBtcOrderId(userId: string, idempotencyKey: string | null): string {
+  return idempotencyKey === null ? randomUUID() : idempotentId('bourse-btc-order', userId, idempotencyKey)
+}
+
+/** An order to place; `id` from {@link newBtcOrderId}. */
 export interface NewBtcOrder {
   id: string
   userId: string
@@ -26,24 +36,22 @@ export interface NewBtcOrder {
  */
 export type PlaceOutcome = { placed: BtcOrderRow } | { capExceeded: true; available: string } | { earlier: BtcOrderRow }
 
-const ORDER_COLUMNS = sql.raw(
-  'id, user_id, currency, amount, btc_price, btc_amount, btc_total_after, price_source, price_fetched_at, idempotency_key, request_hash, created_at',
-)
-
 /**
  * Places a batch of orders under the cap in one statement (one round trip, one commit),
- * deciding them in the order given. The statement locks the totals row (`for update`), so
- * batches, from this process or another, follow one another; it then walks the orders in
- * order (a recursive CTE), placing each if the total stays within `cap` and refusing it
- * otherwise, inserts the orders placed and moves the total on, all before it commits. Each
- * order keeps the total it took the cap to (`btc_total_after`), and a refusal reports the
- * BTC left at its turn: both are states of that one sequence.
+ * deciding them in the order given: the database function `bourse_place_btc_orders` (migration
+ * 0010) locks the totals row (`for update`), so batches, from this process or another,
+ * follow one another; it then walks the orders in order, placing each if the total stays
+ * within `cap` and refusing it otherwise, inserts the orders placed and moves the total on,
+ * all before it commits. Each order keeps the total it took the cap to (`btc_total_after`),
+ * and a refusal reports the BTC left at its turn: both are states of that one sequence.
  *
- * An order whose user already has an order under its idempotency key is not placed again:
- * its outcome is that earlier order. A second order of the batch under the same key as an
- * earlier one of the batch waits for the next statement, which sees the first. A key that
- * another batch took after this statement's snapshot (a concurrent retry) fails the
- * unique constraint; the statement then runs again and sees it.
+ * An order under an idempotency key carries the id the key stands for: when its user
+ * already has an order under the key, the function finds it by that id (after the lock, so
+ * also one that another batch placed meanwhile), and the outcome is that earlier order. A
+ * second order of the batch under the same key as an earlier one of the batch waits for the
+ * next statement, which finds the first. An order placed under a key before the ids were
+ * derived from keys has another id: the unique (user, key) constraint stops its retry, which
+ * is then resolved by a look-up per key ({@link settleOlderKeys}).
  *
  * Why one statement per batch: every order updates the one totals row, so placing them one
  * transaction each capped placement at the disk's commit rate, and a transaction of
@@ -71,124 +79,46 @@ export async function placeBtcOrders(db: Db, orders: readonly NewBtcOrder[], cap
   return outcomes as PlaceOutcome[]
 }
 
-/**
- * One row of the placing statement's answer: the outcome, the room left at a refusal, what
- * the database made of a placed order (its numbers as stored, its running total, its
- * time) or of the earlier order under the key, and the rest of an earlier order (null for
- * a placed one: the caller has it).
- */
-type PlacedRow = {
-  outcome: 'placed' | 'earlier' | 'refused'
-  available: string | null
-  amount: string | null
-  btc_price: string | null
-  btc_amount: string | null
-  btc_total_after: string | null
-  created_at: Date | null
-} & { [K in 'id' | 'user_id' | 'currency' | 'price_source' | 'price_fetched_at' | 'idempotency_key' | 'request_hash']: BtcOrderRow[K] | null }
+/** One row of `bourse_place_btc_orders`: the outcome, the room left at a refusal, and the order placed or found (null when refused). */
+type PlacedRow = { outcome: 'placed' | 'earlier' | 'refused'; available: string | null } & { [K in keyof BtcOrderRow]: BtcOrderRow[K] | null }
 
-/** {@link placeBtcOrders} for orders whose idempotency keys differ; again on a key taken meanwhile. */
-async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string, attempt = 1): Promise<PlaceOutcome[]> {
+/** {@link placeBtcOrders} for orders whose idempotency keys differ. */
+async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string): Promise<PlaceOutcome[]> {
   // The batch as one JSON parameter: one text for the driver to send and PostgreSQL to
   // read, where an array per column made the driver escape every value.
   const batch = JSON.stringify(
     orders.map((o) => [o.id, o.userId, o.currency, o.amount, o.btcPrice, o.btcAmount, o.priceSource, o.priceFetchedAt, o.idempotencyKey, o.requestHash]),
   )
   try {
-    const { rows } = await sql<PlacedRow>`
-      with recursive
-      input as (
-        select (o.n)::bigint as n, (o.v->>0)::uuid as id, o.v->>1 as user_id, o.v->>2 as currency, (o.v->>3)::numeric as amount,
-          (o.v->>4)::numeric as btc_price, (o.v->>5)::numeric as btc_amount, o.v->>6 as price_source,
-          (o.v->>7)::timestamptz as price_fetched_at, o.v->>8 as idempotency_key, o.v->>9 as request_hash
-        from jsonb_array_elements(${batch}::jsonb) with ordinality as o(v, n)
-      ),
-      amounts as (select array_agg(btc_amount order by n) as a from input),
-      locked as (select btc_total from btc_totals where id for update),
-      -- A lookup per order in the unique index: a join could scan the table (its statistics
-      -- lag while it grows), which costs the whole table per batch.
-      earlier as (
-        select n, id from (
-          select i.n, (select o.id from btc_orders o where o.user_id = i.user_id and o.idempotency_key = i.idempotency_key) as id
-          from input i where i.idempotency_key is not null
-        ) found where id is not null
-      ),
-      -- Each step reads its order's amount from the array by position: a join with input
-      -- would scan all of it at every step (quadratic in the batch's size).
-      walk(n, total, placed, available) as (
-        select 0::bigint, (select btc_total from locked)::numeric, false, null::numeric
-        union all
-        select w.n + 1, case when step.fits then w.total + step.amount else w.total end, step.fits,
-          greatest(${cap}::numeric - w.total, 0)
-        from walk w
-        cross join lateral (select ((select a from amounts))[w.n + 1] as amount) a
-        cross join lateral (
-          select a.amount as amount,
-            not exists (select from earlier e where e.n = w.n + 1) and w.total + a.amount <= ${cap}::numeric as fits
-        ) step
-        where w.n < ${orders.length}
-      ),
-      inserted as (
-        insert into btc_orders (${ORDER_COLUMNS})
-        -- created_at at whole milliseconds, the precision of a JS Date, so a page's cursor is exact.
-        select i.id, i.user_id, i.currency, i.amount, i.btc_price, i.btc_amount, w.total, i.price_source, i.price_fetched_at,
-          i.idempotency_key, i.request_hash, date_trunc('milliseconds', now())
-        from walk w join input i using (n)
-        where w.placed
-        returning id, amount, btc_price, btc_amount, btc_total_after, created_at
-      ),
-      moved as (
-        update btc_totals set btc_total = (select total from walk order by n desc limit 1) where id
-      )
-      select case when w.placed then 'placed' when e.id is not null then 'earlier' else 'refused' end as outcome,
-        w.available::numeric(20, 8)::text as available,
-        coalesce(ins.amount, o.amount) as amount, coalesce(ins.btc_price, o.btc_price) as btc_price,
-        coalesce(ins.btc_amount, o.btc_amount) as btc_amount, coalesce(ins.btc_total_after, o.btc_total_after) as btc_total_after,
-        coalesce(ins.created_at, o.created_at) as created_at,
-        o.id, o.user_id, o.currency, o.price_source, o.price_fetched_at, o.idempotency_key, o.request_hash
-      from walk w
-      join input i using (n)
-      left join inserted ins on ins.id = i.id
-      left join earlier e on e.n = w.n
-      -- One primary-key probe per earlier order (offset 0 keeps the planner from turning it
-      -- into a join that could scan the table).
-      left join lateral (select * from btc_orders o where o.id = e.id offset 0) o on true
-      where w.n > 0
-      order by w.n
-    `.execute(db)
+    const { rows } = await sql<PlacedRow>`select * from bourse_place_btc_orders(${batch}::jsonb, ${cap}::numeric)`.execute(db)
     if (rows.length !== orders.length) throw new Error(`placing ${orders.length} orders answered ${rows.length} rows`)
-    return rows.map((row, i) => {
-      if (row.outcome === 'refused') return { capExceeded: true, available: row.available! }
-      if (row.outcome === 'earlier') {
-        const { outcome: _outcome, available: _available, ...earlier } = row
-        return { earlier: earlier as BtcOrderRow }
-      }
-      const order = orders[i]!
-      return {
-        placed: {
-          id: order.id,
-          user_id: order.userId,
-          currency: order.currency,
-          amount: row.amount!,
-          btc_price: row.btc_price!,
-          btc_amount: row.btc_amount!,
-          btc_total_after: row.btc_total_after!,
-          price_source: order.priceSource,
-          price_fetched_at: order.priceFetchedAt,
-          idempotency_key: order.idempotencyKey,
-          request_hash: order.requestHash,
-          created_at: row.created_at!,
-        },
-      }
+    return rows.map((row) => {
+      const { outcome, available, ...order } = row
+      if (outcome === 'refused') return { capExceeded: true, available: available! }
+      if (outcome === 'earlier') return { earlier: order as BtcOrderRow }
+      return { placed: order as BtcOrderRow }
     })
   } catch (err) {
     const pgError = err as { code?: string; constraint?: string }
-    // Another batch took one of these keys after this statement's snapshot: look again.
-    if (pgError.code === '23505' && pgError.constraint === 'btc_orders_user_idempotency_key' && attempt < 5) {
-      return placeOnce(db, orders, cap, attempt + 1)
-    }
+    if (pgError.code === '23505' && pgError.constraint === 'btc_orders_user_idempotency_key') return settleOlderKeys(db, orders, cap)
     throw err
   }
+}
+
+/**
+ * The batch again when one of its keys is held by an order whose id the key does not
+ * stand for (placed before ids were derived from keys): each keyed order is looked up by
+ * (user, key) first, those found are their earlier orders, the rest are placed.
+ */
+async function settleOlderKeys(db: Db, orders: readonly NewBtcOrder[], cap: string): Promise<PlaceOutcome[]> {
+  const found = await Promise.all(
+    orders.map((o) => (o.idempotencyKey === null ? undefined : findByIdempotencyKey(db, o.userId, o.idempotencyKey))),
+  )
+  const rest = orders.filter((_, i) => found[i] === undefined)
+  const placed = rest.length === orders.length ? undefined : await placeOnce(db, rest, cap)
+  if (placed === undefined) throw new Error('an idempotency key is taken, but no order holds it')
+  let next = 0
+  return found.map((earlier) => (earlier === undefined ? placed[next++]! : { earlier }))
 }
 
 const keyOf = (userId: string, idempotencyKey: string) => JSON.stringify([userId, idempotencyKey])

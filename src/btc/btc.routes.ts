@@ -6,7 +6,7 @@
  * reads its own orders (another user's is 404, as if it did not exist), an admin token
  * reads every order. Placing an order needs a user token.
  */
-import { createHash, randomUUID } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { Db } from '../database.ts'
 import { mapPage } from '../platform/db/keyset.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
@@ -15,10 +15,19 @@ import { BadRequest, Conflict, ErrorResponseSchema, Forbidden, NotFound, Service
 import { jsonBodyParser } from '../platform/http/json-body.ts'
 import { PageQuery, pageRequest, PageSchema } from '../platform/http/paging.ts'
 import type { Redis } from '../platform/redis.ts'
+import { IDEMPOTENCY_KEY } from '../platform/idempotency.ts'
 import { createSerialBatcher } from '../platform/serial-batcher.ts'
 import { createTurnLoader } from '../platform/turn-loader.ts'
 import { btcAmount, parseFiatAmount, smallestFiatAmount, ZERO_BTC } from './btc-amount.ts'
-import { findBtcOrder, findByIdempotencyKey, listBtcOrders, type NewBtcOrder, type PlaceOutcome, placeBtcOrders } from './btc-orders.repository.ts'
+import {
+  findBtcOrder,
+  findByIdempotencyKey,
+  listBtcOrders,
+  type NewBtcOrder,
+  newBtcOrderId,
+  type PlaceOutcome,
+  placeBtcOrders,
+} from './btc-orders.repository.ts'
 import { BtcOrderIdParams, BtcOrderView, BtcPriceView, CreateBtcOrderBody, IdempotencyHeaders, ROUNDING_RULE } from './btc.schemas.ts'
 import type { BtcOrderRow } from './db/tables.ts'
 import { BTC_CURRENCIES, type BtcCurrency, readBtcQuote } from './quote.ts'
@@ -32,13 +41,13 @@ export interface BtcRoutesDeps {
   cap: string
   /** Oldest quote an order is priced at, in ms (`BTC_PRICE_MAX_AGE_MS`). */
   maxAgeMs: number
+  /** How long a read of the cached quote serves orders, in ms (`BTC_QUOTE_READ_KEEP_MS`; 0: a read per turn). */
+  quoteKeepMs: number
   /** The clock, in ms since the epoch. @defaultValue Date.now */
   now?: () => number
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponseSchema]))
-
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/
 
 /**
  * How far in the future a quote's `fetched_at` may be (clocks of two hosts differ a little);
@@ -82,11 +91,15 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
   const now = deps.now ?? Date.now
   // Concurrent orders are placed together, a batch per transaction (see placeBtcOrders).
   const place = createSerialBatcher<NewBtcOrder, PlaceOutcome>((orders) => placeBtcOrders(db, orders, cap))
-  // The requests of one turn share one read of the cached quote.
-  const loadQuote = createTurnLoader(async (keys) => {
-    const quote = await readBtcQuote(redis)
-    return keys.map(() => quote)
-  })
+  // The requests of one turn, and of the next quoteKeepMs, share one read of the cached
+  // quote: the poller replaces it every 15 s, and a read per turn was a Redis call per order or two.
+  const loadQuote = createTurnLoader(
+    async (keys) => {
+      const quote = await readBtcQuote(redis)
+      return keys.map(() => quote)
+    },
+    { keepMs: deps.quoteKeepMs },
+  )
 
   /** The earlier order under the key: a replay of the same request, or 409 for another one. */
   const replayOf = (order: BtcOrderRow, hash: string): BtcOrderRow => {
@@ -162,7 +175,7 @@ export function btcRoutes(deps: BtcRoutesDeps): RoutePlugin {
           )
         }
         const result = await place({
-          id: randomUUID(),
+          id: newBtcOrderId(userId, key ?? null),
           userId,
           currency,
           amount,

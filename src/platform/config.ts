@@ -229,6 +229,11 @@ export const ConfigSchema = Type.Object({
   BTC_OUTLIER_PERCENT: Type.String({ pattern: '^(?!0+(\\.0+)?$)\\d{1,3}(\\.\\d{1,4})?$', description: 'a percentage above 0 such as 10 or 2.5' }),
   /** Age beyond which a stored BTC quote is stale (orders are refused), in ms. @defaultValue 60000 */
   BTC_PRICE_MAX_AGE_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000 }),
+  /**
+   * How long the API prices orders on one read of the stored quote before reading it again,
+   * in ms (0: a read per event-loop turn). @defaultValue 100
+   */
+  BTC_QUOTE_READ_KEEP_MS: Type.Integer({ minimum: 0, maximum: 1000 }),
   /** CoinGecko demo API key, sent as `x-cg-demo-api-key`. @defaultValue unset */
   COINGECKO_API_KEY: Type.Optional(Type.String({ pattern: '^\\S+$', description: 'a key without spaces' })),
   // BTC orders
@@ -333,6 +338,7 @@ const defaults: Record<keyof Config, string | undefined> = {
   BTC_POLL_INTERVAL_MS: '15000',
   BTC_OUTLIER_PERCENT: '10',
   BTC_PRICE_MAX_AGE_MS: '60000',
+  BTC_QUOTE_READ_KEEP_MS: '100',
   COINGECKO_API_KEY: undefined,
   // BTC orders
   BTC_CAP: '100',

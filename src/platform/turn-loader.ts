@@ -25,19 +25,33 @@ export function createTurnBatch<T>(run: (items: T[]) => void): (item: T) => void
 /** Loads a value per key, batched per turn. */
 export type TurnLoader<V> = (key: string) => Promise<V>
 
+/** Options of {@link createTurnLoader}. */
+export interface TurnLoaderOptions {
+  /**
+   * How long a loaded value is answered again without loading, in ms from when its load
+   * answered. 0: no value is kept after its turn, every turn reads afresh. @defaultValue 0
+   */
+  keepMs?: number
+}
+
 /**
  * Creates a loader over `loadMany`, which must answer one value per key, in order. The
  * keys of a turn are deduplicated; each caller gets the answer for its key, or the error
- * of the call that carried it. No value is kept after its turn: every turn reads afresh.
+ * of the call that carried it. A value is kept for `keepMs` (an error never is).
  */
-export function createTurnLoader<V>(loadMany: (keys: string[]) => Promise<readonly V[]>): TurnLoader<V> {
+export function createTurnLoader<V>(loadMany: (keys: string[]) => Promise<readonly V[]>, options: TurnLoaderOptions = {}): TurnLoader<V> {
+  const keepMs = options.keepMs ?? 0
+  if (!Number.isFinite(keepMs) || keepMs < 0) throw new RangeError(`keepMs must be a number of ms >= 0 (got ${keepMs})`)
+  const kept = new Map<string, { value: V; until: number }>()
   const add = createTurnBatch<{ key: string; waiter: PromiseWithResolvers<V> }>((items) => {
     const waiters = Map.groupBy(items, (item) => item.key)
     const keys = [...waiters.keys()]
     loadMany(keys)
       .then((values) => {
         if (values.length !== keys.length) throw new Error(`loaded ${values.length} values for ${keys.length} keys`)
+        const until = Date.now() + keepMs
         keys.forEach((key, i) => {
+          if (keepMs > 0) kept.set(key, { value: values[i]!, until })
           for (const { waiter } of waiters.get(key)!) waiter.resolve(values[i]!)
         })
       })
@@ -46,6 +60,10 @@ export function createTurnLoader<V>(loadMany: (keys: string[]) => Promise<readon
       })
   })
   return (key) => {
+    if (keepMs > 0) {
+      const value = kept.get(key)
+      if (value !== undefined && Date.now() < value.until) return Promise.resolve(value.value)
+    }
     const waiter = Promise.withResolvers<V>()
     add({ key, waiter })
     return waiter.promise

@@ -125,7 +125,7 @@ export async function buildApiApp(deps: ApiDeps, options: ApiOptions = {}): Prom
         eventQueryRoutes({ db }),
         eventTypeRoutes({ db }),
         alertRoutes({ db, tickMs: config.ALERTS_TICK_MS, unsubscribe: createUnsubscribeSigner(db) }),
-        btcRoutes({ db, redis, cap: config.BTC_CAP, maxAgeMs: config.BTC_PRICE_MAX_AGE_MS }),
+        btcRoutes({ db, redis, cap: config.BTC_CAP, maxAgeMs: config.BTC_PRICE_MAX_AGE_MS, quoteKeepMs: config.BTC_QUOTE_READ_KEEP_MS }),
         operationsRoutes({ db, redis, retention, reportsToken: config.REPORTS_TOKEN, expected: daemons }),
         queueBoardRoutes({ queues: ALERT_QUEUES, connection: { url: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log } }),
         dashboardRoutes(),

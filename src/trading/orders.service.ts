@@ -14,6 +14,7 @@ import type { OrderRow } from './db/tables.ts'
 import { BadRequest, Conflict, NotFound, ServiceUnavailable } from '../platform/http/errors.ts'
 import type { StringProducer } from '../platform/kafka/clients.ts'
 import type { KafkaReachability } from '../platform/kafka/reachability.ts'
+import { IDEMPOTENCY_KEY, idempotentId } from '../platform/idempotency.ts'
 import type { Logger } from '../platform/logger.ts'
 import { findUser } from './accounts.repository.ts'
 import { encodeOrderMessage, type OrderMessage, orderRowFromMessage } from './order-message.ts'
@@ -55,15 +56,9 @@ export interface OrderServiceOptions {
   allowedNetworks?: BlockList
 }
 
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/
-
-/** The order id an idempotency key stands for: a name-based UUID (v8 layout) of (user, key). */
+/** The order id an idempotency key stands for: a name-based UUID of (user, key). */
 export function idempotentOrderId(user: string, key: string): string {
-  const bytes = createHash('sha256').update(`bourse-order\0${user}\0${key}`).digest().subarray(0, 16)
-  bytes[6] = (bytes[6]! & 0x0f) | 0x80
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80
-  const hex = bytes.toString('hex')
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+  return idempotentId('bourse-order', user, key)
 }
 
 /** The fingerprint telling a retry from a different request under the same key. */

@@ -4,10 +4,9 @@
  * before or earlier in the batch, and two batches at once serialised by the totals row.
  */
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
 import { after, before, beforeEach, describe, it } from 'node:test'
 import { sql } from 'kysely'
-import { findBtcOrder, type NewBtcOrder, placeBtcOrders } from '../../src/btc/btc-orders.repository.ts'
+import { findBtcOrder, type NewBtcOrder, newBtcOrderId, placeBtcOrders } from '../../src/btc/btc-orders.repository.ts'
 import { createAccounts } from '../../src/trading/index.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
 
@@ -24,19 +23,23 @@ beforeEach(async () => {
   await sql`update btc_totals set btc_total = 0`.execute(testDb.db)
 })
 
-const order = (btcAmount: string, extra: Partial<NewBtcOrder> = {}): NewBtcOrder => ({
-  id: randomUUID(),
-  userId: 'u1',
-  currency: 'EUR',
-  amount: '10.00',
-  btcPrice: '50000',
-  btcAmount,
-  priceSource: 'coinbase',
-  priceFetchedAt: new Date(),
-  idempotencyKey: null,
-  requestHash: null,
-  ...extra,
-})
+/** An order as the route makes it: under a key, the id the key stands for. */
+const order = (btcAmount: string, extra: Partial<NewBtcOrder> = {}): NewBtcOrder => {
+  const userId = extra.userId ?? 'u1'
+  return {
+    id: newBtcOrderId(userId, extra.idempotencyKey ?? null),
+    userId,
+    currency: 'EUR',
+    amount: '10.00',
+    btcPrice: '50000',
+    btcAmount,
+    priceSource: 'coinbase',
+    priceFetchedAt: new Date(),
+    idempotencyKey: null,
+    requestHash: null,
+    ...extra,
+  }
+}
 
 const total = async () => (await sql<{ t: string }>`select btc_total::text as t from btc_totals`.execute(testDb.db)).rows[0]!.t
 
@@ -93,6 +96,23 @@ describe('placeBtcOrders', () => {
     const { rows } = await sql<{ n: number; sum: string }>`select count(*)::int as n, sum(btc_amount)::text as sum from btc_orders`.execute(testDb.db)
     assert.equal(rows[0]!.n, 30)
     assert.equal(await total(), '0.30000000')
+  })
+
+  it('a retry of an order placed under a key before ids came from keys (another id) answers with that order', async () => {
+    // Placed as before migration 0010: a random id under the key.
+    const [older] = await placeBtcOrders(testDb.db, [order('0.1', { id: newBtcOrderId('u1', null), idempotencyKey: 'old', requestHash: 'h' })], '10')
+    assert.ok(older && 'placed' in older)
+    const outcomes = await placeBtcOrders(
+      testDb.db,
+      [order('0.2'), order('0.1', { idempotencyKey: 'old', requestHash: 'h' }), order('0.3', { idempotencyKey: 'new' })],
+      '10',
+    )
+    assert.ok('placed' in outcomes[0]! && 'placed' in outcomes[2]!)
+    assert.deepEqual(outcomes[1], { earlier: older.placed })
+    assert.equal(outcomes[2].placed.id, newBtcOrderId('u1', 'new'))
+    assert.equal(await total(), '0.60000000')
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from btc_orders`.execute(testDb.db)
+    assert.equal(rows[0]!.n, 3)
   })
 
   it('serialises concurrent batches on the totals row: the running totals form one sequence', async () => {

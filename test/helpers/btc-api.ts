@@ -7,9 +7,13 @@ import type { Redis } from 'ioredis'
 import { BTC_QUOTE_KEY } from '../../src/btc/index.ts'
 import { openTradingApi, type TradingApi } from './trading.ts'
 
-/** Boots the API with extra environment (such as `BTC_CAP`). */
+/**
+ * Boots the API with extra environment (such as `BTC_CAP`). The quote is read afresh every
+ * turn (`BTC_QUOTE_READ_KEEP_MS=0`) unless `extra` says otherwise: the tests rewrite it
+ * between orders.
+ */
 export async function openBtcApi(extra: Record<string, string> = {}): Promise<TradingApi> {
-  return openTradingApi(extra)
+  return openTradingApi({ BTC_QUOTE_READ_KEEP_MS: '0', ...extra })
 }
 
 /** One currency's quote as the poller writes it. */

@@ -51,3 +51,25 @@ test('a load answering the wrong number of values fails its callers instead of m
     assert.match(String((r as PromiseRejectedResult).reason), /loaded 1 values for 2 keys/)
   }
 })
+
+test('keepMs: a value answers the turns of the next keepMs without a load, then is read again; an error is never kept', async () => {
+  const calls: string[][] = []
+  let fail = true
+  const load = createTurnLoader(
+    async (keys) => {
+      calls.push(keys)
+      if (fail) throw new Error('redis is down')
+      return keys.map((key) => `${key}@${calls.length}`)
+    },
+    { keepMs: 80 },
+  )
+  await assert.rejects(load('q'), /redis is down/)
+  fail = false
+  assert.equal(await load('q'), 'q@2')
+  await nextTurn()
+  assert.deepEqual(await Promise.all([load('q'), load('q')]), ['q@2', 'q@2'])
+  assert.equal(calls.length, 2)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  assert.equal(await load('q'), 'q@3')
+  assert.throws(() => createTurnLoader(async (keys) => keys, { keepMs: -1 }), RangeError)
+})

@@ -1,0 +1,23 @@
+/** Idempotency keys: what a key may be, and the id a key stands for. */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { IDEMPOTENCY_KEY, idempotentId } from '../../src/platform/idempotency.ts'
+
+test('a key is 1 to 255 visible ASCII characters', () => {
+  for (const key of ['a', 'order-1', '~!', 'k'.repeat(255)]) assert.ok(IDEMPOTENCY_KEY.test(key), key)
+  for (const key of ['', 'with space', 'k'.repeat(256), 'é', 'tab\t']) assert.ok(!IDEMPOTENCY_KEY.test(key), key)
+})
+
+test('the id of a key is the same every time, a UUID of the v8 layout, and differs by namespace, owner and key', () => {
+  const id = idempotentId('bourse-btc-order', 'user1', 'k1')
+  assert.equal(idempotentId('bourse-btc-order', 'user1', 'k1'), id)
+  assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+  const others = [
+    idempotentId('bourse-order', 'user1', 'k1'),
+    idempotentId('bourse-btc-order', 'user2', 'k1'),
+    idempotentId('bourse-btc-order', 'user1', 'k2'),
+    // The parts are separated: moving a character from one to the next is another id.
+    idempotentId('bourse-btc-order', 'user1k', '1'),
+  ]
+  assert.equal(new Set([id, ...others]).size, 5)
+})
