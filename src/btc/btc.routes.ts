@@ -6,7 +6,7 @@
  * reads its own orders (another user's is 404, as if it did not exist), an admin token
  * reads every order. Placing an order needs a user token.
  */
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { Db } from '../database.ts'
 import { mapPage } from '../platform/db/keyset.ts'
 import type { RoutePlugin } from '../platform/http/app.ts'
@@ -82,7 +82,7 @@ function readerOf(principal: Principal): string | undefined {
 
 /** The fingerprint telling a retry from another request under the same key. */
 function requestHash(currency: string, amount: string): string {
-  return createHash('sha256').update(JSON.stringify([currency, amount])).digest('hex')
+  return hash('sha256', JSON.stringify([currency, amount]), 'hex')
 }
 
 /** The routes, as a plugin to register under the API. */

@@ -7,7 +7,7 @@
  * `Idempotency-Key` the order id is derived from (user, key), so a retry finds the order
  * (or, racing the first attempt, sends the very same order, which is executed once).
  */
-import { createHash, randomUUID } from 'node:crypto'
+import { hash, randomUUID } from 'node:crypto'
 import type { BlockList } from 'node:net'
 import type { Db } from '../database.ts'
 import type { OrderRow } from './db/tables.ts'
@@ -64,7 +64,7 @@ export function idempotentOrderId(user: string, key: string): string {
 /** The fingerprint telling a retry from a different request under the same key. */
 export function requestHash(request: CreateOrderBody): string {
   const canonical = [request.user, request.stockname, request.side, request.quantity, request.callback_url ?? null]
-  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex')
+  return hash('sha256', JSON.stringify(canonical), 'hex')
 }
 
 /** Creates the service. */
