@@ -12,7 +12,8 @@
  * follow take them without a Redis call until they run out or the window ends. No count is
  * given twice and none past the budget is given as allowed, whatever the number of
  * processes; what a process reserved and did not use when the window ends is lost, at most
- * 1% of the budget per process and window. A small budget (the default 60 a minute) is
+ * 1% of the budget per process and window (twice that when a second call went out while
+ * the first was under way). A small budget (the default 60 a minute) is
  * counted hit by hit. Why: at thousands of requests a second the Redis call was a fifth of
  * an order's CPU in the API (bench/btc.bench.ts, docs/decisions.md).
  */
@@ -58,6 +59,8 @@ const MAX_LEASE = 32
 const LEASE_SHARE = 100
 /** A reservation ends this long before Redis ends its window, so no count is used in the next window. */
 const LEASE_MARGIN_MS = 50
+/** Callers holding reservations past which the ended ones are dropped (a caller that stops calling leaves its own). */
+const SWEEP_AT = 10_000
 
 /** The counts to reserve per Redis call for a caller with `max` hits a window (1: none reserved). */
 export function leaseSize(max: number | undefined): number {
@@ -91,7 +94,13 @@ interface Lease {
 function createCounter(redis: Redis) {
   const r = redis as ScriptRedis
   if (typeof r.bourseCountHits !== 'function') redis.defineCommand('bourseCountHits', { lua: COUNT_HITS })
-  const leases = new Map<string, Lease>()
+  // Per counter, its reservations in the order granted (two when a call went out while another was under way).
+  const leases = new Map<string, Lease[]>()
+  /** Drops the reservations that ended; all of them if that leaves too many (they only save Redis calls). */
+  const sweep = (now: number) => {
+    for (const [key, held] of leases) if (held.every((lease) => lease.endsAt <= now)) leases.delete(key)
+    if (leases.size >= SWEEP_AT) leases.clear()
+  }
 
   const send = (windowMs: number, hits: Hit[]) => {
     const byKey = Map.groupBy(hits, (hit) => hit.key)
@@ -112,7 +121,13 @@ function createCounter(redis: Redis) {
           const granted = flat[3 * k + 2]!
           // The first hit to arrive gets the lowest count of the turn; what is left is reserved.
           const first = current - granted + 1
-          if (granted > sameKey.length) leases.set(key, { next: first + sameKey.length, last: current, endsAt: now + ttl - LEASE_MARGIN_MS })
+          if (granted > sameKey.length) {
+            if (leases.size >= SWEEP_AT) sweep(now)
+            const lease = { next: first + sameKey.length, last: current, endsAt: now + ttl - LEASE_MARGIN_MS }
+            const held = leases.get(key)
+            if (held === undefined) leases.set(key, [lease])
+            else held.push(lease)
+          }
           sameKey.forEach((hit, i) => hit.callback(null, { current: first + i, ttl }))
         })
       },
@@ -126,14 +141,19 @@ function createCounter(redis: Redis) {
     for (const [windowMs, sameWindow] of Map.groupBy(hits, (hit) => hit.windowMs)) send(windowMs, sameWindow)
   })
   return (hit: Hit) => {
-    const lease = leases.get(hit.key)
-    if (lease !== undefined) {
+    const held = leases.get(hit.key)
+    if (held !== undefined) {
       const now = Date.now()
-      if (now < lease.endsAt && lease.next <= lease.last) {
-        const current = lease.next++
-        if (lease.next > lease.last) leases.delete(hit.key)
-        hit.callback(null, { current, ttl: lease.endsAt + LEASE_MARGIN_MS - now })
-        return
+      while (held.length > 0) {
+        const lease = held[0]!
+        if (now < lease.endsAt && lease.next <= lease.last) {
+          const current = lease.next++
+          if (lease.next > lease.last) held.shift()
+          if (held.length === 0) leases.delete(hit.key)
+          hit.callback(null, { current, ttl: lease.endsAt + LEASE_MARGIN_MS - now })
+          return
+        }
+        held.shift()
       }
       leases.delete(hit.key)
     }

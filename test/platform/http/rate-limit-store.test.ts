@@ -127,6 +127,20 @@ describe('the coalescing Redis rate-limit store', () => {
     assert.equal(await redis.get('test:rl:big'), '96')
   })
 
+  test('two reservations made while the first call was under way are both used, in order', async () => {
+    const store = new (coalescingRedisStore(redis, 'test:rl:'))(options)
+    await hit(store, 'warm-up')
+    // Two turns in a row, before the first call answers: two calls, two reservations.
+    const first = hit(store, 'two', WINDOW_MS, 100_000)
+    await new Promise((resolve) => setImmediate(resolve))
+    const second = hit(store, 'two', WINDOW_MS, 100_000)
+    assert.deepEqual([(await first).current, (await second).current], [1, 33])
+    const counts: number[] = []
+    for (let i = 0; i < 62; i++) counts.push((await hit(store, 'two', WINDOW_MS, 100_000)).current)
+    assert.deepEqual(counts, [...Array.from({ length: 31 }, (_, i) => i + 2), ...Array.from({ length: 31 }, (_, i) => i + 34)])
+    assert.equal(await redis.get('test:rl:two'), '64')
+  })
+
   test('processes sharing a counter never get the same count, nor a count past the budget as allowed', async () => {
     const max = 3200 // reservations of 32
     await redis.set('test:rl:shared', String(max - 100), 'PX', WINDOW_MS)
