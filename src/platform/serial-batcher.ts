@@ -4,6 +4,9 @@
  * every item that arrived during the one before, so the fixed cost of a run (a
  * transaction, a lock taken, a commit flushed to disk) is shared; alone, an item runs at
  * once (after the current turn of the event loop, so the turn's other items join it).
+ * Under load the next batch is handed to `run` before the finished one is answered (its
+ * answers wait for the end of the turn): answering writes a response per item, and the
+ * database would otherwise wait for all of them before it saw the next batch.
  *
  * Why: BTC orders all update one totals row, so their transactions queue on its lock and
  * each commit's disk flush; one transaction per order capped placement at the disk's
@@ -36,17 +39,45 @@ export function createSerialBatcher<I, O>(run: (items: I[]) => Promise<readonly 
   let queue: Array<Waiting<I, O>> = []
   let running = false
 
-  const next = async () => {
-    while (queue.length > 0) {
-      const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch)
-      queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch)
-      try {
-        const results = await run(batch.map((w) => w.item))
+  /**
+   * Takes the next batch off the queue and starts its run (at once: a run that throws is a
+   * rejection). Resolves, never rejects, to the function that answers the batch's items.
+   */
+  const start = (): Promise<() => void> => {
+    const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch)
+    queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch)
+    return (async () => run(batch.map((w) => w.item)))()
+      .then((results) => {
         if (results.length !== batch.length) throw new Error(`a batch of ${batch.length} items answered ${results.length} results`)
-        batch.forEach((w, i) => w.resolve(results[i] as O))
-      } catch (err) {
+        return () => batch.forEach((w, i) => w.resolve(results[i] as O))
+      })
+      .catch((err: unknown) => () => {
         for (const w of batch) w.reject(err)
+      })
+  }
+
+  const next = async () => {
+    let current = start()
+    /** The answer of the batch before, due after its turn (at the latest before this batch's). */
+    let answerBefore: (() => void) | undefined
+    for (;;) {
+      const answer = await current
+      answerBefore?.()
+      if (queue.length === 0) {
+        answer()
+        break
       }
+      // The next batch goes to work first, and the finished one is answered after this
+      // turn: answering resolves every item's caller (a response to write each), and the
+      // next run would otherwise start only once they are all done, the database idle meanwhile.
+      current = start()
+      let answered = false
+      answerBefore = () => {
+        if (answered) return
+        answered = true
+        answer()
+      }
+      setImmediate(answerBefore)
     }
     running = false
   }

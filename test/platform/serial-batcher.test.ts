@@ -1,4 +1,4 @@
-/** The serial batcher: one batch at a time, items arriving meanwhile run together next, errors per batch. */
+/** The serial batcher: one batch at a time, items arriving meanwhile run together next (started before the batch before is answered), errors per batch. */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { createSerialBatcher } from '../../src/platform/serial-batcher.ts'
@@ -25,6 +25,25 @@ describe('createSerialBatcher', () => {
     release()
     assert.deepEqual(await Promise.all([...first, ...later]), ['r1', 'r2', 'r3', 'r4', 'r5'])
     assert.deepEqual(batches, [[1, 2], [3, 4, 5]])
+  })
+
+  it('hands the next batch to its run before answering the finished one, so the work that serialises never waits for the answers', async () => {
+    const events: string[] = []
+    let release: () => void = () => {}
+    const submit = createSerialBatcher<number, number>(async (items) => {
+      // A driver takes a few hops of the microtask queue before the work leaves the process.
+      for (let hop = 0; hop < 5; hop++) await null
+      events.push(`sent ${items.join(',')}`)
+      if (items[0] === 1) await new Promise<void>((resolve) => (release = resolve))
+      return items
+    })
+    const answered = (p: Promise<number>) => p.then((n) => void events.push(`answered ${n}`))
+    const first = answered(submit(1))
+    while (!events.includes('sent 1')) await new Promise((resolve) => setImmediate(resolve))
+    const later = [answered(submit(2)), answered(submit(3))]
+    release()
+    await Promise.all([first, ...later])
+    assert.deepEqual(events, ['sent 1', 'sent 2,3', 'answered 1', 'answered 2', 'answered 3'])
   })
 
   it('caps a batch at maxBatch', async () => {
