@@ -29,9 +29,13 @@ export type TurnLoader<V> = (key: string) => Promise<V>
 export interface TurnLoaderOptions {
   /**
    * How long a loaded value is answered again without loading, in ms from when its load
-   * answered. 0: no value is kept after its turn, every turn reads afresh. @defaultValue 0
+   * answered. 0: no value is kept after its turn, every turn reads afresh. A value is kept
+   * per key until it is read again after its time: meant for loaders over a few keys.
+   * @defaultValue 0
    */
   keepMs?: number
+  /** The clock, in ms. @defaultValue Date.now */
+  now?: () => number
 }
 
 /**
@@ -41,6 +45,7 @@ export interface TurnLoaderOptions {
  */
 export function createTurnLoader<V>(loadMany: (keys: string[]) => Promise<readonly V[]>, options: TurnLoaderOptions = {}): TurnLoader<V> {
   const keepMs = options.keepMs ?? 0
+  const now = options.now ?? Date.now
   if (!Number.isFinite(keepMs) || keepMs < 0) throw new RangeError(`keepMs must be a number of ms >= 0 (got ${keepMs})`)
   const kept = new Map<string, { value: V; until: number }>()
   const add = createTurnBatch<{ key: string; waiter: PromiseWithResolvers<V> }>((items) => {
@@ -49,7 +54,7 @@ export function createTurnLoader<V>(loadMany: (keys: string[]) => Promise<readon
     loadMany(keys)
       .then((values) => {
         if (values.length !== keys.length) throw new Error(`loaded ${values.length} values for ${keys.length} keys`)
-        const until = Date.now() + keepMs
+        const until = now() + keepMs
         keys.forEach((key, i) => {
           if (keepMs > 0) kept.set(key, { value: values[i]!, until })
           for (const { waiter } of waiters.get(key)!) waiter.resolve(values[i]!)
@@ -62,7 +67,10 @@ export function createTurnLoader<V>(loadMany: (keys: string[]) => Promise<readon
   return (key) => {
     if (keepMs > 0) {
       const value = kept.get(key)
-      if (value !== undefined && Date.now() < value.until) return Promise.resolve(value.value)
+      if (value !== undefined) {
+        if (now() < value.until) return Promise.resolve(value.value)
+        kept.delete(key)
+      }
     }
     const waiter = Promise.withResolvers<V>()
     add({ key, waiter })

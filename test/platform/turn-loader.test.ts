@@ -55,13 +55,14 @@ test('a load answering the wrong number of values fails its callers instead of m
 test('keepMs: a value answers the turns of the next keepMs without a load, then is read again; an error is never kept', async () => {
   const calls: string[][] = []
   let fail = true
+  let clock = 1_000
   const load = createTurnLoader(
     async (keys) => {
       calls.push(keys)
       if (fail) throw new Error('redis is down')
       return keys.map((key) => `${key}@${calls.length}`)
     },
-    { keepMs: 80 },
+    { keepMs: 80, now: () => clock },
   )
   await assert.rejects(load('q'), /redis is down/)
   fail = false
@@ -69,7 +70,9 @@ test('keepMs: a value answers the turns of the next keepMs without a load, then 
   await nextTurn()
   assert.deepEqual(await Promise.all([load('q'), load('q')]), ['q@2', 'q@2'])
   assert.equal(calls.length, 2)
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  clock += 79
+  assert.equal(await load('q'), 'q@2')
+  clock += 1
   assert.equal(await load('q'), 'q@3')
   assert.throws(() => createTurnLoader(async (keys) => keys, { keepMs: -1 }), RangeError)
 })
