@@ -77,9 +77,22 @@ export async function migrateToLatest<DB>(db: Kysely<DB>, schema: string, migrat
   await sql`create schema if not exists ${sql.id(schema)}`.execute(db)
   const provider: MigrationProvider = { getMigrations: async () => migrations }
   const migrator = new Migrator({ db, provider, migrationTableSchema: schema })
-  const { error, results } = await migrator.migrateToLatest()
-  if (error) throw error
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+  for (let attempt = 1; ; attempt++) {
+    const { error, results } = await migrator.migrateToLatest()
+    if (!error) return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+    if (attempt >= 10 || !isOtherSchemaDropped(error, schema)) throw error
+  }
+}
+
+/**
+ * Whether `err` is another schema vanishing under the migrator's look at the tables:
+ * Kysely lists the tables of every schema and reads each schema by name, so a schema
+ * dropped meanwhile (another service's or another test file's) fails the look, before
+ * any migration ran or the migration lock was taken. Seen in CI with two test lanes.
+ */
+function isOtherSchemaDropped(err: unknown, schema: string): boolean {
+  const pgError = err as { code?: unknown; message?: unknown }
+  return pgError.code === '3F000' && typeof pgError.message === 'string' && !pgError.message.includes(`"${schema}"`)
 }
 
 /** The channel name for LISTEN/NOTIFY of `topic` within a schema (schemas do not share channels). */
