@@ -220,12 +220,16 @@ export const startApi = (processes: Processes, env: NodeJS.ProcessEnv, nodeFlags
 export const startEmptyServer = (processes: Processes, nodeFlags: string[] = []): Child =>
   processes.start('empty server', ['bench/empty-server.ts'], process.env, nodeFlags)
 
-/** SIGTERM, then SIGKILL after 15 s. */
+/**
+ * SIGTERM, then SIGKILL after 60 s: a service stops within its own 15 s shutdown timeout,
+ * but one started with BENCH_CPU_PROF writes its profile after that, which took the API
+ * longer than 15 s after a run (the profile was lost to the SIGKILL).
+ */
 export async function stopChild(child: Child): Promise<void> {
   child.stopping = true
   if (child.process.exitCode !== null || child.process.signalCode !== null) return
   child.process.kill('SIGTERM')
-  const timer = setTimeout(() => child.process.kill('SIGKILL'), 15_000)
+  const timer = setTimeout(() => child.process.kill('SIGKILL'), 60_000)
   await child.exited
   clearTimeout(timer)
 }

@@ -16,13 +16,20 @@ export function newBtcOrderId(userId: string, idempotencyKey: string | null): st
   return idempotencyKey === null ? randomUUID() : idempotentId('bourse-btc-order', userId, idempotencyKey)
 }
 
-/** An order to place; `id` from {@link newBtcOrderId}. */
+/**
+ * An order to place; `id` from {@link newBtcOrderId}. The decimals are in the form
+ * PostgreSQL writes them back (`amount` with 2 decimals, `btcAmount` with 8, `btcPrice` a
+ * plain decimal, none with a leading zero): the order placed is answered from them.
+ */
 export interface NewBtcOrder {
   id: string
   userId: string
   currency: string
+  /** The fiat paid, 2 decimals (`"250.00"`). */
   amount: string
+  /** The price of 1 BTC, a plain decimal (`"61234.5"`). */
   btcPrice: string
+  /** The BTC bought, 8 decimals (`"0.00408267"`). */
   btcAmount: string
   priceSource: string
   priceFetchedAt: Date
@@ -53,11 +60,16 @@ export type PlaceOutcome = { placed: BtcOrderRow } | { capExceeded: true; availa
  * derived from keys has another id: the unique (user, key) constraint stops its retry, which
  * is then resolved by a look-up per key ({@link settleOlderKeys}).
  *
+ * An order placed is answered from the order given (with the total it took the cap to and
+ * its creation time from the database): each of its decimals must be in the form
+ * PostgreSQL writes back (see {@link NewBtcOrder}), or the batch is refused with a RangeError.
+ *
  * Why one statement per batch: every order updates the one totals row, so placing them one
  * transaction each capped placement at the disk's commit rate, and a transaction of
  * several statements per batch spent the API's time on round trips (bench/btc.bench.ts).
  */
 export async function placeBtcOrders(db: Db, orders: readonly NewBtcOrder[], cap: string): Promise<PlaceOutcome[]> {
+  for (const order of orders) checkStoredForm(order)
   const outcomes = new Array<PlaceOutcome | undefined>(orders.length)
   let pending = orders.map((order, index) => ({ order, index }))
   while (pending.length > 0) {
@@ -79,8 +91,52 @@ export async function placeBtcOrders(db: Db, orders: readonly NewBtcOrder[], cap
   return outcomes as PlaceOutcome[]
 }
 
-/** One row of `bourse_place_btc_orders`: the outcome, the room left at a refusal, and the order placed or found (null when refused). */
-type PlacedRow = { outcome: 'placed' | 'earlier' | 'refused'; available: string | null } & { [K in keyof BtcOrderRow]: BtcOrderRow[K] | null }
+/** Decimals as PostgreSQL writes back `numeric(14, 2)`, `numeric(20, 8)` and `numeric` (no leading zero, no sign). */
+const STORED_FIAT = /^(?:0|[1-9]\d*)\.\d{2}$/
+const STORED_BTC = /^(?:0|[1-9]\d*)\.\d{8}$/
+const STORED_DECIMAL = /^(?:0|[1-9]\d*)(?:\.\d+)?$/
+
+/** Throws unless the order's decimals read back as sent (an order placed is answered from them). */
+function checkStoredForm(order: NewBtcOrder): void {
+  const wrong = !STORED_FIAT.test(order.amount)
+    ? ['amount', order.amount]
+    : !STORED_BTC.test(order.btcAmount)
+      ? ['btcAmount', order.btcAmount]
+      : !STORED_DECIMAL.test(order.btcPrice)
+        ? ['btcPrice', order.btcPrice]
+        : undefined
+  if (wrong) throw new RangeError(`order ${order.id}: ${wrong[0]} ${JSON.stringify(wrong[1])} is not in the form PostgreSQL stores`)
+}
+
+/**
+ * One row of `bourse_place_btc_orders` (migration 0011): the outcome; for an order placed,
+ * the total it took the cap to and the batch's creation time (ISO 8601 text);
+ * for a refusal, the BTC still available; for an earlier order, its whole row.
+ */
+type PlacedRow = {
+  outcome: 'placed' | 'earlier' | 'refused'
+  available: string | null
+  placed_total_after: string | null
+  placed_created_at: string | null
+} & { [K in keyof BtcOrderRow]: BtcOrderRow[K] | null }
+
+/** The row of an order just placed: what was sent, as stored, and what the database decided. */
+function placedRow(order: NewBtcOrder, totalAfter: string, createdAt: string): BtcOrderRow {
+  return {
+    id: order.id,
+    user_id: order.userId,
+    currency: order.currency,
+    amount: order.amount,
+    btc_price: order.btcPrice,
+    btc_amount: order.btcAmount,
+    btc_total_after: totalAfter,
+    price_source: order.priceSource,
+    price_fetched_at: order.priceFetchedAt,
+    idempotency_key: order.idempotencyKey,
+    request_hash: order.requestHash,
+    created_at: new Date(createdAt),
+  }
+}
 
 /** {@link placeBtcOrders} for orders whose idempotency keys differ. */
 async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string): Promise<PlaceOutcome[]> {
@@ -92,11 +148,11 @@ async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string): P
   try {
     const { rows } = await sql<PlacedRow>`select * from bourse_place_btc_orders(${batch}::jsonb, ${cap}::numeric)`.execute(db)
     if (rows.length !== orders.length) throw new Error(`placing ${orders.length} orders answered ${rows.length} rows`)
-    return rows.map((row) => {
-      const { outcome, available, ...order } = row
-      if (outcome === 'refused') return { capExceeded: true, available: available! }
-      if (outcome === 'earlier') return { earlier: order as BtcOrderRow }
-      return { placed: order as BtcOrderRow }
+    return rows.map((row, i): PlaceOutcome => {
+      if (row.outcome === 'placed') return { placed: placedRow(orders[i]!, row.placed_total_after!, row.placed_created_at!) }
+      if (row.outcome === 'refused') return { capExceeded: true, available: row.available! }
+      const { outcome: _outcome, available: _available, placed_total_after: _after, placed_created_at: _created, ...earlier } = row
+      return { earlier: earlier as BtcOrderRow }
     })
   } catch (err) {
     const pgError = err as { code?: string; constraint?: string }

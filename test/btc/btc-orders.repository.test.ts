@@ -23,7 +23,13 @@ beforeEach(async () => {
   await sql`update btc_totals set btc_total = 0`.execute(testDb.db)
 })
 
-/** An order as the route makes it: under a key, the id the key stands for. */
+/** A BTC amount with the 8 decimals PostgreSQL writes back (`0.6` → `0.60000000`). */
+const btc8 = (text: string) => {
+  const [whole, fraction = ''] = text.split('.')
+  return `${whole}.${fraction.padEnd(8, '0')}`
+}
+
+/** An order as the route makes it: under a key, the id the key stands for; `btcAmount` as short as wished. */
 const order = (btcAmount: string, extra: Partial<NewBtcOrder> = {}): NewBtcOrder => {
   const userId = extra.userId ?? 'u1'
   return {
@@ -32,7 +38,7 @@ const order = (btcAmount: string, extra: Partial<NewBtcOrder> = {}): NewBtcOrder
     currency: 'EUR',
     amount: '10.00',
     btcPrice: '50000',
-    btcAmount,
+    btcAmount: btc8(btcAmount),
     priceSource: 'coinbase',
     priceFetchedAt: new Date(),
     idempotencyKey: null,
@@ -51,6 +57,36 @@ describe('placeBtcOrders', () => {
     assert.equal('placed' in outcomes[2]! && outcomes[2].placed.btc_total_after, '0.90000000')
     assert.deepEqual(outcomes[3], { capExceeded: true, available: '0.10000000' })
     assert.equal(await total(), '0.90000000')
+  })
+
+  it('answers an order placed from what it sent, which is what the table holds, whatever the decimals', async () => {
+    const sent = [
+      order('0.00000001', { amount: '0.01', btcPrice: '61234.5', currency: 'USD' }),
+      order('12.34567891', { amount: '999999999.99', btcPrice: '81000000.123456789012', priceSource: 'kraken' }),
+      order('0.5', { amount: '250.00', btcPrice: '0.5', userId: 'u2', idempotencyKey: 'k', requestHash: 'h' }),
+    ]
+    const outcomes = await placeBtcOrders(testDb.db, sent, '100')
+    for (const outcome of outcomes) {
+      assert.ok('placed' in outcome)
+      assert.deepEqual(outcome.placed, await findBtcOrder(testDb.db, outcome.placed.id, undefined))
+    }
+  })
+
+  it('refuses a batch holding a decimal PostgreSQL would write back otherwise, before placing any of it', async () => {
+    for (const [field, value] of [
+      ['amount', '10.5'],
+      ['amount', '010.50'],
+      ['btcAmount', '0.1'],
+      ['btcPrice', '050000'],
+      ['btcPrice', '5e4'],
+    ] as const) {
+      await assert.rejects(placeBtcOrders(testDb.db, [order('0.1'), order('0.1', { [field]: value })], '10'), (err: Error) => {
+        assert.ok(err instanceof RangeError)
+        assert.match(err.message, new RegExp(`${field} "${value}" is not in the form PostgreSQL stores`))
+        return true
+      })
+    }
+    assert.equal(await total(), '0.00000000')
   })
 
   it('answers an idempotency key used before, or earlier in the batch, with that order', async () => {

@@ -6,6 +6,7 @@ import type { Migrations } from '../../platform/db/index.ts'
 import * as btcOrders from './migrations/0007_btc_orders.ts'
 import * as btcTotalAfter from './migrations/0008_btc_total_after.ts'
 import * as btcPlaceOrders from './migrations/0010_btc_place_orders.ts'
+import * as btcPlaceAnswersLess from './migrations/0011_btc_place_answers_less.ts'
 
 export type { BtcTables } from './tables.ts'
 
@@ -14,4 +15,5 @@ export const btcMigrations: Migrations = {
   '0007_btc_orders': btcOrders,
   '0008_btc_total_after': btcTotalAfter,
   '0010_btc_place_orders': btcPlaceOrders,
+  '0011_btc_place_answers_less': btcPlaceAnswersLess,
 }
