@@ -57,8 +57,8 @@ function decimalText(units: bigint, decimals: number): string {
  * one integer division, whose quotient bigint truncates (toward zero: both are positive).
  */
 export function btcAmount(amount: string, price: string): string {
-  const p = scaledPrice(price)
   const a = scaled(amount, 'amount')
+  const p = scaledPrice(price)
   const satoshis = (a.digits * 10n ** BigInt(p.decimals + BTC_DECIMALS)) / (p.digits * 10n ** BigInt(a.decimals))
   return decimalText(satoshis, BTC_DECIMALS)
 }

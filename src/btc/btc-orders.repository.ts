@@ -45,8 +45,8 @@ export type PlaceOutcome = { placed: BtcOrderRow } | { capExceeded: true; availa
 
 /**
  * Places a batch of orders under the cap in one statement (one round trip, one commit),
- * deciding them in the order given: the database function `bourse_place_btc_orders` (migration
- * 0010) locks the totals row (`for update`), so batches, from this process or another,
+ * deciding them in the order given: the database function `bourse_place_btc_orders_v2`
+ * (migration 0011; 0010's `bourse_place_btc_orders` before it) locks the totals row (`for update`), so batches, from this process or another,
  * follow one another; it then walks the orders in order, placing each if the total stays
  * within `cap` and refusing it otherwise, inserts the orders placed and moves the total on,
  * all before it commits. Each order keeps the total it took the cap to (`btc_total_after`),
@@ -95,10 +95,14 @@ export async function placeBtcOrders(db: Db, orders: readonly NewBtcOrder[], cap
 const STORED_FIAT = /^(?:0|[1-9]\d*)\.\d{2}$/
 const STORED_BTC = /^(?:0|[1-9]\d*)\.\d{8}$/
 const STORED_DECIMAL = /^(?:0|[1-9]\d*)(?:\.\d+)?$/
+/** A currency as `char(3)` writes it back (trailing spaces would be cut). */
+const STORED_CURRENCY = /^[A-Z]{3}$/
 
-/** Throws unless the order's decimals read back as sent (an order placed is answered from them). */
+/** Throws unless the order's currency and decimals read back as sent (an order placed is answered from them). */
 function checkStoredForm(order: NewBtcOrder): void {
-  const wrong = !STORED_FIAT.test(order.amount)
+  const wrong = !STORED_CURRENCY.test(order.currency)
+    ? ['currency', order.currency]
+    : !STORED_FIAT.test(order.amount)
     ? ['amount', order.amount]
     : !STORED_BTC.test(order.btcAmount)
       ? ['btcAmount', order.btcAmount]
@@ -109,7 +113,7 @@ function checkStoredForm(order: NewBtcOrder): void {
 }
 
 /**
- * One row of `bourse_place_btc_orders` (migration 0011): the outcome; for an order placed,
+ * One row of `bourse_place_btc_orders_v2` (migration 0011): the outcome; for an order placed,
  * the total it took the cap to and the batch's creation time (ISO 8601 text);
  * for a refusal, the BTC still available; for an earlier order, its whole row.
  */
@@ -146,10 +150,15 @@ async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string): P
     orders.map((o) => [o.id, o.userId, o.currency, o.amount, o.btcPrice, o.btcAmount, o.priceSource, o.priceFetchedAt, o.idempotencyKey, o.requestHash]),
   )
   try {
-    const { rows } = await sql<PlacedRow>`select * from bourse_place_btc_orders(${batch}::jsonb, ${cap}::numeric)`.execute(db)
+    const { rows } = await sql<PlacedRow>`select * from bourse_place_btc_orders_v2(${batch}::jsonb, ${cap}::numeric)`.execute(db)
     if (rows.length !== orders.length) throw new Error(`placing ${orders.length} orders answered ${rows.length} rows`)
     return rows.map((row, i): PlaceOutcome => {
-      if (row.outcome === 'placed') return { placed: placedRow(orders[i]!, row.placed_total_after!, row.placed_created_at!) }
+      if (row.outcome === 'placed') {
+        if (row.placed_total_after === null || row.placed_created_at === null) {
+          throw new Error('the placing function answered a placed order without its total or time (is migration 0011 applied?)')
+        }
+        return { placed: placedRow(orders[i]!, row.placed_total_after, row.placed_created_at) }
+      }
       if (row.outcome === 'refused') return { capExceeded: true, available: row.available! }
       const { outcome: _outcome, available: _available, placed_total_after: _after, placed_created_at: _created, ...earlier } = row
       return { earlier: earlier as BtcOrderRow }

@@ -61,6 +61,20 @@ describe('btcAmount', () => {
     assert.equal(btcAmount('0.01', '100000000'), '0.00000000')
   })
 
+  it('divides by the price given each time, whichever price came before', () => {
+    for (const [amount, price, btc] of [
+      ['100', '50000', '0.00200000'],
+      ['100', '40000', '0.00250000'],
+      ['100', '50000', '0.00200000'],
+      ['100', '50000.0', '0.00200000'],
+      ['1', '0.5', '2.00000000'],
+    ] as const) {
+      assert.equal(btcAmount(amount, price), btc, `${amount} at ${price}`)
+    }
+    assert.throws(() => btcAmount('1', '0'), RangeError)
+    assert.equal(btcAmount('1', '0.5'), '2.00000000', 'a refused price does not replace the one kept')
+  })
+
   it('refuses a price that is not a positive decimal', () => {
     assert.throws(() => btcAmount('1', '0'), RangeError)
     assert.throws(() => btcAmount('1', '-1'), RangeError)
@@ -87,7 +101,10 @@ describe('smallestFiatAmount', () => {
     )
   })
 
-  it('rounds up to whole cents', () => {
+  it('rounds up to whole cents, however many decimals the price has', () => {
+    // Just over 0.02 per satoshi: 0.02 buys nothing, 0.03 buys one.
+    assert.equal(smallestFiatAmount('2000000.0000000000004'), '0.03')
+    assert.equal(btcAmount('0.02', '2000000.0000000000004'), ZERO_BTC)
     assert.equal(smallestFiatAmount('61234.50'), '0.01')
     assert.equal(smallestFiatAmount('100000000'), '1.00')
     assert.equal(smallestFiatAmount('100000001'), '1.01')

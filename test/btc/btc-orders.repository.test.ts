@@ -79,6 +79,7 @@ describe('placeBtcOrders', () => {
       ['btcAmount', '0.1'],
       ['btcPrice', '050000'],
       ['btcPrice', '5e4'],
+      ['currency', 'EUR '],
     ] as const) {
       await assert.rejects(placeBtcOrders(testDb.db, [order('0.1'), order('0.1', { [field]: value })], '10'), (err: Error) => {
         assert.ok(err instanceof RangeError)

@@ -1,28 +1,31 @@
 /**
- * `bourse_place_btc_orders(batch, cap)` answers less: migration 0010's function, which read
+ * `bourse_place_btc_orders_v2(batch, cap)`: migration 0010's placing function, which read
  * every order it had just placed back from the table (an index probe and a heap fetch per
- * order) to return its whole row, now returns, for an order placed, only what the caller
- * does not already know: the total the order took the cap to and the batch's creation
- * time (ISO 8601 text, the same for the whole batch). Every other column of a placed
- * order is what the caller sent, as PostgreSQL stores it (the repository sends them in the
- * form PostgreSQL writes them back, and checks so). An earlier order found under an
+ * order) to return its whole row, answering less: for an order placed, only what the
+ * caller does not already know, the total the order took the cap to and the batch's
+ * creation time (ISO 8601 text, the same for the whole batch). Every other column of a
+ * placed order is what the caller sent, as PostgreSQL stores it (the repository sends them
+ * in the form PostgreSQL writes them back, and checks so). An earlier order found under an
  * idempotency key is still returned whole, and a refusal still carries the BTC available.
+ *
+ * A new name, not a new body under the old one: services migrate when they start, so
+ * during a rolling restart an API process started before this migration still calls
+ * `bourse_place_btc_orders` and reads whole rows from it. Both functions lock the same
+ * totals row, so orders placed through either are decided one batch after another. The
+ * old function is dropped by a later migration, once no release calls it.
  *
  * Why: in a batch of 50, PostgreSQL spent 28-29 µs of CPU per order with the read-back and
  * 24 µs without (five alternated runs each), and the API no longer parses a 14-column row
  * with two timestamps per order (docs/decisions.md).
  *
  * The function's body repeats 0010's otherwise: a migration is never edited once
- * released, so each one states its whole function. Its result's columns change, so it is
- * dropped and created again (in the migration's transaction: no caller sees it missing).
+ * released, so each one states its whole function.
  */
 import { type Kysely, sql } from 'kysely'
-import { up as createPlaceOrdersV1 } from './0010_btc_place_orders.ts'
 
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`drop function bourse_place_btc_orders(jsonb, numeric)`.execute(db)
   await sql`
-    create function bourse_place_btc_orders(batch jsonb, cap numeric)
+    create function bourse_place_btc_orders_v2(batch jsonb, cap numeric)
     returns table (
       outcome text, available text, placed_total_after text, placed_created_at text,
       id uuid, user_id text, currency char(3), amount numeric, btc_price numeric, btc_amount numeric,
@@ -102,6 +105,5 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`drop function if exists bourse_place_btc_orders(jsonb, numeric)`.execute(db)
-  await createPlaceOrdersV1(db)
+  await sql`drop function if exists bourse_place_btc_orders_v2(jsonb, numeric)`.execute(db)
 }
