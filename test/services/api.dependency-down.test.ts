@@ -81,7 +81,12 @@ interface Answer {
 
 async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Answer> {
   const started = performance.now()
-  const res = await fetch(`${base}${path}`, { method, headers, ...(body !== undefined && { body: JSON.stringify(body) }) })
+  const res = await fetch(`${base}${path}`, { method, headers, ...(body !== undefined && { body: JSON.stringify(body) }) }).catch((err: unknown) => {
+    // The API gone (it must not die of a lost dependency): say how, with what it printed last.
+    const { exitCode, signalCode } = api.child
+    const exit = exitCode === null && signalCode === null ? 'still running' : `exited (code ${exitCode}, signal ${signalCode})`
+    throw new Error(`${method} ${path}: ${String(err)}; the API ${exit}; its last output:\n${api.output().slice(-4000)}`, { cause: err })
+  })
   const text = await res.text()
   const code = res.status >= 400 ? (JSON.parse(text) as { error?: { code?: string } }).error?.code : undefined
   return { status: res.status, ms: performance.now() - started, retryAfter: res.headers.get('retry-after'), code }
