@@ -61,6 +61,11 @@ export function createDb<DB>(options: DbOptions): Kysely<DB> {
     ...(options.queryTimeoutMs !== undefined && { query_timeout: options.queryTimeoutMs }),
   })
   pool.on('error', (err) => options.log?.warn({ err }, 'postgres idle connection error'))
+  // pg-pool listens for errors on idle connections only, and a client emits `error` when
+  // its connection ends unexpectedly, also while it is checked out: unheard, that was an
+  // uncaught exception killing the process when PostgreSQL went away mid-query. The
+  // query itself fails with the error, and the pool drops the broken connection on release.
+  pool.on('connect', (client) => client.on('error', (err) => options.log?.warn({ err }, 'postgres connection lost')))
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
 }
 
