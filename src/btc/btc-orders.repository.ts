@@ -46,8 +46,8 @@ export type PlaceOutcome = { placed: BtcOrderRow } | { capExceeded: true; availa
 /**
  * Places a batch of orders under the cap in one statement (one round trip, one commit),
  * deciding them in the order given: the database function `bourse_place_btc_orders_v2`
- * (migration 0011; 0010's `bourse_place_btc_orders` before it) locks the totals row (`for update`), so batches, from this process or another,
- * follow one another; it then walks the orders in order, placing each if the total stays
+ * (migration 0011; 0010's `bourse_place_btc_orders` before it) locks the totals row (`for
+ * update`), so batches, from this process or another, follow one another; it then walks the orders in order, placing each if the total stays
  * within `cap` and refusing it otherwise, inserts the orders placed and moves the total on,
  * all before it commits. Each order keeps the total it took the cap to (`btc_total_after`),
  * and a refusal reports the BTC left at its turn: both are states of that one sequence.
@@ -91,25 +91,23 @@ export async function placeBtcOrders(db: Db, orders: readonly NewBtcOrder[], cap
   return outcomes as PlaceOutcome[]
 }
 
-/** Decimals as PostgreSQL writes back `numeric(14, 2)`, `numeric(20, 8)` and `numeric` (no leading zero, no sign). */
-const STORED_FIAT = /^(?:0|[1-9]\d*)\.\d{2}$/
-const STORED_BTC = /^(?:0|[1-9]\d*)\.\d{8}$/
-const STORED_DECIMAL = /^(?:0|[1-9]\d*)(?:\.\d+)?$/
-/** A currency as `char(3)` writes it back (trailing spaces would be cut). */
-const STORED_CURRENCY = /^[A-Z]{3}$/
+/**
+ * Each field an order placed is answered from, in the form PostgreSQL writes it back: the
+ * currency as `char(3)` (trailing spaces would be cut), the decimals as `numeric(14, 2)`,
+ * `numeric(20, 8)` and `numeric` (no sign, no leading zero).
+ */
+const STORED_FORMS = [
+  ['currency', /^[A-Z]{3}$/],
+  ['amount', /^(?:0|[1-9]\d*)\.\d{2}$/],
+  ['btcAmount', /^(?:0|[1-9]\d*)\.\d{8}$/],
+  ['btcPrice', /^(?:0|[1-9]\d*)(?:\.\d+)?$/],
+] as const
 
-/** Throws unless the order's currency and decimals read back as sent (an order placed is answered from them). */
+/** Throws unless the order's fields read back as sent (an order placed is answered from them). */
 function checkStoredForm(order: NewBtcOrder): void {
-  const wrong = !STORED_CURRENCY.test(order.currency)
-    ? ['currency', order.currency]
-    : !STORED_FIAT.test(order.amount)
-    ? ['amount', order.amount]
-    : !STORED_BTC.test(order.btcAmount)
-      ? ['btcAmount', order.btcAmount]
-      : !STORED_DECIMAL.test(order.btcPrice)
-        ? ['btcPrice', order.btcPrice]
-        : undefined
-  if (wrong) throw new RangeError(`order ${order.id}: ${wrong[0]} ${JSON.stringify(wrong[1])} is not in the form PostgreSQL stores`)
+  for (const [field, form] of STORED_FORMS) {
+    if (!form.test(order[field])) throw new RangeError(`order ${order.id}: ${field} ${JSON.stringify(order[field])} is not in the form PostgreSQL stores`)
+  }
 }
 
 /**

@@ -48,8 +48,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       availables numeric[] := '{}';
       afters numeric[] := '{}';
       ids uuid[] := '{}';
-      placed bigint[] := '{}';
-      totals numeric[] := '{}';
     begin
       -- The lock that serialises every batch, of this process or another. In READ COMMITTED
       -- each statement below sees what the batches before this one committed.
@@ -69,8 +67,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
           ids := array_append(ids, earlier);
         elsif total + o.bought <= cap then
           total := total + o.bought;
-          placed := array_append(placed, o.n);
-          totals := array_append(totals, total);
           outcomes := array_append(outcomes, 'placed');
           availables := array_append(availables, null::numeric);
           afters := array_append(afters, total);
@@ -82,13 +78,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
           ids := array_append(ids, null::uuid);
         end if;
       end loop;
+      -- The orders placed (the arrays hold one entry per order, in batch order), with
       -- created_at at whole milliseconds, the precision of a JS Date, so a page's cursor is exact.
       insert into btc_orders (id, user_id, currency, amount, btc_price, btc_amount, btc_total_after, price_source,
         price_fetched_at, idempotency_key, request_hash, created_at)
-      select (e.v->>0)::uuid, e.v->>1, e.v->>2, (e.v->>3)::numeric, (e.v->>4)::numeric, (e.v->>5)::numeric, p.total_after,
+      select (e.v->>0)::uuid, e.v->>1, e.v->>2, (e.v->>3)::numeric, (e.v->>4)::numeric, (e.v->>5)::numeric, afters[e.n],
         e.v->>6, (e.v->>7)::timestamptz, e.v->>8, e.v->>9, stamp
-      from unnest(placed, totals) as p(n, total_after)
-      join jsonb_array_elements(batch) with ordinality as e(v, n) on e.n = p.n;
+      from jsonb_array_elements(batch) with ordinality as e(v, n)
+      where outcomes[e.n] = 'placed';
       update btc_totals t set btc_total = total where t.id;
       -- Only an earlier order is read from the table (ids holds nothing else).
       return query
