@@ -60,11 +60,13 @@ export function createDb<DB>(options: DbOptions): Kysely<DB> {
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
     ...(options.queryTimeoutMs !== undefined && { query_timeout: options.queryTimeoutMs }),
   })
-  pool.on('error', (err) => options.log?.warn({ err }, 'postgres idle connection error'))
-  // pg-pool listens for errors on idle connections only, and a client emits `error` when
-  // its connection ends unexpectedly, also while it is checked out: unheard, that was an
-  // uncaught exception killing the process when PostgreSQL went away mid-query. The
-  // query itself fails with the error, and the pool drops the broken connection on release.
+  // pg-pool listens for errors on idle connections only (and re-emits them here, where an
+  // unheard 'error' would throw), and a client emits `error` when its connection ends
+  // unexpectedly, also while it is checked out: unheard, that was an uncaught exception
+  // killing the process when PostgreSQL went away mid-query. Each connection's own listener
+  // logs the loss, idle or not; the query fails with the error, and the pool drops the
+  // broken connection on release.
+  pool.on('error', () => {})
   pool.on('connect', (client) => client.on('error', (err) => options.log?.warn({ err }, 'postgres connection lost')))
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
 }
