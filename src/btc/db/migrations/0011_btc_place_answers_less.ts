@@ -18,8 +18,9 @@
  * 24 µs without (five alternated runs each), and the API no longer parses a 14-column row
  * with two timestamps per order (docs/decisions.md).
  *
- * The function's body repeats 0010's otherwise: a migration is never edited once
- * released, so each one states its whole function.
+ * Otherwise the body is 0010's, but for the insert, which takes the orders placed and their
+ * totals from the per-order arrays: a migration is never edited once released, so each one
+ * states its whole function.
  */
 import { type Kysely, sql } from 'kysely'
 
