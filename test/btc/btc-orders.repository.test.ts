@@ -117,6 +117,20 @@ describe('placeBtcOrders', () => {
     assert.equal(rows[0]!.n, 3)
   })
 
+  it('answers a retry with its order even when the cap is reached, and the retry takes none of the room left', async () => {
+    const [first] = await placeBtcOrders(testDb.db, [order('0.9', { idempotencyKey: 'big', requestHash: 'h' })], '1')
+    assert.ok(first && 'placed' in first)
+    const outcomes = await placeBtcOrders(
+      testDb.db,
+      [order('0.9', { idempotencyKey: 'big', requestHash: 'h' }), order('0.1', { idempotencyKey: 'small' }), order('0.9', { idempotencyKey: 'big', requestHash: 'h' })],
+      '1',
+    )
+    assert.deepEqual(outcomes[0], { earlier: first.placed })
+    assert.equal('placed' in outcomes[1]! && outcomes[1].placed.btc_total_after, '1.00000000')
+    assert.deepEqual(outcomes[2], { earlier: first.placed })
+    assert.equal(await total(), '1.00000000')
+  })
+
   it('two batches racing with one key (two API processes): one places it, the other answers with that order', async () => {
     for (let round = 0; round < 10; round++) {
       const key = `race-${round}`

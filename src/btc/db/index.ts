@@ -7,6 +7,7 @@ import * as btcOrders from './migrations/0007_btc_orders.ts'
 import * as btcTotalAfter from './migrations/0008_btc_total_after.ts'
 import * as btcPlaceOrders from './migrations/0010_btc_place_orders.ts'
 import * as btcPlaceAnswersLess from './migrations/0011_btc_place_answers_less.ts'
+import * as btcPlaceEarlierInOneScan from './migrations/0012_btc_place_earlier_in_one_scan.ts'
 
 export type { BtcTables } from './tables.ts'
 
@@ -16,4 +17,5 @@ export const btcMigrations: Migrations = {
   '0008_btc_total_after': btcTotalAfter,
   '0010_btc_place_orders': btcPlaceOrders,
   '0011_btc_place_answers_less': btcPlaceAnswersLess,
+  '0012_btc_place_earlier_in_one_scan': btcPlaceEarlierInOneScan,
 }
