@@ -21,3 +21,8 @@ test('the id of a key is the same every time, a UUID of the v8 layout, and diffe
   ]
   assert.equal(new Set([id, ...others]).size, 5)
 })
+
+test('the ids of keys stored before stay the ids of those keys (a retry must find its order)', () => {
+  assert.equal(idempotentId('bourse-btc-order', 'user1', 'k1'), 'e0b89f28-a9ff-8b3f-8ee4-c8c117c91215')
+  assert.equal(idempotentId('bourse-order', 'u', 'retry-7'), '3e4d4616-bbf5-84c9-a0ea-5299dd9e1ab6')
+})
