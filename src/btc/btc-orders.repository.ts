@@ -46,7 +46,7 @@ export type PlaceOutcome = { placed: BtcOrderRow } | { capExceeded: true; availa
 /**
  * Places a batch of orders under the cap in one statement (one round trip, one commit),
  * deciding them in the order given: the database function `bourse_place_btc_orders_v2`
- * (migration 0011; 0010's `bourse_place_btc_orders` before it) locks the totals row (`for
+ * (migration 0011, its body replaced by 0012's; 0010's `bourse_place_btc_orders` before it) locks the totals row (`for
  * update`), so batches, from this process or another, follow one another; it then walks the orders in order, placing each if the total stays
  * within `cap` and refusing it otherwise, inserts the orders placed and moves the total on,
  * all before it commits. Each order keeps the total it took the cap to (`btc_total_after`),
@@ -111,7 +111,7 @@ function checkStoredForm(order: NewBtcOrder): void {
 }
 
 /**
- * One row of `bourse_place_btc_orders_v2` (migration 0011): the outcome; for an order placed,
+ * One row of `bourse_place_btc_orders_v2` (migrations 0011 and 0012): the outcome; for an order placed,
  * the total it took the cap to and the batch's creation time (ISO 8601 text);
  * for a refusal, the BTC still available; for an earlier order, its whole row.
  */

@@ -25,4 +25,7 @@ test('the id of a key is the same every time, a UUID of the v8 layout, and diffe
 test('the ids of keys stored before stay the ids of those keys (a retry must find its order)', () => {
   assert.equal(idempotentId('bourse-btc-order', 'user1', 'k1'), 'e0b89f28-a9ff-8b3f-8ee4-c8c117c91215')
   assert.equal(idempotentId('bourse-order', 'u', 'retry-7'), '3e4d4616-bbf5-84c9-a0ea-5299dd9e1ab6')
+  // The four variant digits: the hash's 17th digit had each of the low two bits 0 to 3.
+  assert.equal(idempotentId('bourse-btc-order', 'user1', 'k3'), '2f767de0-d3ed-8b4d-be1e-93215e0943e1')
+  assert.equal(idempotentId('bourse-btc-order', 'user1', 'k10'), '81424b29-3b56-8ba6-9b98-f62aadd601c9')
 })

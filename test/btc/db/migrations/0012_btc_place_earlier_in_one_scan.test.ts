@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import * as earlierInOneScan from '../../../../src/btc/db/migrations/0012_btc_place_earlier_in_one_scan.ts'
 import { createAccounts } from '../../../../src/trading/index.ts'
@@ -74,4 +75,30 @@ test('migration 0012 goes down to 0011\'s body, deciding the same, and up again'
   await earlierInOneScan.up(t.db as never)
   assert.match((await body())[0]!, /into earliers/)
   assert.deepEqual(await decisions(), expected)
+})
+
+test('a batch that waited on the totals row sees the keyed order the batch holding it placed', async () => {
+  await reset()
+  const placed = Promise.withResolvers<number>()
+  const release = Promise.withResolvers<void>()
+  // Batch A places key k and keeps its transaction (and the totals row's lock) open.
+  const a = t.db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ pid: number }>`
+      select pg_backend_pid() as pid from bourse_place_btc_orders_v2(${JSON.stringify([entry(5, '0.10000000', 'k')])}::jsonb, 1::numeric)
+    `.execute(trx)
+    placed.resolve(rows[0]!.pid)
+    await release.promise
+  })
+  const aPid = await placed.promise
+  // Batch B holds a retry of k: it waits for A's lock, so its look-up must come after it.
+  const b = place([entry(6, '0.10000000'), entry(5, '0.10000000', 'k')])
+  for (let waited = 0; ; waited += 20) {
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where ${aPid}::int = any (pg_blocking_pids(pid))`.execute(t.db)
+    if (rows[0]!.n > 0) break
+    if (waited > 10_000) throw new Error('batch B never waited on batch A')
+    await sleep(20)
+  }
+  release.resolve()
+  await a
+  assert.deepEqual(await b, [['placed', null], ['earlier', id(5)]])
 })
