@@ -123,7 +123,7 @@ type PlacedRow = {
 } & { [K in keyof BtcOrderRow]: BtcOrderRow[K] | null }
 
 /** The row of an order just placed: what was sent, as stored, and what the database decided. */
-function placedRow(order: NewBtcOrder, totalAfter: string, createdAt: string): BtcOrderRow {
+function placedRow(order: NewBtcOrder, totalAfter: string, createdAt: Date): BtcOrderRow {
   return {
     id: order.id,
     user_id: order.userId,
@@ -136,7 +136,7 @@ function placedRow(order: NewBtcOrder, totalAfter: string, createdAt: string): B
     price_fetched_at: order.priceFetchedAt,
     idempotency_key: order.idempotencyKey,
     request_hash: order.requestHash,
-    created_at: new Date(createdAt),
+    created_at: createdAt,
   }
 }
 
@@ -144,18 +144,35 @@ function placedRow(order: NewBtcOrder, totalAfter: string, createdAt: string): B
 async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string): Promise<PlaceOutcome[]> {
   // The batch as one JSON parameter: one text for the driver to send and PostgreSQL to
   // read, where an array per column made the driver escape every value.
+  // The orders of one quote share its fetch time, formatted once: JSON.stringify of a Date
+  // cost 1 µs per order, four times the rest of the order's JSON.
+  let fetchedAt: Date | undefined
+  let fetchedAtText = ''
   const batch = JSON.stringify(
-    orders.map((o) => [o.id, o.userId, o.currency, o.amount, o.btcPrice, o.btcAmount, o.priceSource, o.priceFetchedAt, o.idempotencyKey, o.requestHash]),
+    orders.map((o) => {
+      if (o.priceFetchedAt !== fetchedAt) {
+        fetchedAt = o.priceFetchedAt
+        fetchedAtText = fetchedAt.toISOString()
+      }
+      return [o.id, o.userId, o.currency, o.amount, o.btcPrice, o.btcAmount, o.priceSource, fetchedAtText, o.idempotencyKey, o.requestHash]
+    }),
   )
   try {
     const { rows } = await sql<PlacedRow>`select * from bourse_place_btc_orders_v2(${batch}::jsonb, ${cap}::numeric)`.execute(db)
     if (rows.length !== orders.length) throw new Error(`placing ${orders.length} orders answered ${rows.length} rows`)
+    // The orders placed share the batch's creation time: one Date for them.
+    let createdText = ''
+    let createdAt = new Date(Number.NaN)
     return rows.map((row, i): PlaceOutcome => {
       if (row.outcome === 'placed') {
         if (row.placed_total_after === null || row.placed_created_at === null) {
           throw new Error('the placing function answered a placed order without its total or time (is migration 0011 applied?)')
         }
-        return { placed: placedRow(orders[i]!, row.placed_total_after, row.placed_created_at) }
+        if (row.placed_created_at !== createdText) {
+          createdText = row.placed_created_at
+          createdAt = new Date(createdText)
+        }
+        return { placed: placedRow(orders[i]!, row.placed_total_after, createdAt) }
       }
       if (row.outcome === 'refused') return { capExceeded: true, available: row.available! }
       const { outcome: _outcome, available: _available, placed_total_after: _after, placed_created_at: _created, ...earlier } = row
