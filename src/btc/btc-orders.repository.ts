@@ -160,18 +160,14 @@ async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string): P
   try {
     const { rows } = await sql<PlacedRow>`select * from bourse_place_btc_orders_v2(${batch}::jsonb, ${cap}::numeric)`.execute(db)
     if (rows.length !== orders.length) throw new Error(`placing ${orders.length} orders answered ${rows.length} rows`)
-    // The orders placed share the batch's creation time: one Date for them.
-    let createdText = ''
-    let createdAt = new Date(Number.NaN)
+    // The function gives every order placed the batch's one creation time: one Date for them.
+    let createdAt: Date | undefined
     return rows.map((row, i): PlaceOutcome => {
       if (row.outcome === 'placed') {
         if (row.placed_total_after === null || row.placed_created_at === null) {
           throw new Error('the placing function answered a placed order without its total or time (is migration 0011 applied?)')
         }
-        if (row.placed_created_at !== createdText) {
-          createdText = row.placed_created_at
-          createdAt = new Date(createdText)
-        }
+        createdAt ??= new Date(row.placed_created_at)
         return { placed: placedRow(orders[i]!, row.placed_total_after, createdAt) }
       }
       if (row.outcome === 'refused') return { capExceeded: true, available: row.available! }
