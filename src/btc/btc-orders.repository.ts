@@ -46,8 +46,9 @@ export type PlaceOutcome = { placed: BtcOrderRow } | { capExceeded: true; availa
 /**
  * Places a batch of orders under the cap in one statement (one round trip, one commit),
  * deciding them in the order given: the database function `bourse_place_btc_orders_v2`
- * (migration 0011, its body replaced by 0012's; 0010's `bourse_place_btc_orders` before it) locks the totals row (`for
- * update`), so batches, from this process or another, follow one another; it then walks the orders in order, placing each if the total stays
+ * (migration 0011, its body replaced by 0012's; 0010's `bourse_place_btc_orders` before
+ * it) locks the totals row (`for update`), so batches, from this process or another,
+ * follow one another; it then walks the orders in order, placing each if the total stays
  * within `cap` and refusing it otherwise, inserts the orders placed and moves the total on,
  * all before it commits. Each order keeps the total it took the cap to (`btc_total_after`),
  * and a refusal reports the BTC left at its turn: both are states of that one sequence.
@@ -143,9 +144,9 @@ function placedRow(order: NewBtcOrder, totalAfter: string, createdAt: Date): Btc
 /** {@link placeBtcOrders} for orders whose idempotency keys differ. */
 async function placeOnce(db: Db, orders: readonly NewBtcOrder[], cap: string): Promise<PlaceOutcome[]> {
   // The batch as one JSON parameter: one text for the driver to send and PostgreSQL to
-  // read, where an array per column made the driver escape every value.
-  // The orders of one quote share its fetch time, formatted once: JSON.stringify of a Date
-  // cost 1 µs per order, four times the rest of the order's JSON.
+  // read, where an array per column made the driver escape every value. The orders of one
+  // quote share its fetch time, formatted once: JSON.stringify of a Date cost 1 µs per
+  // order, four times the rest of the order's JSON.
   let fetchedAt: Date | undefined
   let fetchedAtText = ''
   const batch = JSON.stringify(
