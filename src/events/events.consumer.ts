@@ -178,55 +178,35 @@ const textOrNull = (value: unknown): string | null => (typeof value === 'string'
  * Writes one batch: valid events and errors, each skipping ids present in either table.
  * Resolves to how many rows each insert added.
  *
- * Three round trips: the transaction opens and takes its lock in one, both inserts are one
- * statement, then the commit (five before; PostgreSQL waited for the worker between them,
- * measured with bench/events.bench.ts). In one statement the two inserts share a snapshot,
- * so neither sees the other's rows: harmless, since a batch never holds an id twice.
+ * One round trip: `bourse_store_events` (migration 0013) takes the workers' advisory lock
+ * and inserts both kinds of rows in one statement, in the transaction of the call itself.
+ * It took three before (the transaction opened with the lock, the inserts, the commit),
+ * and five before that; PostgreSQL waited for the worker between them (measured with
+ * bench/events.bench.ts, docs/decisions.md). The lock is one for every worker on this
+ * schema: the "not in the other table" checks are only sound if no other transaction
+ * inserts the same id concurrently, and the inserts' snapshot, taken once it is held, sees
+ * every earlier holder's rows. In one statement the two inserts share a snapshot, so
+ * neither sees the other's rows: harmless, since a batch never holds an id twice.
  */
-async function storeRecords(db: Db, events: EventRecord[], errors: ErrorRecord[]): Promise<{ stored: number; rejected: number }> {
-  return db.connection().execute(async (conn) => {
-    try {
-      // One lock for every worker on this schema: the "not in the other table" checks below
-      // are only sound if no other transaction inserts the same id concurrently. It is taken
-      // before the inserts' statement, whose snapshot then sees every earlier holder's rows.
-      // Both statements go as one query without parameters (PostgreSQL's simple protocol).
-      await sql.raw(`begin; select pg_advisory_xact_lock(hashtextextended(current_schema() || '.bourse_events_store', 0))`).execute(conn)
-      const { rows } = await sql<{ stored: string; rejected: string }>`
-        with stored as (
-          insert into events (id, app_id, session_id, category, name, data, occurred_at, received_at, validated)
-          select r.id, r.app_id, r.session_id, r.category, r.name, r.data, r.occurred_at, r.received_at, r.validated
-          from jsonb_to_recordset(${JSON.stringify(events)}::jsonb) as r(
-            id uuid, app_id uuid, session_id text, category text, name text, data jsonb,
-            occurred_at timestamptz, received_at timestamptz, validated boolean)
-          where not exists (select 1 from event_errors x where x.id = r.id)
-          on conflict (id) do nothing
-          returning 1
-        ),
-        rejected as (
-          insert into event_errors (id, app_id, session_id, category, name, raw, reasons, received_at)
-          select r.id, r.app_id, r.session_id, r.category, r.name, r.raw, r.reasons, r.received_at
-          from jsonb_to_recordset(${JSON.stringify(errors)}::jsonb) as r(
-            id uuid, app_id uuid, session_id text, category text, name text, raw jsonb,
-            reasons jsonb, received_at timestamptz)
-          where not exists (select 1 from events e where e.id = r.id)
-          on conflict (id) do nothing
-          returning 1
-        )
-        select (select count(*) from stored) as stored, (select count(*) from rejected) as rejected`.execute(conn)
-      await sql`commit`.execute(conn)
-      return { stored: Number(rows[0]!.stored), rejected: Number(rows[0]!.rejected) }
-    } catch (err) {
-      // The connection goes back to the pool outside any transaction (or broken, and dropped).
-      await sql`rollback`.execute(conn).catch(() => {})
-      throw err
-    }
-  })
+async function storeRecords(db: Db, { events, errors }: Classified): Promise<{ stored: number; rejected: number }> {
+  const { rows } = await sql<{ stored_count: string; rejected_count: string }>`
+    select stored_count, rejected_count from bourse_store_events(${events}::jsonb, ${errors}::jsonb)
+  `.execute(db)
+  return { stored: Number(rows[0]!.stored_count), rejected: Number(rows[0]!.rejected_count) }
 }
 
-/** Events judged valid and invalid, with the rows to store. */
+/**
+ * A batch's events judged valid and invalid, as the rows to store, already in JSON: the
+ * text of a batch of 2,500 events (about 1 MB) takes milliseconds to write, and it is
+ * written while the batch before is stored rather than between two stores.
+ */
 interface Classified {
-  events: Array<{ item: Item; record: EventRecord }>
-  errors: Array<{ item: Item; record: ErrorRecord }>
+  /** How many events were judged (valid and invalid). */
+  count: number
+  /** The valid events' rows, an `EventRecord[]` in JSON. */
+  events: string
+  /** The invalid events' rows, an `ErrorRecord[]` in JSON. */
+  errors: string
 }
 
 /** A batch ready to store, see `prepareBatch`. */
@@ -294,8 +274,8 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
   const classify = async (items: Item[]): Promise<Classified> => {
     const types = await registry.get()
     const now = Date.now()
-    const events: Array<{ item: Item; record: EventRecord }> = []
-    const errors: Array<{ item: Item; record: ErrorRecord }> = []
+    const events: EventRecord[] = []
+    const errors: ErrorRecord[] = []
     // The events of a version 2 message share one received_at: parsed once (it was 15% of
     // the worker's CPU, measured with bench/events.bench.ts).
     let receivedAtRaw: string | undefined
@@ -312,37 +292,31 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
       const verdict = validateEvent(event as unknown, types, { unknownType, futureToleranceMs, now })
       if (verdict.ok) {
         events.push({
-          item,
-          record: {
-            id,
-            app_id,
-            session_id: event.session_id,
-            category: event.category,
-            name: event.name,
-            data: event.data,
-            occurred_at: verdict.occurredAtText,
-            received_at,
-            validated: verdict.validated,
-          },
+          id,
+          app_id,
+          session_id: event.session_id,
+          category: event.category,
+          name: event.name,
+          data: event.data,
+          occurred_at: verdict.occurredAtText,
+          received_at,
+          validated: verdict.validated,
         })
       } else {
         const raw = event as unknown as Record<string, unknown>
         errors.push({
-          item,
-          record: {
-            id,
-            app_id,
-            session_id: textOrNull(raw.session_id),
-            category: textOrNull(raw.category),
-            name: textOrNull(raw.name),
-            raw: event,
-            reasons: verdict.reasons,
-            received_at,
-          },
+          id,
+          app_id,
+          session_id: textOrNull(raw.session_id),
+          category: textOrNull(raw.category),
+          name: textOrNull(raw.name),
+          raw: event,
+          reasons: verdict.reasons,
+          received_at,
         })
       }
     }
-    return { events, errors }
+    return { count: items.length, events: JSON.stringify(events), errors: JSON.stringify(errors) }
   }
 
   /**
@@ -361,12 +335,12 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
         'storing events',
         signal,
         async () => {
-          const { events, errors } = first ?? (await classify(items))
+          const judgedNow = first ?? (await classify(items))
           first = undefined
-          const result = await storeRecords(db, events.map((e) => e.record), errors.map((e) => e.record))
+          const result = await storeRecords(db, judgedNow)
           stats.stored += result.stored
           stats.rejected += result.rejected
-          stats.duplicates += events.length + errors.length - result.stored - result.rejected
+          stats.duplicates += judgedNow.count - result.stored - result.rejected
         },
         isPermanent,
       )

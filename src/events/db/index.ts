@@ -5,6 +5,7 @@
 import type { Migrations } from '../../platform/db/index.ts'
 import * as events from './migrations/0002_events.ts'
 import * as eventErrorsSession from './migrations/0005_event_errors_session.ts'
+import * as storeInOneCall from './migrations/0013_events_store_in_one_call.ts'
 
 export type { EventsTables } from './tables.ts'
 
@@ -12,4 +13,5 @@ export type { EventsTables } from './tables.ts'
 export const eventsMigrations: Migrations = {
   '0002_events': events,
   '0005_event_errors_session': eventErrorsSession,
+  '0013_events_store_in_one_call': storeInOneCall,
 }
