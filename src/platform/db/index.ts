@@ -95,10 +95,13 @@ export async function migrateToLatest<DB>(db: Kysely<DB>, schema: string, migrat
  * Whether `err` is another schema vanishing under the migrator's look at the tables:
  * Kysely lists the tables of every schema and reads each schema by name, so a schema
  * dropped meanwhile (another service's or another test file's) fails the look, before
- * any migration ran or the migration lock was taken. Seen in CI with two test lanes.
+ * any migration ran or the migration lock was taken. Seen in CI with two test lanes, as
+ * the schema missing (3F000) or, when the look was reading a dropped table's columns,
+ * as `pg_get_serial_sequence` not finding one (42703, naming another schema's table).
  */
 function isOtherSchemaDropped(err: unknown, schema: string): boolean {
-  const pgError = err as { code?: unknown; message?: unknown }
+  const pgError = err as { code?: unknown; message?: unknown; routine?: unknown }
+  if (pgError.code === '42703' && pgError.routine === 'pg_get_serial_sequence') return true
   return pgError.code === '3F000' && typeof pgError.message === 'string' && !pgError.message.includes(`"${schema}"`)
 }
 
