@@ -285,6 +285,22 @@ export function fileHeader(result: FileResult, done: number, total: number): str
   return `── [${done}/${total}] ${mark} ${result.file} · ${where} · ${formatDuration(result.ms)} · ${outcome} · ${exit}`
 }
 
+/** How much of a failed file's output is printed again at the end, at most. */
+export const FAILURE_DIGEST_CHARS = 6000
+
+/**
+ * A failed file's output printed again just above the summary, so that the end of a long
+ * log says why: the spec reporter's "failing tests" part (each failed test with its error),
+ * or, when the file died before it, the file's last lines. Cut to its last `max` characters.
+ */
+export function failureDigest(result: FileResult, max = FAILURE_DIGEST_CHARS): string {
+  const text = printable(result.output)
+  const at = text.search(/^(\x1b\[\d+m)?✖ failing tests:/m)
+  const part = at >= 0 ? text.slice(at) : text
+  const cut = part.length > max ? `… (${part.length - max} characters before this cut)\n${part.slice(-max)}` : part
+  return `\n── output of ${result.file}, which failed (${at >= 0 ? 'its failing tests' : 'its end'}):\n${cut}`
+}
+
 /** The summary printed at the end. */
 export function summary(results: readonly FileResult[], lanes: number, wallMs: number, expected: number): string {
   const total = sumCounts(results)

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url'
 import type { ChildProcess } from 'node:child_process'
 import {
   failed,
+  failureDigest,
   fileHeader,
   type FileResult,
   longestFirst,
@@ -103,6 +104,7 @@ const results = await runLanes({
     process.stdout.write(`\n${fileHeader(result, done, files.length)}\n${printable(result.output)}`)
   },
 })
+for (const result of results.filter(failed)) process.stdout.write(failureDigest(result))
 process.stdout.write(summary(results, settings.lanes, performance.now() - startedAt, files.length))
 
 if (record) {

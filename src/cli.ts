@@ -31,6 +31,14 @@ async function main(argv: string[]): Promise<number> {
   return module.run(rest)
 }
 
+// A reader that went away (`bourse infra status | head -1`) is not an error of the command:
+// what is left to print is dropped and the command ends as it would have.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err
+  })
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code

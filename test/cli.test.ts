@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { commands } from '../src/services/commands.ts'
-import { runCli } from './helpers/infra.ts'
+import { once } from 'node:events'
+import { runCli, startCli } from './helpers/infra.ts'
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
@@ -41,6 +42,18 @@ describe('bourse (the CLI)', () => {
     assert.notEqual(result.code, 0)
     assert.equal(result.signal, null)
     assert.match(result.stdout + result.stderr, /Usage: bourse <command> \[options\]/)
+  })
+
+  it('a reader that closed its end early (| head -1) ends the command quietly, with its own exit code', async () => {
+    const child = startCli(['--help'])
+    child.stdout!.destroy()
+    let stderr = ''
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d
+    })
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null]
+    assert.equal(stderr, '', 'no EPIPE stack')
+    assert.deepEqual([code, signal], [0, null])
   })
 
   it('refuses an unknown option with exit 2, naming it', async () => {

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
   type FileResult,
+  failureDigest,
   longestFirst,
   parseCounts,
   printable,
@@ -41,6 +42,14 @@ describe('the counts of a file', () => {
     assert.deepEqual(sumCounts([result(SPEC_END), result(SPEC_END), result('crashed')]), {
       tests: 6, suites: 2, pass: 4, fail: 2, cancelled: 0, skipped: 0, todo: 0,
     })
+  })
+
+  it('a failed file that died before its failing tests part is printed again by its last characters', () => {
+    const result = (output: string): FileResult => ({ file: 'f.test.ts', lane: 1, code: 1, signal: null, ms: 1, output, counts: parseCounts(output) })
+    const died = failureDigest(result(`${'x'.repeat(50)}\nError: boom\n`), 20)
+    assert.equal(died, '\n── output of f.test.ts, which failed (its end):\n… (43 characters before this cut)\nxxxxxxx\nError: boom\n')
+    const failing = failureDigest(result(`✔ a (1ms)\n✖ b (2ms)\n\n✖ failing tests:\n\ntest at f.test.ts:3:1\n✖ b (2ms)\n  boom\n${SPEC_END}\n`))
+    assert.equal(failing, '\n── output of f.test.ts, which failed (its failing tests):\n✖ failing tests:\n\ntest at f.test.ts:3:1\n✖ b (2ms)\n  boom\n')
   })
 
   it('is left out of the printed output, which keeps the rest', () => {
@@ -161,6 +170,10 @@ describe('a run of scripts/test.ts', () => {
     assert.match(stdout, /\n {3}tests 4 · pass 3 · fail 1 · cancelled 0 · skipped 0 · todo 0\n/)
     assert.match(stdout, /1 file\(s\) failed:\n {5}\S*three\.test\.ts \(lane [12], exit 1, 1 failed\)/)
     assert.doesNotMatch(stdout, /^ℹ tests/m, "each file's counts are in its header line")
+    const digest = stdout.slice(stdout.lastIndexOf('── output of '), stdout.indexOf('══ 3 of 3'))
+    assert.match(digest, /^── output of \S*three\.test\.ts, which failed \(its failing tests\):\n✖ failing tests:/, 'the failure again above the summary')
+    assert.match(digest, /✖ fails .*\n[^]*1 !== 2/, 'with its error')
+    assert.doesNotMatch(digest, /✔ passes/)
   })
 
   it('with one lane runs the files one after the other in path order, and exits 0 when all pass', async () => {
