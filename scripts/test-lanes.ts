@@ -39,6 +39,10 @@ export const SHARING: Readonly<Record<string, { sharing: Exclude<Sharing, 'any'>
   'test/events/fuzz.test.ts': { sharing: 'heavy', why: 'generated requests, CPU-bound' },
   'test/scripts/openapi.fuzz.test.ts': { sharing: 'heavy', why: '10,000 generated requests per operation, CPU-bound' },
   'test/platform/infra/kafka-broker.keeps-data.test.ts': { sharing: 'heavy', why: 'starts and stops a Kafka JVM several times' },
+  'test/services/faults.broker-kill.test.ts': {
+    sharing: 'heavy',
+    why: 'a Kafka JVM of its own killed and restarted under orders and events load, with four services; beside another JVM restart it took 2 min in CI and failed once',
+  },
   'test/events/broker-down.fail-fast.test.ts': { sharing: 'heavy', why: 'bounds how long a refusal takes (1 s)' },
   'test/trading/broker-down.fail-fast.test.ts': { sharing: 'heavy', why: 'bounds how long a refusal takes (1 s)' },
   'test/events/broker-down.test.ts': { sharing: 'heavy', why: 'bounds how long a 503 takes' },

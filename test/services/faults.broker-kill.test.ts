@@ -156,7 +156,7 @@ test('broker SIGKILLed under load: every order and event that got a 202 is store
     )
   const storedOrders = async () => (await db.selectFrom('orders').select('id').where('id', 'in', orders).execute()).length
   try {
-    await waitFor(async () => (await storedOrders()) === orders.length && (await open()) === 0, { timeoutMs: 60_000, what: 'every accepted order stored and final' })
+    await waitFor(async () => (await storedOrders()) === orders.length && (await open()) === 0, { timeoutMs: 120_000, what: 'every accepted order stored and final' })
   } catch (err) {
     throw new Error(`${(err as Error).message}: ${await storedOrders()} of ${orders.length} stored, ${await open()} open; verifier exit ${verifier.child.exitCode}\n${messages(verifier.output())}`)
   }
@@ -173,7 +173,7 @@ test('broker SIGKILLed under load: every order and event that got a 202 is store
   // Every accepted event is stored once, and none was taken for an error.
   const storedEvents = async () => Number((await db.selectFrom('events').select(db.fn.countAll<string>().as('n')).where('id', 'in', events).executeTakeFirstOrThrow()).n)
   try {
-    await waitFor(async () => (await storedEvents()) === events.length, { timeoutMs: 60_000, what: 'every accepted event stored' })
+    await waitFor(async () => (await storedEvents()) === events.length, { timeoutMs: 120_000, what: 'every accepted event stored' })
   } catch (err) {
     throw new Error(`${(err as Error).message}: ${await storedEvents()} of ${events.length} stored; worker exit ${worker.child.exitCode}\n${messages(worker.output())}`)
   }
