@@ -162,6 +162,49 @@ function readBody(req: IncomingMessage): Promise<string> {
 // B. Callback delay after verification.
 
 /**
+ * The callback sender's claim lease (`bourse callback-sender --lease-ms`, its default): a
+ * claim moves `next_attempt_at` to the lease's end, and marking the delivery leaves it there.
+ */
+const SENDER_LEASE_MS = 30_000
+
+/**
+ * Where each callback's delay went, from the database's own times of every order: the
+ * verifier's finishing statement began at `finished_at` (`now()` of its transaction) and
+ * the sender's claim at `next_attempt_at` less the lease. Three stages: the answer's wait in
+ * the verifier (read, batched, queued for a free batch), the finish and the sender's wake
+ * (the statement, its commit and NOTIFY, the sender's claim query), the delivery (the
+ * claim's answer, signing, the POST). Each with its p50 and p99 over all callbacks and
+ * its mean over the slowest 1% of them, which says what the tail is made of. The clocks
+ * are the machine's one wall clock (this process's monotonic times are moved onto it).
+ */
+async function callbackStages(ids: readonly string[], answeredAt: ReadonlyMap<string, number>, arrivedAt: ReadonlyMap<string, number>) {
+  const { rows } = await sql<{ id: string; finished: number; claimed: number }>`
+    select o.id, extract(epoch from o.finished_at) * 1000 as finished,
+           extract(epoch from w.next_attempt_at) * 1000 - ${SENDER_LEASE_MS} as claimed
+    from orders o join webhook_deliveries w on w.order_id = o.id
+    where o.id = any(${ids as string[]}::uuid[])
+  `.execute(db)
+  if (rows.length !== ids.length) throw new Error(`stages: ${rows.length} of ${ids.length} orders found with their callbacks`)
+  const wall = (monotonic: number) => performance.timeOrigin + monotonic
+  const spans = rows.map((r) => {
+    const answered = wall(answeredAt.get(r.id)!)
+    const arrived = wall(arrivedAt.get(r.id)!)
+    return { total: arrived - answered, parts: [Number(r.finished) - answered, Number(r.claimed) - Number(r.finished), arrived - Number(r.claimed)] }
+  })
+  const slowest = [...spans].sort((a, b) => b.total - a.total).slice(0, Math.max(1, Math.round(spans.length / 100)))
+  const names = ['verifier: answer read, batched, queued', 'finish statement, commit, NOTIFY, sender claim', 'claim answered, signed, POSTed']
+  return names.map((name, i) => {
+    const values = spans.map((s) => s.parts[i]!).sort((a, b) => a - b)
+    return {
+      name,
+      p50: round1(percentile(values, 0.5)),
+      p99: round1(percentile(values, 0.99)),
+      meanInSlowest: round1(slowest.reduce((sum, s) => sum + s.parts[i]!, 0) / slowest.length),
+    }
+  })
+}
+
+/**
  * The verification API: in each burst, holds every request until `expected` distinct
  * orders wait on it, then answers each `{"result":0}` after a random delay, noting when it
  * wrote the answer. While warming up, it answers every request at once instead.
@@ -512,6 +555,7 @@ try {
       max: round1(delays.at(-1)!),
       min: round1(delays[0]!),
     }
+    const stages = await callbackStages(ids, verification.answeredAt, receiver.arrivedAt)
     callbacks = {
       orders: ORDERS * BURSTS,
       bursts: BURSTS,
@@ -525,6 +569,7 @@ try {
       duplicateVerifications: verification.duplicates(),
       delayMs: delay,
       targetP99Ms: CALLBACK_P99_TARGET_MS,
+      stagesMs: stages,
     }
     rows.push(
       ['orders in flight at once (verification held) x bursts', `${ORDERS} x ${BURSTS}`],
@@ -534,6 +579,10 @@ try {
       [`verification end -> callback p99, all bursts (target <= ${CALLBACK_P99_TARGET_MS})`, String(delay.p99)],
       ['p99 of each burst (ms)', bursts.map((b) => b.p99).join(' / ')],
       ['verification end -> callback min / max (ms)', `${delay.min} / ${delay.max}`],
+      ...stages.map((stage): [string, string] => [
+        `  ${stage.name}: p50 / p99 / mean in the slowest 1% (ms)`,
+        `${stage.p50} / ${stage.p99} / ${stage.meanInSlowest}`,
+      ]),
       ['duplicate callbacks / verification requests', `${receiver.duplicates()} / ${verification.duplicates()}`],
       ['release -> last callback, each burst (s)', bursts.map((b) => b.releaseToLastCallbackSeconds).join(' / ')],
       ['CPU s per s meanwhile (mean), verifier / callback-sender', `${busy[0] ?? '?'} / ${busy[1] ?? '?'}`],

@@ -299,7 +299,8 @@ export const FAILURE_DIGEST_CHARS = 6000
  */
 export function failureDigest(result: FileResult, max = FAILURE_DIGEST_CHARS): string {
   const text = printable(result.output)
-  const at = text.search(/^(\x1b\[\d+m)?✖ failing tests:/m)
+  // eslint-disable-next-line no-control-regex
+  const at = text.search(/^(\x1b\[[0-9;]*m)?✖ failing tests:/m)
   const part = at >= 0 ? text.slice(at) : text
   const cut = part.length > max ? `… (${part.length - max} characters before this cut)\n${part.slice(-max)}` : part
   return `\n── output of ${result.file}, which failed (${at >= 0 ? 'its failing tests' : 'its end'}):\n${cut}`
