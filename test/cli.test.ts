@@ -1,8 +1,8 @@
 /** The CLI as users run it: a real process, its exit codes, its help. */
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { describe, it } from 'node:test'
 import { commands } from '../src/services/commands.ts'
-import { once } from 'node:events'
 import { runCli, startCli } from './helpers/infra.ts'
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
