@@ -24,7 +24,6 @@
  * worker stops); offsets past it are never committed.
  */
 import { setImmediate as setImmediatePromise } from 'node:timers/promises'
-import { sql } from 'kysely'
 import type { Registry } from 'prom-client'
 import type { Db } from '../database.ts'
 import {
@@ -40,8 +39,9 @@ import {
 import type { Logger } from '../platform/logger.ts'
 import { isPermanent, retry, RetryAbortedError } from '../platform/retry.ts'
 import { type AcceptedEvent, decodeEventMessage, encodeEventMessage } from './event-message.ts'
+import { type Classified, copyLine, type ErrorRecord, type EventRecord, storeRecords } from './events.store.ts'
 import { createEventTypeCache, type EventTypeCache } from './event-types.repository.ts'
-import { type EventReason, parseEventTimestamp, type UnknownTypePolicy, validateEvent } from './event-validation.ts'
+import { parseEventTimestamp, type UnknownTypePolicy, validateEvent } from './event-validation.ts'
 
 /** Dependencies of the events worker. */
 export interface EventsWorkerDeps {
@@ -141,31 +141,6 @@ function decodeMessage(message: StringMessage): DecodedMessage {
   }
 }
 
-/** A row for `events`, as `jsonb_to_recordset` reads it. */
-interface EventRecord {
-  id: string
-  app_id: string
-  session_id: string
-  category: string
-  name: string
-  data: unknown
-  occurred_at: string
-  received_at: string
-  validated: boolean
-}
-
-/** A row for `event_errors`, as `jsonb_to_recordset` reads it. */
-interface ErrorRecord {
-  id: string
-  app_id: string
-  session_id: string | null
-  category: string | null
-  name: string | null
-  raw: unknown
-  reasons: EventReason[]
-  received_at: string
-}
-
 /** The intake writes `received_at` as ISO 8601; anything else `Date.parse` reads is normalized (to the ms). */
 function receivedAtText(value: string): string {
   const parsed = parseEventTimestamp(value)
@@ -173,41 +148,6 @@ function receivedAtText(value: string): string {
 }
 
 const textOrNull = (value: unknown): string | null => (typeof value === 'string' ? value : null)
-
-/**
- * Writes one batch: valid events and errors, each skipping ids present in either table.
- * Resolves to how many rows each insert added.
- *
- * One round trip: `bourse_store_events` (migration 0013) takes the workers' advisory lock
- * and inserts both kinds of rows in one statement, in the transaction of the call itself.
- * It took three before (the transaction opened with the lock, the inserts, the commit),
- * and five before that; PostgreSQL waited for the worker between them (measured with
- * bench/events.bench.ts, docs/decisions.md). The lock is one for every worker on this
- * schema: the "not in the other table" checks are only sound if no other transaction
- * inserts the same id concurrently, and the inserts' snapshot, taken once it is held, sees
- * every earlier holder's rows. In one statement the two inserts share a snapshot, so
- * neither sees the other's rows: harmless, since a batch never holds an id twice.
- */
-async function storeRecords(db: Db, { events, errors }: Classified): Promise<{ stored: number; rejected: number }> {
-  const { rows } = await sql<{ stored_count: string; rejected_count: string }>`
-    select stored_count, rejected_count from bourse_store_events(${events}::jsonb, ${errors}::jsonb)
-  `.execute(db)
-  return { stored: Number(rows[0]!.stored_count), rejected: Number(rows[0]!.rejected_count) }
-}
-
-/**
- * A batch's events judged valid and invalid, as the rows to store, already in JSON: the
- * text of a batch of 2,500 events (about 1 MB) takes milliseconds to write, and it is
- * written while the batch before is stored rather than between two stores.
- */
-interface Classified {
-  /** How many events were judged (valid and invalid). */
-  count: number
-  /** The valid events' rows, an `EventRecord[]` in JSON. */
-  events: string
-  /** The invalid events' rows, an `ErrorRecord[]` in JSON. */
-  errors: string
-}
 
 /** A batch ready to store, see `prepareBatch`. */
 interface PreparedBatch {
@@ -316,7 +256,9 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
         })
       }
     }
-    return { count: items.length, events: JSON.stringify(events), errors: JSON.stringify(errors) }
+    let eventsCopy = ''
+    for (const record of events) eventsCopy += copyLine(record)
+    return { count: items.length, ids: items.map((item) => item.event.id), events, eventsCopy, errors: JSON.stringify(errors) }
   }
 
   /**

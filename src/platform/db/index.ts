@@ -3,8 +3,11 @@
  * configured schema (tests give each file its own). The platform knows no table: the
  * caller names its database type (`createDb<Database>`) and hands over its migrations.
  */
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
+import { from as copyFrom } from 'pg-copy-streams'
 import type { Logger } from '../logger.ts'
 
 /** Migrations by name; Kysely applies them in name order and records each name it applied. */
@@ -68,8 +71,49 @@ export function createDb<DB>(options: DbOptions): Kysely<DB> {
   // broken connection on release.
   pool.on('error', () => {})
   pool.on('connect', (client) => client.on('error', (err) => options.log?.warn({ err }, 'postgres connection lost')))
-  return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  pools.set(db, pool)
+  return db
 }
+
+/** The pool under each Kysely instance {@link createDb} made, for {@link withConnection}. */
+const pools = new WeakMap<object, pg.Pool>()
+
+/**
+ * Runs `work` on one connection of `db`'s pool, for what Kysely cannot say (COPY). The
+ * connection goes back to the pool afterwards; when `work` throws, it is closed instead,
+ * since it may have been left mid-protocol or inside a transaction.
+ */
+export async function withConnection<DB, T>(db: Kysely<DB>, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const pool = pools.get(db)
+  if (!pool) throw new Error('withConnection: this Kysely instance was not made by createDb')
+  const client = await pool.connect()
+  try {
+    const result = await work(client)
+    client.release()
+    return result
+  } catch (err) {
+    client.release(err instanceof Error ? err : new Error(String(err)))
+    throw err
+  }
+}
+
+/**
+ * Sends `text` (PostgreSQL's COPY text format: one line per row, tab-separated, `\N` for
+ * null; see {@link copyText}) to `copy <table> (<columns>) from stdin` on `client`.
+ * Resolves to the number of rows copied.
+ */
+export async function copyIn(client: pg.PoolClient, statement: string, text: string): Promise<number> {
+  const stream = client.query(copyFrom(statement))
+  await pipeline(Readable.from([text]), stream)
+  return stream.rowCount
+}
+
+/** A text value in COPY's text format: backslash, tab, newline and carriage return escaped. */
+export function copyText(value: string): string {
+  return /[\\\t\n\r]/.test(value) ? value.replace(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]!) : value
+}
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' }
 
 /** Closes the pool; safe to call twice. */
 export async function closeDb<DB>(db: Kysely<DB>): Promise<void> {
