@@ -39,7 +39,7 @@ import {
 import type { Logger } from '../platform/logger.ts'
 import { isPermanent, retry, RetryAbortedError } from '../platform/retry.ts'
 import { type AcceptedEvent, decodeEventMessage, encodeEventMessage } from './event-message.ts'
-import { type Classified, copyLine, type ErrorRecord, type EventRecord, storeRecords } from './events.store.ts'
+import { type Classified, copyLines, type ErrorRecord, type EventRecord, storeRecords } from './events.store.ts'
 import { createEventTypeCache, type EventTypeCache } from './event-types.repository.ts'
 import { parseEventTimestamp, type UnknownTypePolicy, validateEvent } from './event-validation.ts'
 
@@ -256,8 +256,7 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
         })
       }
     }
-    let eventsCopy = ''
-    for (const record of events) eventsCopy += copyLine(record)
+    const eventsCopy = copyLines(events)
     return { count: items.length, ids: items.map((item) => item.event.id), events, eventsCopy, errors: JSON.stringify(errors) }
   }
 
@@ -317,12 +316,14 @@ export function createEventsWorker(deps: EventsWorkerDeps, options: EventsWorker
       }
       stats.events += decoded.events.length
       for (const event of decoded.events) {
-        // The same event twice in one batch (a client's retry): the first one counts.
-        if (ids.has(event.id)) {
+        // The same event twice in one batch (a client's retry): the first one counts. Ids
+        // are compared as PostgreSQL's uuid does, whatever the case of their hex digits.
+        const key = event.id.toLowerCase()
+        if (ids.has(key)) {
           stats.duplicates++
           continue
         }
-        ids.add(event.id)
+        ids.add(key)
         items.push({ message, event })
       }
     }

@@ -34,8 +34,17 @@ export interface ErrorRecord {
   received_at: string
 }
 
-/** Opens a store's transaction with the workers' advisory lock (migration 0013's function takes the same key). */
-const BEGIN_LOCKED = "begin; select pg_advisory_xact_lock(hashtextextended(current_schema() || '.bourse_events_store', 0))"
+/**
+ * Opens a store's transaction with the workers' advisory lock (migration 0013's function
+ * takes the same key). The lock is held over several round trips, so the transaction
+ * bounds itself: a connection that stalls half-open (the worker gone, the server not told)
+ * is ended by the server after a minute idle in the transaction, a COPY left waiting for
+ * data is cancelled after a minute, and the lock goes with them. A batch's store takes
+ * well under a second; a timeout is not a refusal, so the store is retried.
+ */
+const BEGIN_LOCKED =
+  "begin; set local idle_in_transaction_session_timeout = '60s'; set local statement_timeout = '60s'; " +
+  "select pg_advisory_xact_lock(hashtextextended(current_schema() || '.bourse_events_store', 0))"
 
 /**
  * Writes one batch: valid events and errors, each skipping ids present in either table.
@@ -44,9 +53,9 @@ const BEGIN_LOCKED = "begin; select pg_advisory_xact_lock(hashtextextended(curre
  * Most batches hold only ids never stored (the intake makes a new UUIDv7 for each event;
  * only a replay after a crash or a rebalance brings ids back), and for them the valid
  * events go into `events` by COPY, PostgreSQL's cheapest way in ({@link storeByCopy}). A
- * batch that meets a stored id, or anything else PostgreSQL refuses, is stored by
- * {@link storeByCall} instead, which skips what is there and whose refusals the worker
- * handles as before.
+ * batch that meets a stored id, or anything else PostgreSQL refuses, or a text COPY would
+ * store differently (see {@link copyLine}), is stored by {@link storeByCall} instead, which
+ * skips what is there and whose refusals the worker handles as before.
  */
 export async function storeRecords(db: Db, judged: Classified): Promise<{ stored: number; rejected: number }> {
   return (await storeByCopy(db, judged)) ?? storeByCall(db, judged)
@@ -61,6 +70,7 @@ export async function storeRecords(db: Db, judged: Classified): Promise<{ stored
  * hold): nothing was written, and {@link storeByCall} decides. A lost connection throws.
  */
 export async function storeByCopy(db: Db, { ids, eventsCopy, errors }: Classified): Promise<{ stored: number; rejected: number } | undefined> {
+  if (eventsCopy === undefined) return undefined
   return withConnection(db, async (client) => {
     await client.query(BEGIN_LOCKED)
     try {
@@ -93,10 +103,31 @@ const INSERT_ERRORS = `
   where not exists (select 1 from events e where e.id = r.id)
   on conflict (id) do nothing`
 
-/** A valid event's line of COPY text, its fields tab-separated (a valid event's `data` is an object). */
-export function copyLine(r: EventRecord): string {
-  const data = copyText(JSON.stringify(r.data))
-  return `${r.id}\t${r.app_id}\t${copyText(r.session_id)}\t${copyText(r.category)}\t${copyText(r.name)}\t${data}\t${r.occurred_at}\t${r.received_at}\t${r.validated ? 't' : 'f'}\n`
+/**
+ * A valid event's line of COPY text, its fields tab-separated (a valid event's `data` is an
+ * object), or undefined when a text field holds an unpaired surrogate: its UTF-8 would turn
+ * it into U+FFFD and COPY would store that, where the call refuses the event (jsonb keeps
+ * the escape and rejects it), so such a batch goes to the call.
+ */
+export function copyLine(r: EventRecord): string | undefined {
+  const texts = [r.id, r.app_id, r.session_id, r.category, r.name]
+  if (!texts.every((text) => text.isWellFormed())) return undefined
+  const [id, appId, session, category, name] = texts.map(copyText)
+  return `${id}\t${appId}\t${session}\t${category}\t${name}\t${copyText(JSON.stringify(r.data))}\t${r.occurred_at}\t${r.received_at}\t${r.validated ? 't' : 'f'}\n`
+}
+
+/**
+ * The COPY text of a batch's valid events (see {@link copyLine}), or undefined when one of
+ * them cannot go through COPY as the call would store it.
+ */
+export function copyLines(events: readonly EventRecord[]): string | undefined {
+  let text = ''
+  for (const record of events) {
+    const line = copyLine(record)
+    if (line === undefined) return undefined
+    text += line
+  }
+  return text
 }
 
 /**
@@ -127,8 +158,8 @@ export interface Classified {
   ids: string[]
   /** The valid events' rows. */
   events: EventRecord[]
-  /** The valid events as COPY text for `events` (see `copyLine`). */
-  eventsCopy: string
+  /** The valid events as COPY text for `events` (see `copyLines`); undefined when they must go to the call. */
+  eventsCopy: string | undefined
   /** The invalid events' rows, an `ErrorRecord[]` in JSON. */
   errors: string
 }

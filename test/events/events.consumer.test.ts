@@ -368,6 +368,19 @@ async function startPostgresProxy(target: URL) {
   }
 }
 
+describe('ids in another case', () => {
+  test('the same id with upper-case hex digits, judged otherwise in the same batch, is a duplicate: the first one counts, stored once', async () => {
+    const topic = await eventsTopic()
+    const first = message({})
+    const again = message({ data: { host: 7 } }, { id: first.id.toUpperCase() })
+    await send(topic, [first, again])
+    const { stats } = await runWorker(topic)
+    assert.equal(await count('events', [first.id]), 1)
+    assert.equal(await count('event_errors', [first.id]), 0, 'not also an error')
+    assert.deepEqual([stats.stored, stats.rejected, stats.duplicates], [1, 0, 1])
+  })
+})
+
 describe('PostgreSQL unavailable', () => {
   const committedOffsets = async (topic: string, group: string) => {
     const reader = createConsumer(settings, group)

@@ -6,9 +6,13 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import { sql } from 'kysely'
 import { createApp } from '../../src/events/apps.repository.ts'
-import { type Classified, copyLine, type ErrorRecord, type EventRecord, storeByCall, storeByCopy, storeRecords } from '../../src/events/events.store.ts'
+import { type Classified, copyLines, type ErrorRecord, type EventRecord, storeByCall, storeByCopy, storeRecords } from '../../src/events/events.store.ts'
+import { withConnection } from '../../src/platform/db/index.ts'
+import { isPermanent } from '../../src/platform/retry.ts'
 import { openTestDb, type TestDb } from '../helpers/db.ts'
+import { waitFor } from '../helpers/infra.ts'
 
 let testDb: TestDb
 let appId: string
@@ -48,7 +52,7 @@ const batch = (events: EventRecord[], errors: ErrorRecord[] = []): Classified =>
   count: events.length + errors.length,
   ids: [...events, ...errors].map((r) => r.id),
   events,
-  eventsCopy: events.map(copyLine).join(''),
+  eventsCopy: copyLines(events),
   errors: JSON.stringify(errors),
 })
 const storedEvents = async (ids: string[]) =>
@@ -79,6 +83,59 @@ describe('a batch of new ids', () => {
     })
     assert.equal(byId.get(plain.id)?.validated, false)
     assert.deepEqual(await storedErrors([invalid.id]), [{ id: invalid.id }])
+  })
+})
+
+describe('COPY and the call', () => {
+  it('store the same rows as the same values, every column read back', async () => {
+    const fields = {
+      session_id: 'tab\there, newline\nthere, \\N, \\., \r, é ✓ \u2028',
+      category: 'c\\d',
+      name: '\\',
+      data: { text: 'a\tb\nc\\d"e', list: [1, 2.5, null, true, { deep: ['x'] }], big: 1234567890.125, tiny: 1e-300, unicode: '✓ \u2028 \u{1F600}' },
+      occurred_at: '2021-01-01T09:15:27.000001Z',
+      received_at: '2026-12-08T01:00:01.123Z',
+      validated: false,
+    }
+    const copied = event(fields)
+    const called = event(fields)
+    assert.deepEqual(await storeByCopy(testDb.db, batch([copied])), { stored: 1, rejected: 0 })
+    assert.deepEqual(await storeByCall(testDb.db, batch([called])), { stored: 1, rejected: 0 })
+    const rows = await testDb.db.selectFrom('events').selectAll().where('id', 'in', [copied.id, called.id]).execute()
+    const { id: _a, stored_at: _b, ...viaCopy } = rows.find((r) => r.id === copied.id)!
+    const { id: _c, stored_at: _d, ...viaCall } = rows.find((r) => r.id === called.id)!
+    assert.deepEqual(viaCopy, viaCall)
+    assert.equal(viaCopy.session_id, fields.session_id)
+  })
+
+  it('an unpaired surrogate in a text field is not copied (it would become U+FFFD): the call refuses the batch as before', async () => {
+    const lone = event({ name: 'a\ud800b' })
+    const judged = batch([event(), lone])
+    assert.equal(judged.eventsCopy, undefined)
+    assert.equal(await storeByCopy(testDb.db, judged), undefined)
+    await assert.rejects(storeRecords(testDb.db, judged), (err) => isPermanent(err))
+    assert.deepEqual(await storedEvents(judged.ids), [])
+  })
+
+  it('a connection lost while waiting for the lock is an error to retry, not a refusal: nothing written, the lock free again', async () => {
+    const judged = batch([event()])
+    await withConnection(testDb.db, async (holder) => {
+      await holder.query("begin; select pg_advisory_xact_lock(hashtextextended(current_schema() || '.bourse_events_store', 0))")
+      const holderPid = Number((await holder.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid)
+      const storing = storeByCopy(testDb.db, judged)
+      storing.catch(() => {})
+      // Another connection asks: inside the holder's transaction the activity view stays as it first read it.
+      const waiting = await waitFor(async () => {
+        const { rows } = await sql<{ pid: number }>`select pid from pg_stat_activity where ${holderPid} = any(pg_blocking_pids(pid))`.execute(testDb.db)
+        return rows[0]?.pid
+      }, { what: 'the store waiting on the lock' })
+      const killer = await withConnection(testDb.db, (other) => other.query('select pg_terminate_backend($1)', [waiting]))
+      assert.equal(killer.rowCount, 1)
+      await assert.rejects(storing, (err) => !isPermanent(err))
+      await holder.query('rollback')
+    })
+    assert.deepEqual(await storedEvents(judged.ids), [])
+    assert.deepEqual(await storeRecords(testDb.db, judged), { stored: 1, rejected: 0 }, 'the retry stores it')
   })
 })
 

@@ -9,6 +9,7 @@ import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDiale
 import pg from 'pg'
 import { from as copyFrom } from 'pg-copy-streams'
 import type { Logger } from '../logger.ts'
+import { FatalError } from '../retry.ts'
 
 /** Migrations by name; Kysely applies them in name order and records each name it applied. */
 export type Migrations = Record<string, Migration>
@@ -86,7 +87,7 @@ const pools = new WeakMap<object, pg.Pool>()
  */
 export async function withConnection<DB, T>(db: Kysely<DB>, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const pool = pools.get(db)
-  if (!pool) throw new Error('withConnection: this Kysely instance was not made by createDb')
+  if (!pool) throw new FatalError('withConnection: this Kysely instance was not made by createDb')
   const client = await pool.connect()
   try {
     const result = await work(client)
