@@ -162,8 +162,8 @@ function readBody(req: IncomingMessage): Promise<string> {
 // B. Callback delay after verification.
 
 /**
- * The callback sender's claim lease (`bourse callback-sender --lease-ms`, its default): a
- * claim moves `next_attempt_at` to the lease's end, and marking the delivery leaves it there.
+ * The callback sender's claim lease, given to it as `--lease-ms` (its default): a claim
+ * moves `next_attempt_at` to the lease's end, and marking the delivery leaves it there.
  */
 const SENDER_LEASE_MS = 30_000
 
@@ -464,7 +464,7 @@ try {
     )
     const pipelineEnv = { ...serviceEnv, VERIFY_URL: verifyUrl, VERIFY_TIMEOUT_MS: '600000' }
     const verifier = processes.start('bourse verifier', ['src/cli.ts', 'verifier', '--group', group], pipelineEnv, profileFlags)
-    const sender = processes.start('bourse callback-sender', ['src/cli.ts', 'callback-sender'], pipelineEnv, profileFlags)
+    const sender = processes.start('bourse callback-sender', ['src/cli.ts', 'callback-sender', '--lease-ms', String(SENDER_LEASE_MS)], pipelineEnv, profileFlags)
     // The sender is ready when its LISTEN connection is up: from then on a committed
     // callback wakes it at once.
     const listenQuery = `LISTEN "${notifyChannel('webhooks', schema)}"`
